@@ -1,0 +1,338 @@
+//! Host leases ("delta leases", Chockler & Malkhi): joining a host id,
+//! renewing it, leaving it, and judging every other host live or dead.
+//!
+//! A host proves it is alive only by making its slot *change*; observers
+//! time that with their own monotonic clock and never compare clocks across
+//! hosts. The safety argument is in docs/SAFETY.md ("Host leases").
+
+use std::time::Duration;
+
+use crate::clock::{unix_now, Mono};
+use crate::error::{Error, FormatError, Result};
+use crate::format::{Header, HostSlot, RecordKind, RECORD_LEN};
+use crate::storage::Storage;
+use crate::timing::Timeouts;
+
+/// Who this host is: written into its slot, so a peer's slot can be told
+/// apart from our own previous incarnation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostIdentity {
+    pub name: String,
+    pub machine_id: [u8; 16],
+}
+
+impl HostIdentity {
+    /// `name` on this machine (identified by /etc/machine-id).
+    pub fn local(name: &str) -> HostIdentity {
+        HostIdentity { name: name.to_owned(), machine_id: machine_id() }
+    }
+}
+
+fn machine_id() -> [u8; 16] {
+    let text = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+    let mut id = [0u8; 16];
+    for (i, chunk) in text.trim().as_bytes().chunks(2).take(16).enumerate() {
+        id[i] = std::str::from_utf8(chunk).ok().and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0);
+    }
+    id
+}
+
+pub fn random_bytes() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    assert_eq!(n, b.len() as isize, "getrandom failed");
+    b
+}
+
+/// How an observer judges another host's slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Never used, or left cleanly.
+    Free,
+    /// Seen renewing recently.
+    Live,
+    /// Held, but not yet watched long enough to tell; counts as alive.
+    Unknown,
+    /// Not seen renewing for a while; still counts as alive.
+    Failing,
+    /// Not seen renewing for `host_dead`: its leases may be taken.
+    Dead,
+}
+
+/// One slot as an observer sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HostView {
+    pub host_id: u32,
+    pub host_name: String,
+    pub generation: u64,
+    pub state: HostState,
+    /// The holder's wall clock at its last renewal (display only).
+    pub renewed_unix: u64,
+    /// How long ago, by the observer's clock, the slot last changed.
+    pub last_change_ago_ms: Option<u64>,
+}
+
+struct Watch {
+    record: Option<HostSlot>,
+    corrupt: bool,
+    last_change: Mono,
+    changes_seen: bool,
+    /// Start of the latest read that found the slot unchanged.
+    quiet_read_start: Option<Mono>,
+}
+
+/// The observer's memory of every slot, fed by periodic reads of all slots.
+pub struct Peers {
+    timeouts: Timeouts,
+    watches: Vec<Option<Watch>>,
+}
+
+pub type SlotRead = std::result::Result<Option<HostSlot>, FormatError>;
+
+impl Peers {
+    pub fn new(max_hosts: u32, timeouts: Timeouts) -> Peers {
+        Peers { timeouts, watches: (0..max_hosts).map(|_| None).collect() }
+    }
+
+    /// Records one read of all slots that started at `start` and completed at `done`.
+    pub fn observe(&mut self, start: Mono, done: Mono, slots: &[SlotRead]) {
+        for (watch, slot) in self.watches.iter_mut().zip(slots) {
+            let (record, corrupt) = match slot {
+                Ok(r) => (r.clone(), false),
+                Err(_) => (None, true),
+            };
+            match watch {
+                Some(w) if w.record == record && w.corrupt == corrupt => w.quiet_read_start = Some(start),
+                Some(w) => {
+                    *w = Watch { record, corrupt, last_change: done, changes_seen: true, quiet_read_start: None };
+                }
+                None => {
+                    *watch = Some(Watch { record, corrupt, last_change: done, changes_seen: false, quiet_read_start: None });
+                }
+            }
+        }
+    }
+
+    fn host_dead(&self, record: &HostSlot) -> Duration {
+        let theirs = Timeouts::new(Duration::from_millis(record.io_timeout_ms as u64)).map(|t| t.host_dead);
+        theirs.map_or(self.timeouts.host_dead, |d| d.max(self.timeouts.host_dead))
+    }
+
+    pub fn state(&self, host_id: u32) -> HostState {
+        let Some(Some(w)) = self.watches.get(host_id as usize - 1) else {
+            return HostState::Unknown;
+        };
+        if w.corrupt {
+            return HostState::Unknown;
+        }
+        let Some(record) = &w.record else { return HostState::Free };
+        if record.free {
+            return HostState::Free;
+        }
+        let dead_after = w.last_change.add(self.host_dead(record));
+        if w.quiet_read_start.is_some_and(|q| q >= dead_after) {
+            return HostState::Dead;
+        }
+        if !w.changes_seen {
+            return HostState::Unknown;
+        }
+        if Mono::now().since(w.last_change) < 3 * self.timeouts.renew_interval {
+            HostState::Live
+        } else {
+            HostState::Failing
+        }
+    }
+
+    /// The slot's current generation, if it is held.
+    pub fn generation(&self, host_id: u32) -> Option<u64> {
+        self.record(host_id).map(|r| r.generation)
+    }
+
+    pub fn record(&self, host_id: u32) -> Option<&HostSlot> {
+        self.watches.get(host_id as usize - 1)?.as_ref()?.record.as_ref()
+    }
+
+    /// True when leases owned by `host_id` at `generation` can no longer be
+    /// in use: the host left, rejoined with a newer generation, or is dead.
+    pub fn owner_gone(&self, host_id: u32, generation: u64) -> bool {
+        match self.record(host_id) {
+            Some(r) if r.generation > generation => true,
+            Some(r) if r.generation == generation => r.free || self.state(host_id) == HostState::Dead,
+            // Our view predates that generation's join: it may well be alive.
+            _ => false,
+        }
+    }
+
+    /// When an alive owner could be declared dead at the earliest.
+    pub fn takeover_in(&self, host_id: u32) -> Option<Duration> {
+        let w = self.watches.get(host_id as usize - 1)?.as_ref()?;
+        let record = w.record.as_ref()?;
+        Some(w.last_change.add(self.host_dead(record)).remaining())
+    }
+
+    pub fn views(&self) -> Vec<HostView> {
+        let now = Mono::now();
+        self.watches
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| {
+                let w = w.as_ref()?;
+                let host_id = i as u32 + 1;
+                let r = w.record.as_ref();
+                Some(HostView {
+                    host_id,
+                    host_name: r.map(|r| r.host_name.clone()).unwrap_or_default(),
+                    generation: r.map_or(0, |r| r.generation),
+                    state: self.state(host_id),
+                    renewed_unix: r.map_or(0, |r| r.renewed_unix),
+                    last_change_ago_ms: w.changes_seen.then(|| now.since(w.last_change).as_millis() as u64),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Reads every host slot in one I/O.
+pub fn read_all(storage: &Storage, header: &Header) -> Result<Vec<SlotRead>> {
+    let ss = storage.sector_size() as usize;
+    let buf = storage.read(1, header.max_hosts as u64)?;
+    Ok(buf.chunks(ss).map(|s| HostSlot::decode(&s[..RECORD_LEN])).collect())
+}
+
+fn read_own(storage: &Storage, header: &Header, host_id: u32) -> Result<SlotRead> {
+    let sector = header.layout().host_slot(host_id);
+    let rec = storage.read_record(sector)?;
+    let slot = HostSlot::decode(&rec);
+    if let Ok(Some(s)) = &slot {
+        check_uuid(storage, header, sector, &s.lockspace_uuid)?;
+    }
+    Ok(slot)
+}
+
+pub fn check_uuid(storage: &Storage, header: &Header, sector: u64, found: &[u8; 16]) -> Result<()> {
+    if found != &header.uuid {
+        return Err(Error::Foreign {
+            path: storage.path().to_owned(),
+            sector,
+            found: crate::direct::uuid_string(found),
+            expected: crate::direct::uuid_string(&header.uuid),
+        });
+    }
+    Ok(())
+}
+
+/// A joined host slot and the start of the I/O that made it ours: our host
+/// lease is valid for `lease_expiry` from `valid_from`.
+pub struct Joined {
+    pub slot: HostSlot,
+    pub valid_from: Mono,
+}
+
+/// Joins host id `host_id`.
+///
+/// Fast path (slot free, never used, or left by our own previous
+/// incarnation): read, write, wait `join_delay`, re-read. The read..write
+/// span must fit in `join_span`, which is what makes two concurrent joiners
+/// of one id unable to both succeed. Slow path (slot held by someone else,
+/// unreadable, or our own fast attempt was too slow): watch the slot for
+/// `host_dead`; any change means the id is in use.
+pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, me: &HostIdentity) -> Result<Joined> {
+    if host_id == 0 || host_id > header.max_hosts {
+        return Err(Error::HostIdOutOfRange { host_id, max_hosts: header.max_hosts, lockspace: header.name.clone() });
+    }
+    let sector = header.layout().host_slot(host_id);
+    let mut may_take_fast = true;
+    for _attempt in 0..3 {
+        let mut start = Mono::now();
+        let mut seen = read_own(storage, header, host_id)?;
+        let fast = may_take_fast
+            && match &seen {
+                Ok(None) => true,
+                Ok(Some(s)) => s.free || (s.host_name == me.name && s.machine_id == me.machine_id),
+                Err(_) => false,
+            };
+        if !fast {
+            start = wait_until_unchanged(storage, header, timeouts, host_id, &mut seen)?;
+        }
+        let previous = seen.ok().flatten();
+        let slot = HostSlot {
+            free: false,
+            host_id,
+            io_timeout_ms: timeouts.io_timeout.as_millis() as u32,
+            generation: previous.as_ref().map_or(0, |p| p.generation) + 1,
+            renewal: previous.as_ref().map_or(0, |p| p.renewal) + 1,
+            renewed_unix: unix_now(),
+            lockspace_uuid: header.uuid,
+            machine_id: me.machine_id,
+            nonce: random_bytes(),
+            host_name: me.name.clone(),
+        };
+        storage.write_record(sector, &slot.encode())?;
+        if Mono::now().since(start) > timeouts.join_span {
+            // Too slow to rule out a concurrent joiner by timing: the next
+            // attempt must watch the slot for host_dead instead.
+            may_take_fast = false;
+            continue;
+        }
+        std::thread::sleep(timeouts.join_delay);
+        match read_own(storage, header, host_id)? {
+            Ok(Some(now)) if now == slot => return Ok(Joined { slot, valid_from: start }),
+            Ok(Some(other)) => {
+                return Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder: other.host_name });
+            }
+            _ => return Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "slot unreadable after our write" }),
+        }
+    }
+    Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "storage too slow for a fast join; the slow path timed out" })
+}
+
+/// Watches a held slot until it has not changed for `host_dead`. Returns the
+/// start of the last (confirming) read; fails if the slot changes.
+fn wait_until_unchanged(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, seen: &mut SlotRead) -> Result<Mono> {
+    let first_done = Mono::now();
+    let host_dead = match seen {
+        Ok(Some(s)) => Timeouts::new(Duration::from_millis(s.io_timeout_ms as u64)).map_or(timeouts.host_dead, |t| t.host_dead.max(timeouts.host_dead)),
+        _ => timeouts.host_dead,
+    };
+    let dead_at = first_done.add(host_dead);
+    loop {
+        let wait = dead_at.remaining().min(timeouts.renew_interval);
+        std::thread::sleep(wait);
+        let start = Mono::now();
+        let now = read_own(storage, header, host_id)?;
+        if now != *seen {
+            let holder = match &now {
+                Ok(Some(s)) if s.free => {
+                    *seen = now;
+                    return Ok(start);
+                }
+                Ok(Some(s)) => s.host_name.clone(),
+                _ => "<unreadable slot>".to_owned(),
+            };
+            return Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder });
+        }
+        if start >= dead_at {
+            return Ok(start);
+        }
+    }
+}
+
+/// Writes the next renewal of `current`; returns what was written.
+pub fn renew(storage: &Storage, header: &Header, current: &HostSlot) -> Result<HostSlot> {
+    let next = HostSlot { renewal: current.renewal + 1, renewed_unix: unix_now(), free: false, ..current.clone() };
+    storage.write_record(header.layout().host_slot(current.host_id), &next.encode())?;
+    Ok(next)
+}
+
+/// Clean leave: marks the slot free so the next join needs no wait.
+pub fn leave(storage: &Storage, header: &Header, current: &HostSlot) -> Result<()> {
+    let free = HostSlot { renewal: current.renewal + 1, renewed_unix: unix_now(), free: true, ..current.clone() };
+    storage.write_record(header.layout().host_slot(current.host_id), &free.encode())
+}
+
+/// Describes a corrupt slot for errors and dumps.
+pub fn corrupt_slot(storage: &Storage, host_id: u32, source: FormatError) -> Error {
+    Error::Corrupt { path: storage.path().to_owned(), sector: host_id as u64, kind: RecordKind::HostSlot, detail: format!(" of host id {host_id}"), source }
+}

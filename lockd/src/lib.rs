@@ -1,0 +1,30 @@
+//! highlander's lease engine: disk-paced leases on shared storage.
+//!
+//! One file per concept, as in sanlock:
+//! - `storage`      O_DIRECT sector I/O with deadlines and a fault hook
+//! - `format`       on-disk records (docs/FORMAT.md)
+//! - `crc32c`       record checksums
+//! - `timing`       every timeout derived from io_timeout, and the inequalities
+//! - `clock`        the monotonic clock all decisions use
+//! - `delta_lease`  host leases: join, renew, leave, judging peers live or dead
+//! - `paxos_lease`  Disk Paxos ballots that pick a resource's next owner
+//! - `resource`     resource leases: naming, exclusive/shared acquire, release
+//! - `lockspace`    a joined lockspace: renewal thread, health, the public API
+//! - `direct`       reading a lockspace straight from storage (`dump`, `who`)
+
+pub mod clock;
+pub mod crc32c;
+pub mod delta_lease;
+pub mod direct;
+pub mod error;
+pub mod format;
+pub mod lockspace;
+pub mod paxos_lease;
+pub mod resource;
+pub mod storage;
+pub mod timing;
+
+pub use error::{Error, Result};
+pub use format::Holder;
+pub use lockspace::{Health, InitOptions, JoinOptions, Lockspace};
+pub use resource::{AcquireRequest, Lease, LeaseInfo, Mode};

@@ -1,0 +1,553 @@
+//! A lockspace this host has joined: the renewal thread, this host's lease
+//! health, and the API the daemon and tests use (acquire, release, who,
+//! hosts, leave). Also `init`, which formats a new lockspace.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::clock::{unix_now, Mono};
+use crate::delta_lease::{self, HostIdentity, HostView, Peers};
+use crate::error::{Error, FormatError, Result};
+use crate::format::{Header, HostSlot, Layout, RecordKind, MAX_HOSTS_LIMIT, NAME_LEN};
+use crate::resource::{self, AcquireRequest, Ctx, Lease, LeaseInfo};
+use crate::storage::{FaultHook, Storage};
+use crate::timing::Timeouts;
+
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub name: String,
+    pub max_hosts: u32,
+    /// None: the device's logical sector size (512 for files).
+    pub sector_size: Option<u32>,
+    pub io_timeout: Duration,
+    pub resource_slots: u32,
+    /// Overwrite whatever the target holds.
+    pub force: bool,
+}
+
+impl InitOptions {
+    pub fn new(name: &str) -> InitOptions {
+        InitOptions {
+            name: name.to_owned(),
+            max_hosts: 64,
+            sector_size: None,
+            io_timeout: crate::timing::DEFAULT_IO_TIMEOUT,
+            resource_slots: 256,
+            force: false,
+        }
+    }
+}
+
+/// I/O deadline for formatting (large writes, done once).
+const INIT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Formats `path` (a file, created if missing, or a block device).
+pub fn init(path: &Path, opts: &InitOptions) -> Result<Header> {
+    let invalid = |what: String| Error::InvalidInit { path: path.to_owned(), what };
+    if opts.name.is_empty() || opts.name.len() > NAME_LEN || !opts.name.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(invalid(format!("lockspace name {:?} must be 1..={NAME_LEN} printable ASCII characters without spaces", opts.name)));
+    }
+    if opts.max_hosts == 0 || opts.max_hosts > MAX_HOSTS_LIMIT {
+        return Err(invalid(format!("--max-hosts {} is out of range 1..={MAX_HOSTS_LIMIT}", opts.max_hosts)));
+    }
+    if opts.resource_slots == 0 {
+        return Err(invalid("--resources must be at least 1".into()));
+    }
+    Timeouts::new(opts.io_timeout)?;
+    let layout = Layout { max_hosts: opts.max_hosts as u64, resource_slots: opts.resource_slots as u64 };
+    if !path.exists() {
+        let ss = opts.sector_size.unwrap_or(512) as u64;
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|source| Error::Open { path: path.to_owned(), source })?;
+        file.set_len(layout.total_sectors() * ss).map_err(|source| Error::Open { path: path.to_owned(), source })?;
+    }
+    let storage = Storage::open(path, true, opts.sector_size)?.configured(INIT_DEADLINE, None);
+    let ss = storage.sector_size() as u64;
+    let need = layout.total_sectors() * ss;
+    if storage.size_bytes() < need {
+        let meta = std::fs::metadata(path).map_err(|source| Error::Open { path: path.to_owned(), source })?;
+        if !meta.is_file() {
+            return Err(Error::Truncated { path: path.to_owned(), size: storage.size_bytes(), need });
+        }
+    }
+    if !opts.force {
+        let first = storage.read(0, 1)?;
+        match Header::decode(&first) {
+            Ok(h) => return Err(Error::AlreadyFormatted { path: path.to_owned(), name: h.name }),
+            Err(FormatError::NotFormatted) | Err(FormatError::IncompleteInit) => {}
+            Err(_) => return Err(invalid("holds data that is not a highlander lockspace; refusing to overwrite it (pass --force if you are sure)".into())),
+        }
+    }
+    let header = Header {
+        name: opts.name.clone(),
+        uuid: delta_lease::random_bytes(),
+        sector_size: ss as u32,
+        max_hosts: opts.max_hosts,
+        resource_slots: opts.resource_slots,
+        io_timeout_ms: opts.io_timeout.as_millis() as u32,
+        created_unix: unix_now(),
+    };
+    // Torn-init safety: an unusable header first, zeros, then the real header.
+    write_sector(&storage, 0, &header.encode_incomplete())?;
+    let chunk = (1 << 20) / ss;
+    let mut sector = 1;
+    while sector < layout.total_sectors() {
+        let n = chunk.min(layout.total_sectors() - sector);
+        storage.write(sector, &vec![0u8; (n * ss) as usize])?;
+        sector += n;
+    }
+    write_sector(&storage, 0, &header.encode())?;
+    Ok(header)
+}
+
+fn write_sector(storage: &Storage, sector: u64, record: &[u8; crate::format::RECORD_LEN]) -> Result<()> {
+    storage.write_record(sector, record)
+}
+
+/// Opens an existing lockspace and checks its header against the device.
+pub fn open(path: &Path, writable: bool) -> Result<(Storage, Header)> {
+    let probe = Storage::open(path, writable, None)?;
+    let first = probe.read(0, 1)?;
+    let header = Header::decode(&first).map_err(|source| match source {
+        FormatError::BadChecksum { .. } | FormatError::BadField { .. } => {
+            Error::Corrupt { path: path.to_owned(), sector: 0, kind: RecordKind::Header, detail: String::new(), source }
+        }
+        _ => Error::NotALockspace { path: path.to_owned(), source },
+    })?;
+    let storage = if header.sector_size == probe.sector_size() {
+        probe
+    } else {
+        Storage::open(path, writable, Some(header.sector_size)).map_err(|e| match e {
+            Error::WrongSectorSize { device, .. } => Error::WrongSectorSize { path: path.to_owned(), header: header.sector_size, device },
+            e => e,
+        })?
+    };
+    let need = header.layout().total_sectors() * header.sector_size as u64;
+    if storage.size_bytes() < need {
+        return Err(Error::Truncated { path: path.to_owned(), size: storage.size_bytes(), need });
+    }
+    Ok((storage, header))
+}
+
+#[derive(Clone)]
+pub struct JoinOptions {
+    pub path: PathBuf,
+    pub host_id: u32,
+    pub host_name: String,
+    pub fault: Option<Arc<dyn FaultHook>>,
+    /// Where to keep the resume state that lets a restarted daemon carry on
+    /// with the same host lease (e.g. /run/highlander).
+    pub state_dir: Option<PathBuf>,
+    /// Fail with `Error::ResumeExpired` rather than join with a new generation.
+    pub require_resume: bool,
+}
+
+impl JoinOptions {
+    pub fn new(path: impl Into<PathBuf>, host_id: u32, host_name: &str) -> JoinOptions {
+        JoinOptions { path: path.into(), host_id, host_name: host_name.to_owned(), fault: None, state_dir: None, require_resume: false }
+    }
+}
+
+/// This host's lease in the lockspace, as the renewal thread sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Renewing; our leases are valid until `valid_until`.
+    Healthy { valid_until: Mono },
+    /// Renewals are failing. At `fence_at` lock-failure actions must start;
+    /// at `valid_until` our leases are void.
+    Failing { fence_at: Mono, valid_until: Mono, error: String },
+    /// The host lease is gone; rejoin to get a new generation.
+    Lost { why: String },
+}
+
+struct HostLease {
+    slot: HostSlot,
+    /// Start of the last renewal (or join) whose write completed.
+    valid_from: Mono,
+    /// Renewal counter of the last write attempted, landed or not.
+    last_attempt: u64,
+    failing: Option<String>,
+    lost: Option<String>,
+}
+
+struct Shared {
+    storage: Storage,
+    header: Header,
+    timeouts: Timeouts,
+    host_name: String,
+    host_id: u32,
+    generation: u64,
+    resumed: bool,
+    state: Mutex<HostLease>,
+    peers: Mutex<Peers>,
+    slots: Mutex<HashMap<[u8; 32], u32>>,
+    state_file: Option<PathBuf>,
+    stop: crossbeam_channel::Sender<()>,
+}
+
+/// A joined lockspace. Cheap to clone; the renewal thread runs until
+/// `leave`, `stop`, or the host lease is lost.
+#[derive(Clone)]
+pub struct Lockspace {
+    shared: Arc<Shared>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// What a daemon restart needs to carry on with the same host lease.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ResumeState {
+    lockspace_uuid: String,
+    host_id: u32,
+    generation: u64,
+    nonce: String,
+    /// CLOCK_MONOTONIC ns of the start of the last successful renewal.
+    valid_from: u64,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Lockspace {
+    /// Joins (or, with a valid resume state, rejoins without a new
+    /// generation) and starts renewing.
+    pub fn join(opts: JoinOptions) -> Result<Lockspace> {
+        let (storage, header) = open(&opts.path, true)?;
+        let timeouts = Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?;
+        let storage = storage.configured(timeouts.io_deadline, opts.fault.clone());
+        let me = HostIdentity::local(&opts.host_name);
+        let state_file = opts.state_dir.as_ref().map(|d| d.join(format!("lockspace-{}.json", header.name)));
+        let resumed = match &state_file {
+            Some(f) => try_resume(&storage, &header, &timeouts, opts.host_id, f)?,
+            None => None,
+        };
+        let (joined, was_resumed) = match resumed {
+            Some(j) => (j, true),
+            None if opts.require_resume => {
+                return Err(Error::ResumeExpired { lockspace: header.name.clone() });
+            }
+            None => (delta_lease::join(&storage, &header, &timeouts, opts.host_id, &me)?, false),
+        };
+        let (stop, stopped) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(Shared {
+            peers: Mutex::new(Peers::new(header.max_hosts, timeouts)),
+            storage,
+            timeouts,
+            host_name: me.name,
+            host_id: opts.host_id,
+            generation: joined.slot.generation,
+            resumed: was_resumed,
+            state: Mutex::new(HostLease {
+                last_attempt: joined.slot.renewal,
+                slot: joined.slot,
+                valid_from: joined.valid_from,
+                failing: None,
+                lost: None,
+            }),
+            slots: Mutex::new(HashMap::new()),
+            state_file,
+            header,
+            stop,
+        });
+        shared.persist();
+        // Learn the peers before serving acquires: one read now.
+        shared.observe_peers()?;
+        let worker = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("hl-renew-{}", shared.header.name))
+            .spawn(move || worker.renewal_loop(stopped))
+            .expect("spawn renewal thread");
+        Ok(Lockspace { shared, thread: Arc::new(Mutex::new(Some(thread))) })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.shared.header
+    }
+    pub fn name(&self) -> &str {
+        &self.shared.header.name
+    }
+    pub fn path(&self) -> &Path {
+        self.shared.storage.path()
+    }
+    pub fn timeouts(&self) -> Timeouts {
+        self.shared.timeouts
+    }
+    pub fn host_id(&self) -> u32 {
+        self.shared.host_id
+    }
+    pub fn host_name(&self) -> &str {
+        &self.shared.host_name
+    }
+    pub fn generation(&self) -> u64 {
+        self.shared.generation
+    }
+    /// True when `join` carried on a previous process's host lease.
+    pub fn resumed(&self) -> bool {
+        self.shared.resumed
+    }
+    /// Sector reads and writes issued so far (for benchmarks).
+    pub fn io_counts(&self) -> (u64, u64) {
+        self.shared.storage.io_counts()
+    }
+
+    pub fn health(&self) -> Health {
+        self.shared.health()
+    }
+
+    /// Until when our leases are valid by our own clock; None once lost.
+    pub fn valid_until(&self) -> Option<Mono> {
+        match self.health() {
+            Health::Healthy { valid_until } | Health::Failing { valid_until, .. } => Some(valid_until),
+            Health::Lost { .. } => None,
+        }
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        let s = &self.shared;
+        Ctx {
+            storage: &s.storage,
+            header: &s.header,
+            host_id: s.host_id,
+            generation: s.generation,
+            host_name: &s.host_name,
+            peers: &s.peers,
+            slots: &s.slots,
+            backoff_max: s.timeouts.io_timeout / 10,
+        }
+    }
+
+    /// Refuses when our host lease cannot back a new lease.
+    fn usable(&self) -> Result<()> {
+        match self.health() {
+            Health::Healthy { .. } => Ok(()),
+            Health::Failing { error, .. } => Err(Error::HostLeaseLost { lockspace: self.name().to_owned(), why: format!("renewals are failing: {error}") }),
+            Health::Lost { why } => Err(Error::HostLeaseLost { lockspace: self.name().to_owned(), why }),
+        }
+    }
+
+    pub fn acquire(&self, req: &AcquireRequest) -> Result<Lease> {
+        self.usable()?;
+        let lease = self.ctx().acquire(req)?;
+        // A lease won after our host lease expired is worth nothing.
+        if let Err(e) = self.usable() {
+            let _ = self.ctx().release(&lease);
+            return Err(e);
+        }
+        Ok(lease)
+    }
+
+    pub fn release(&self, lease: &Lease) -> Result<()> {
+        self.ctx().release(lease)
+    }
+
+    /// Confirms on storage that a lease recorded before a restart is still ours.
+    pub fn adopt(&self, lease: &Lease) -> Result<()> {
+        if lease.generation != self.generation() {
+            return Err(Error::NotHeld { identity: lease.identity.clone(), lver: lease.lver });
+        }
+        self.ctx().verify(lease)
+    }
+
+    /// Every other host's slot, judged by our observations.
+    pub fn hosts(&self) -> Vec<HostView> {
+        let mut views = self.shared.peers.lock().views();
+        if let Some(me) = views.iter_mut().find(|v| v.host_id == self.host_id()) {
+            me.state = match self.health() {
+                Health::Healthy { .. } => delta_lease::HostState::Live,
+                Health::Failing { .. } => delta_lease::HostState::Failing,
+                Health::Lost { .. } => delta_lease::HostState::Dead,
+            };
+        }
+        views
+    }
+
+    /// Who holds `identity`, read from storage now.
+    pub fn who(&self, identity: &str) -> Result<Option<LeaseInfo>> {
+        let ctx = self.ctx();
+        let Some((slot, area)) = resource::find(&self.shared.storage, &self.shared.header, identity)? else { return Ok(None) };
+        let peers = self.shared.peers.lock();
+        Ok(Some(resource::describe(ctx.header, slot, &area, |id, generation| {
+            if id == ctx.host_id && generation == ctx.generation {
+                return (ctx.host_name.to_owned(), delta_lease::HostState::Live);
+            }
+            let name = peers.record(id).map(|r| r.host_name.clone()).unwrap_or_default();
+            let state = if peers.owner_gone(id, generation) { delta_lease::HostState::Dead } else { peers.state(id) };
+            (name, state)
+        })))
+    }
+
+    /// Clean leave: stop renewing and mark our slot free. Only for a host
+    /// with no leases in use: they become void for everyone at once.
+    pub fn leave(self) -> Result<()> {
+        self.join_thread();
+        let s = &self.shared;
+        let state = s.state.lock();
+        if state.lost.is_some() || Mono::now() >= state.valid_from.add(s.timeouts.lease_expiry) {
+            return Ok(());
+        }
+        delta_lease::leave(&s.storage, &s.header, &HostSlot { renewal: state.last_attempt, ..state.slot.clone() })?;
+        if let Some(f) = &s.state_file {
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(())
+    }
+
+    /// Stops renewing but leaves the slot held and the resume state in
+    /// place: a restarted daemon carries on with the same leases if it
+    /// comes back before `fence_begin`.
+    pub fn stop(self) {
+        self.join_thread();
+    }
+
+    fn join_thread(&self) {
+        let _ = self.shared.stop.try_send(());
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Shared {
+    fn health(&self) -> Health {
+        let state = self.state.lock();
+        if let Some(why) = &state.lost {
+            return Health::Lost { why: why.clone() };
+        }
+        let valid_until = state.valid_from.add(self.timeouts.lease_expiry);
+        if Mono::now() >= valid_until {
+            return Health::Lost { why: format!("no successful renewal for {:?}", self.timeouts.lease_expiry) };
+        }
+        match &state.failing {
+            None => Health::Healthy { valid_until },
+            Some(error) => Health::Failing { fence_at: state.valid_from.add(self.timeouts.fence_begin), valid_until, error: error.clone() },
+        }
+    }
+
+    fn renewal_loop(&self, stopped: crossbeam_channel::Receiver<()>) {
+        let mut next = Mono::now().add(self.timeouts.renew_interval);
+        loop {
+            if stopped.recv_timeout(next.remaining()).is_ok() {
+                return;
+            }
+            let start = Mono::now();
+            if self.renew_once(start).is_err() {
+                log::error!("lockspace {}: host lease lost: {}", self.header.name, self.health_why());
+                return;
+            }
+            if let Err(e) = self.observe_peers() {
+                self.state.lock().failing.get_or_insert_with(|| e.to_string());
+            }
+            let failing = self.state.lock().failing.is_some();
+            next = start.add(if failing { self.timeouts.io_timeout / 2 } else { self.timeouts.renew_interval });
+        }
+    }
+
+    fn health_why(&self) -> String {
+        match self.health() {
+            Health::Lost { why } => why,
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// One renewal write. Err(()) once the host lease is lost.
+    fn renew_once(&self, start: Mono) -> std::result::Result<(), ()> {
+        let (current, valid_until) = {
+            let mut state = self.state.lock();
+            let valid_until = state.valid_from.add(self.timeouts.lease_expiry);
+            if start >= valid_until {
+                state.lost.get_or_insert_with(|| format!("no successful renewal for {:?}", self.timeouts.lease_expiry));
+                return Err(());
+            }
+            state.last_attempt += 1;
+            (HostSlot { renewal: state.last_attempt - 1, ..state.slot.clone() }, valid_until)
+        };
+        match delta_lease::renew(&self.storage, &self.header, &current) {
+            Ok(written) if Mono::now() < valid_until => {
+                let mut state = self.state.lock();
+                if state.failing.take().is_some() {
+                    log::warn!("lockspace {}: renewal recovered", self.header.name);
+                }
+                state.slot = written;
+                state.valid_from = start;
+                drop(state);
+                self.persist();
+                Ok(())
+            }
+            Ok(_) => {
+                self.state.lock().lost = Some("renewal completed after our lease expired".into());
+                Err(())
+            }
+            Err(e) => {
+                log::warn!("lockspace {}: renewal failed: {e}", self.header.name);
+                self.state.lock().failing = Some(e.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads all slots, feeds the observations, and checks our own slot
+    /// still carries our join (another host with our id would overwrite it).
+    fn observe_peers(&self) -> Result<()> {
+        let start = Mono::now();
+        let slots = delta_lease::read_all(&self.storage, &self.header)?;
+        let done = Mono::now();
+        if let Some(Ok(Some(own))) = slots.get(self.host_id as usize - 1) {
+            let mut state = self.state.lock();
+            let mine = &state.slot;
+            if own.nonce != mine.nonce || own.generation != mine.generation || own.host_name != mine.host_name {
+                let why = format!("our slot (host id {}) was overwritten by host \"{}\" generation {}: two hosts are configured with the same host id", self.host_id, own.host_name, own.generation);
+                log::error!("lockspace {}: {why}", self.header.name);
+                state.lost = Some(why);
+            }
+        }
+        self.peers.lock().observe(start, done, &slots);
+        Ok(())
+    }
+
+    fn persist(&self) {
+        let Some(file) = &self.state_file else { return };
+        let state = self.state.lock();
+        let resume = ResumeState {
+            lockspace_uuid: hex(&self.header.uuid),
+            host_id: self.host_id,
+            generation: state.slot.generation,
+            nonce: hex(&state.slot.nonce),
+            valid_from: state.valid_from.0,
+        };
+        drop(state);
+        let tmp = file.with_extension("tmp");
+        let written = serde_json::to_vec(&resume).map_err(std::io::Error::from).and_then(|json| std::fs::write(&tmp, json)).and_then(|()| std::fs::rename(&tmp, file));
+        if let Err(e) = written {
+            log::warn!("{}: cannot save resume state: {e}", file.display());
+        }
+    }
+}
+
+/// Carries on a previous process's host lease if the saved state matches
+/// our slot on storage and there is time left before fencing would begin.
+fn try_resume(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, file: &Path) -> Result<Option<delta_lease::Joined>> {
+    let Ok(text) = std::fs::read(file) else { return Ok(None) };
+    let Ok(saved) = serde_json::from_slice::<ResumeState>(&text) else {
+        log::warn!("{}: unreadable resume state ignored", file.display());
+        return Ok(None);
+    };
+    if saved.host_id != host_id || saved.lockspace_uuid != hex(&header.uuid) {
+        return Ok(None);
+    }
+    let valid_from = Mono(saved.valid_from);
+    if Mono::now() >= valid_from.add(timeouts.fence_begin) {
+        return Ok(None);
+    }
+    let sector = header.layout().host_slot(host_id);
+    let slot = HostSlot::decode(&storage.read_record(sector)?).map_err(|e| delta_lease::corrupt_slot(storage, host_id, e))?;
+    match slot {
+        Some(slot) if !slot.free && slot.generation == saved.generation && hex(&slot.nonce) == saved.nonce => {
+            Ok(Some(delta_lease::Joined { slot, valid_from }))
+        }
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,1 @@
+//! libvirt lock-driver plugin; the driver table lands with the plugin issue.

@@ -1,0 +1,1 @@
+//! Multi-host torture test (being written).
