@@ -201,11 +201,12 @@ pub fn read_all(storage: &Storage, header: &Header) -> Result<Vec<SlotRead>> {
     Ok(buf.chunks(ss).map(|s| HostSlot::decode(&s[..RECORD_LEN])).collect())
 }
 
-fn read_own(storage: &Storage, header: &Header, host_id: u32) -> Result<SlotRead> {
+/// Reads our own slot. A corrupt one is an error: we must neither trust it
+/// nor overwrite what may be evidence of another host using our id.
+fn read_own(storage: &Storage, header: &Header, host_id: u32) -> Result<Option<HostSlot>> {
     let sector = header.layout().host_slot(host_id);
-    let rec = storage.read_record(sector)?;
-    let slot = HostSlot::decode(&rec);
-    if let Ok(Some(s)) = &slot {
+    let slot = HostSlot::decode(&storage.read_record(sector)?).map_err(|e| corrupt_slot(storage, host_id, e))?;
+    if let Some(s) = &slot {
         check_uuid(storage, header, sector, &s.lockspace_uuid)?;
     }
     Ok(slot)
@@ -249,14 +250,13 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
         let mut seen = read_own(storage, header, host_id)?;
         let fast = may_take_fast
             && match &seen {
-                Ok(None) => true,
-                Ok(Some(s)) => s.free || (s.host_name == me.name && s.machine_id == me.machine_id),
-                Err(_) => false,
+                None => true,
+                Some(s) => s.free || (s.host_name == me.name && s.machine_id == me.machine_id),
             };
         if !fast {
             start = wait_until_unchanged(storage, header, timeouts, host_id, &mut seen)?;
         }
-        let previous = seen.ok().flatten();
+        let previous = seen;
         let slot = HostSlot {
             free: false,
             host_id,
@@ -277,41 +277,36 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
             continue;
         }
         std::thread::sleep(timeouts.join_delay);
-        match read_own(storage, header, host_id)? {
-            Ok(Some(now)) if now == slot => return Ok(Joined { slot, valid_from: start }),
-            Ok(Some(other)) => {
-                return Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder: other.host_name });
-            }
-            _ => return Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "slot unreadable after our write" }),
-        }
+        return match read_own(storage, header, host_id)? {
+            Some(now) if now == slot => Ok(Joined { slot, valid_from: start }),
+            Some(other) => Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder: other.host_name }),
+            None => Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "our write vanished" }),
+        };
     }
     Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "storage too slow for a fast join; the slow path timed out" })
 }
 
 /// Watches a held slot until it has not changed for `host_dead`. Returns the
 /// start of the last (confirming) read; fails if the slot changes.
-fn wait_until_unchanged(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, seen: &mut SlotRead) -> Result<Mono> {
-    let first_done = Mono::now();
+fn wait_until_unchanged(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, seen: &mut Option<HostSlot>) -> Result<Mono> {
     let host_dead = match seen {
-        Ok(Some(s)) => Timeouts::new(Duration::from_millis(s.io_timeout_ms as u64)).map_or(timeouts.host_dead, |t| t.host_dead.max(timeouts.host_dead)),
-        _ => timeouts.host_dead,
+        Some(s) => Timeouts::new(Duration::from_millis(s.io_timeout_ms as u64)).map_or(timeouts.host_dead, |t| t.host_dead.max(timeouts.host_dead)),
+        None => timeouts.host_dead,
     };
-    let dead_at = first_done.add(host_dead);
+    let dead_at = Mono::now().add(host_dead);
     loop {
-        let wait = dead_at.remaining().min(timeouts.renew_interval);
-        std::thread::sleep(wait);
+        std::thread::sleep(dead_at.remaining().min(timeouts.renew_interval));
         let start = Mono::now();
         let now = read_own(storage, header, host_id)?;
         if now != *seen {
-            let holder = match &now {
-                Ok(Some(s)) if s.free => {
-                    *seen = now;
-                    return Ok(start);
+            return match now {
+                Some(s) if s.free => {
+                    *seen = Some(s);
+                    Ok(start)
                 }
-                Ok(Some(s)) => s.host_name.clone(),
-                _ => "<unreadable slot>".to_owned(),
+                Some(s) => Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder: s.host_name }),
+                None => Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "the slot was wiped while we watched it" }),
             };
-            return Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder });
         }
         if start >= dead_at {
             return Ok(start);

@@ -58,6 +58,9 @@ pub fn init(path: &Path, opts: &InitOptions) -> Result<Header> {
     if opts.resource_slots == 0 {
         return Err(invalid("--resources must be at least 1".into()));
     }
+    if let Some(size) = opts.sector_size.filter(|s| *s != 512 && *s != 4096) {
+        return Err(Error::UnsupportedSectorSize { path: path.to_owned(), size });
+    }
     Timeouts::new(opts.io_timeout)?;
     let layout = Layout { max_hosts: opts.max_hosts as u64, resource_slots: opts.resource_slots as u64 };
     if !path.exists() {

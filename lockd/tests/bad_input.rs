@@ -1,0 +1,219 @@
+//! Bad input gets a clear error naming the thing, and loses nothing: every
+//! case checks the message and that the bytes on storage are unchanged.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use lockd::error::{Error, FormatError};
+use lockd::{InitOptions, JoinOptions, Lockspace};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let p = dir.join(format!("bad-{name}-{}.lockspace", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn formatted(name: &str) -> PathBuf {
+    let p = scratch(name);
+    let mut o = InitOptions::new("bad");
+    o.max_hosts = 4;
+    o.resource_slots = 4;
+    o.io_timeout = Duration::from_millis(100);
+    lockd::lockspace::init(&p, &o).unwrap();
+    p
+}
+
+/// Runs `f` and asserts the file's bytes did not change.
+fn untouched<T>(path: &Path, f: impl FnOnce() -> T) -> T {
+    let before = std::fs::read(path).unwrap();
+    let out = f();
+    assert!(std::fs::read(path).unwrap() == before, "{} was modified", path.display());
+    out
+}
+
+fn join_err(path: &Path, host_id: u32) -> Error {
+    Lockspace::join(JoinOptions::new(path, host_id, "host-x")).err().expect("join must fail")
+}
+
+fn cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_highlander")).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+fn flip(path: &Path, byte: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, byte).unwrap();
+    b[0] ^= 0x10;
+    f.write_all_at(&b, byte).unwrap();
+}
+
+#[test]
+fn unformatted_file_is_not_a_lockspace() {
+    let p = scratch("zeros");
+    std::fs::write(&p, vec![0u8; 1 << 20]).unwrap();
+    let e = untouched(&p, || join_err(&p, 1));
+    assert!(matches!(e, Error::NotALockspace { source: FormatError::NotFormatted, .. }), "{e}");
+    assert!(e.to_string().contains("highlander lockspace init"), "says what to do: {e}");
+    let (code, out) = untouched(&p, || cli(&["dump", p.to_str().unwrap()]));
+    assert_eq!(code, 1);
+    assert!(out.contains("is not a highlander lockspace") && out.contains(p.to_str().unwrap()), "{out}");
+}
+
+#[test]
+fn foreign_data_and_existing_lockspaces_are_not_overwritten_by_init() {
+    let p = scratch("foreign");
+    std::fs::write(&p, b"important filesystem data".repeat(40_000)).unwrap();
+    let e = untouched(&p, || lockd::lockspace::init(&p, &InitOptions::new("x")).unwrap_err());
+    assert!(e.to_string().contains("not a highlander lockspace; refusing to overwrite"), "{e}");
+    let e = untouched(&p, || join_err(&p, 1));
+    assert!(matches!(e, Error::NotALockspace { source: FormatError::BadMagic { .. }, .. }), "{e}");
+
+    let p = formatted("exists");
+    let (code, out) = untouched(&p, || cli(&["lockspace", "init", p.to_str().unwrap(), "--name", "again"]));
+    assert_eq!(code, 1);
+    assert!(out.contains("already holds a highlander lockspace \"bad\"") && out.contains("--force"), "{out}");
+}
+
+#[test]
+fn another_format_version_is_named() {
+    let p = formatted("version");
+    std::fs::OpenOptions::new().write(true).open(&p).and_then(|f| {
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&(2u32 << 16).to_le_bytes(), 4)
+    }).unwrap();
+    let e = untouched(&p, || join_err(&p, 1));
+    assert!(e.to_string().contains("format version 2.0, this build reads only 1.x"), "{e}");
+}
+
+#[test]
+fn truncated_file_is_refused() {
+    let p = formatted("trunc");
+    let len = std::fs::metadata(&p).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(len - 512).unwrap();
+    let e = untouched(&p, || join_err(&p, 1));
+    assert!(matches!(e, Error::Truncated { size, need, .. } if size == len - 512 && need == len), "{e}");
+    assert!(e.to_string().contains("truncated"), "{e}");
+}
+
+#[test]
+fn a_flipped_bit_in_any_record_is_detected_and_named() {
+    // Header.
+    let p = formatted("flip-header");
+    flip(&p, 100);
+    let e = untouched(&p, || join_err(&p, 1));
+    assert!(matches!(e, Error::Corrupt { sector: 0, .. }), "{e}");
+    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+
+    // Our own host slot: refused, not overwritten.
+    let p = formatted("flip-slot");
+    Lockspace::join(JoinOptions::new(&p, 2, "host-x")).unwrap().leave().unwrap();
+    flip(&p, 2 * 512 + 40);
+    let e = untouched(&p, || join_err(&p, 2));
+    assert!(matches!(e, Error::Corrupt { sector: 2, .. }), "{e}");
+    assert!(e.to_string().contains("host id 2"), "{e}");
+    // dump shows it and still shows the rest.
+    let (code, out) = untouched(&p, || cli(&["dump", p.to_str().unwrap()]));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("CORRUPT") && out.contains("sector 2 (host slot of host id 2)"), "{out}");
+
+    // A resource leader and a ballot block.
+    for (name, sector_in_area) in [("flip-leader", 0u64), ("flip-dblock", 1)] {
+        let p = formatted(name);
+        let ls = Lockspace::join(JoinOptions::new(&p, 1, "host-x")).unwrap();
+        let req = lockd::AcquireRequest { identity: "file:/d".into(), mode: lockd::Mode::Exclusive, holder: Default::default(), expect_lver: None };
+        let lease = ls.acquire(&req).unwrap();
+        ls.release(&lease).unwrap();
+        let base = ls.header().layout().resource_base(lease.slot) + sector_in_area;
+        ls.leave().unwrap();
+        flip(&p, base * 512 + 60);
+        let ls = Lockspace::join(JoinOptions::new(&p, 1, "host-x")).unwrap();
+        let before = std::fs::read(&p).unwrap();
+        let e = ls.acquire(&req).unwrap_err();
+        let after = std::fs::read(&p).unwrap();
+        // Only our host slot (renewals) may have changed.
+        let slot = 512..1024;
+        assert!(before[..slot.start] == after[..slot.start] && before[slot.end..] == after[slot.end..], "resource area modified");
+        assert!(matches!(e, Error::Corrupt { sector, .. } if sector == base), "{name}: {e}");
+        ls.leave().unwrap();
+    }
+}
+
+#[test]
+fn host_id_out_of_range_and_duplicates() {
+    let p = formatted("ids");
+    for id in [0, 5] {
+        let e = untouched(&p, || join_err(&p, id));
+        assert!(e.to_string().contains(&format!("host id {id} is out of range")) && e.to_string().contains("1..=4"), "{e}");
+    }
+    let a = Lockspace::join(JoinOptions::new(&p, 1, "host-a")).unwrap();
+    let e = join_err(&p, 1);
+    assert!(matches!(&e, Error::HostIdBusy { holder, .. } if holder == "host-a"), "{e}");
+    assert!(e.to_string().contains("unique host_id"), "{e}");
+    drop(a);
+}
+
+#[test]
+fn bad_init_arguments_are_refused_before_touching_anything() {
+    let p = scratch("args");
+    for (args, expect) in [
+        (vec!["--name", "has space"], "printable ASCII"),
+        (vec!["--name", "ok", "--max-hosts", "0"], "--max-hosts 0 is out of range"),
+        (vec!["--name", "ok", "--sector-size", "1000"], "sector size 1000 is not supported"),
+        (vec!["--name", "ok", "--io-timeout", "0.001"], "io_timeout"),
+    ] {
+        let mut full = vec!["lockspace", "init", p.to_str().unwrap()];
+        full.extend(args);
+        let (code, out) = cli(&full);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(expect), "{full:?}: {out}");
+    }
+    assert!(!p.exists(), "a refused init created {}", p.display());
+    let (code, out) = cli(&["dump", "/nonexistent/lockspace"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("/nonexistent/lockspace: cannot open"), "{out}");
+}
+
+/// A lockspace formatted for 512-byte sectors on a 4096-byte device.
+#[test]
+fn wrong_sector_size_on_a_block_device() {
+    let backing = scratch("4k-backing");
+    std::fs::write(&backing, vec![0u8; 8 << 20]).unwrap();
+    let out = Command::new("losetup").args(["--find", "--show", "--sector-size", "4096"]).arg(&backing).output().expect("losetup (util-linux) must be installed");
+    assert!(out.status.success(), "losetup failed: {}", String::from_utf8_lossy(&out.stderr));
+    let dev = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    struct Detach(PathBuf);
+    impl Drop for Detach {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+        }
+    }
+    let _guard = Detach(dev.clone());
+
+    let mut o = InitOptions::new("blk");
+    o.max_hosts = 4;
+    o.resource_slots = 4;
+    o.sector_size = Some(512);
+    let e = lockd::lockspace::init(&dev, &o).unwrap_err();
+    assert!(matches!(e, Error::WrongSectorSize { header: 512, device: 4096, .. }), "{e}");
+    // Detected size works.
+    o.sector_size = None;
+    o.io_timeout = Duration::from_millis(100);
+    assert_eq!(lockd::lockspace::init(&dev, &o).unwrap().sector_size, 4096);
+    Lockspace::join(JoinOptions::new(&dev, 1, "host-a")).unwrap().leave().unwrap();
+
+    // The same bytes behind a 512-byte device: a 4096 lockspace still opens...
+    // ...but a 512 lockspace image behind a 4096 device must be refused.
+    let img = formatted("512-image");
+    let data = std::fs::read(&img).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&dev).and_then(|f| {
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&data[..4096], 0)
+    }).unwrap();
+    let e = join_err(&dev, 1);
+    assert!(matches!(e, Error::WrongSectorSize { header: 512, device: 4096, .. }), "{e}");
+    assert!(e.to_string().contains("512-byte sectors but the device uses 4096-byte"), "{e}");
+}
