@@ -54,7 +54,26 @@ impl BallotSite<'_> {
             .enumerate()
             .map(|(i, s)| Dblock::decode(&s[..RECORD_LEN]).map_err(|e| self.corrupt(base + 1 + i as u64, RecordKind::Dblock, e)))
             .collect::<Result<Vec<_>>>()?;
+        if let Some(l) = &leader {
+            self.check_uuid(base, &l.lockspace_uuid)?;
+        }
+        for (i, d) in dblocks.iter().enumerate().filter(|(_, d)| d.lver != 0) {
+            self.check_uuid(base + 1 + i as u64, &d.lockspace_uuid)?;
+        }
         Ok(ResourceArea { leader, dblocks })
+    }
+
+    /// A record from another lockspace (a copied or overwritten file) is never trusted.
+    fn check_uuid(&self, sector: u64, found: &[u8; 16]) -> Result<()> {
+        if found != &self.lockspace_uuid {
+            return Err(Error::Foreign {
+                path: self.storage.path().to_owned(),
+                sector,
+                found: crate::direct::uuid_string(found),
+                expected: crate::direct::uuid_string(&self.lockspace_uuid),
+            });
+        }
+        Ok(())
     }
 
     /// Reads only the dblocks.
