@@ -204,6 +204,13 @@ impl Ctx<'_> {
         !self.peers.lock().owner_gone(v.owner_id, v.owner_generation)
     }
 
+    /// The value names this host at its current generation. (The holder or
+    /// time may differ: an earlier, overtaken attempt of ours can be the one
+    /// chosen, and it is just as much ours.)
+    fn is_ours(&self, v: &LeaseValue, key: &[u8; KEY_LEN]) -> bool {
+        v.owner_id == self.host_id && v.owner_generation == self.generation && &v.key == key
+    }
+
     /// Does anyone else (another host, or a current registration of ours)
     /// hold the resource shared?
     fn live_shared_holders(&self, area: &ResourceArea) -> bool {
@@ -279,7 +286,7 @@ impl Ctx<'_> {
                 BallotOutcome::Chosen(chosen) => {
                     self.commit(slot, lver, &chosen, req.mode)?;
                     area.leader = Some(Leader { held: true, lver, writer_id: self.host_id, lockspace_uuid: self.header.uuid, short_hold: false, value: chosen.clone() });
-                    if chosen != value {
+                    if !self.is_ours(&chosen, &key) {
                         return Err(self.busy(slot, &area));
                     }
                     return self.finish(req, slot, area, lver).map(|()| lease(slot, lver));
@@ -345,7 +352,7 @@ impl Ctx<'_> {
                         continue;
                     }
                     self.slots.lock().insert(*key, slot);
-                    if chosen != *value {
+                    if !self.is_ours(&chosen, key) {
                         return Err(self.busy(slot, &area));
                     }
                     return Ok(Located::Won(slot, area));
