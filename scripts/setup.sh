@@ -1,11 +1,36 @@
 #!/usr/bin/env bash
-# Installs build and test dependencies on Debian 12 when missing.
+# Installs what building and testing highlander needs, on Debian 12, when
+# missing: a C compiler and libclang (bindgen reads include/lock_driver.h),
+# libvirt and QEMU for the end-to-end tests, sanlock for side-by-side
+# benchmarks. Idempotent; does nothing when everything is present.
 set -euo pipefail
-need=()
+
 command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust (https://rustup.rs) first" >&2; exit 1; }
-command -v cc >/dev/null || need+=(gcc)
+
+need=()
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in gcc libclang-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux python3 sanlock; do
+    have "$pkg" || need+=("$pkg")
+done
+
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then echo "setup: need root to install: ${need[*]}" >&2; exit 1; fi
+    echo "setup: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+    extra=()
+    # Some images carry a backported qemu-utils that conflicts with bookworm's
+    # qemu-system-x86; pin qemu-utils to the version qemu-system-x86 wants.
+    if [[ " ${need[*]} " == *" qemu-system-x86 "* ]]; then
+        want=$(apt-cache show qemu-system-x86 | sed -n 's/^Version: //p' | head -1)
+        have_utils=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+        if [ -n "$have_utils" ] && [ "$have_utils" != "$want" ]; then extra=("qemu-utils=$want" --allow-downgrades); fi
+    fi
+    apt-get install -y -qq --no-install-recommends "${need[@]}" "${extra[@]}" >/dev/null
 fi
+
+# libvirt's QEMU driver refuses to start without its user and group, even
+# when qemu.conf runs guests as root.
+getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+getent passwd libvirt-qemu >/dev/null || useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+mkdir -p /var/log/libvirt /var/run/libvirt /var/lib/libvirt/images /var/cache/libvirt

@@ -1,0 +1,151 @@
+# lib.sh: isolated libvirt "hosts" for highlander's end-to-end tests and
+# quickstart (sourced). A host = a private mount + UTS namespace (anchor.sh)
+# with its own /etc/libvirt, /run, /var/lib/libvirt, /var/log/libvirt, its
+# own virtlogd, highlanderd and libvirtd (lock_manager = "highlander").
+# The machine's own libvirt is never touched. Processes are only ever
+# stopped by the pids recorded here.
+#
+# Needs: HL_STATE (state directory), HL_BIN (directory with highlanderd,
+# highlander and libhighlander.so).
+
+HL_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+hl_root() { echo "$HL_STATE/host-$1"; }
+hl_uri() { echo "qemu:///system?socket=$(hl_root "$1")/run/libvirt/libvirt-sock"; }
+hl_virsh() { local h=$1; shift; virsh -q -c "$(hl_uri "$h")" "$@"; }
+hl_in() { local h=$1; shift; nsenter -t "$(cat "$(hl_root "$h")/anchor.pid")" -m -u -- "$@"; }
+hl_cli() { local h=$1; shift; hl_in "$h" "$HL_BIN/highlander" "$@"; }
+
+# Waits up to $1 tenths of a second for the command to succeed.
+hl_wait() {
+    local tries=$1; shift
+    local i
+    for ((i = 0; i < tries; i++)); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    return 1
+}
+
+# hl_host_up NAME HOST_ID LOCKSPACE_FILE
+hl_host_up() {
+    local h=$1 id=$2 lockspace=$3 R
+    R=$(hl_root "$h")
+    mkdir -p "$R"/{etc,run/libvirt,run/highlander,lib/qemu,log/qemu,cache/qemu,plugins}
+    ln -sf "$HL_BIN/libhighlander.so" "$R/plugins/highlander.so"
+    cat > "$R/etc/libvirtd.conf" <<CONF
+host_uuid = "$(printf '%08x-0000-4000-8000-%012x' "$id" "$id")"
+unix_sock_rw_perms = "0700"
+auth_unix_rw = "none"
+auth_unix_ro = "none"
+log_filters = "1:locking"
+log_outputs = "1:file:/var/log/libvirt/libvirtd.log"
+CONF
+    cat > "$R/etc/qemu.conf" <<CONF
+user = "root"
+group = "root"
+security_driver = "none"
+cgroup_controllers = [ ]
+remember_owner = 0
+stdio_handler = "logd"
+lock_manager = "highlander"
+CONF
+    cat > "$R/etc/qemu-highlander.conf" <<CONF
+# highlander plugin: where this host's highlanderd listens
+socket = "/run/highlander/highlanderd.sock"
+CONF
+    cat > "$R/etc/virtlogd.conf" <<CONF
+log_outputs = "3:file:/var/log/libvirt/virtlogd.log"
+CONF
+    cat > "$R/etc/highlanderd.conf" <<CONF
+host_id = $id
+host_name = $h
+lockspace = $lockspace
+CONF
+    setsid unshare --mount --uts --propagation private -- "$HL_LIB_DIR/anchor.sh" "$R" "$h" </dev/null >"$R/anchor.log" 2>&1 &
+    hl_wait 50 test -s "$R/anchor.pid" || { echo "host $h: namespace anchor failed: $(cat "$R/anchor.log")" >&2; return 1; }
+
+    hl_in "$h" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root virtlogd -d -f /etc/libvirt/virtlogd.conf -p /run/virtlogd.pid
+    hl_daemon_start "$h"
+    # libvirtd under a child subreaper (this sandbox's PID 1 reaps slowly) and
+    # pinned to one CPU (an unpinned one re-probes QEMU's capabilities).
+    nsenter -t "$(cat "$R/anchor.pid")" -m -u -- setsid env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C \
+        LIBVIRT_LOCK_MANAGER_PLUGIN_DIR="$R/plugins" taskset -c 0 "$HL_LIB_DIR/reaper.py" \
+        libvirtd -d -f /etc/libvirt/libvirtd.conf -p /run/libvirtd.pid </dev/null >>"$R/log/libvirtd.stdout" 2>&1 &
+    hl_wait 300 hl_virsh "$h" hostname || { echo "host $h: libvirtd did not start; see $R/log/libvirtd.log" >&2; tail -5 "$R/log/libvirtd.log" >&2; return 1; }
+}
+
+hl_daemon_start() {
+    local h=$1 R
+    R=$(hl_root "$h")
+    nsenter -t "$(cat "$R/anchor.pid")" -m -u -- setsid env RUST_LOG=info "$HL_BIN/highlanderd" --config /etc/libvirt/highlanderd.conf \
+        </dev/null >>"$R/log/highlanderd.log" 2>&1 &
+    echo $! > "$R/highlanderd.pid"
+    hl_wait 100 hl_cli "$h" status || { echo "host $h: highlanderd did not start:" >&2; tail -5 "$R/log/highlanderd.log" >&2; return 1; }
+}
+
+# Stops a pid we started, if it is still the process we think it is.
+hl_kill() {
+    local pid=$1 comm=$2
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 0
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ] || return 0
+    kill "$pid" 2>/dev/null || true
+    hl_wait 50 test ! -d "/proc/$pid" || kill -9 "$pid" 2>/dev/null || true
+}
+
+hl_host_down() {
+    local h=$1 R d
+    R=$(hl_root "$h")
+    [ -s "$R/anchor.pid" ] || return 0
+    if hl_virsh "$h" hostname >/dev/null 2>&1; then
+        for d in $(hl_virsh "$h" list --name 2>/dev/null); do hl_virsh "$h" destroy "$d" >/dev/null 2>&1 || true; done
+    fi
+    hl_kill "$(cat "$R/run/libvirtd.pid" 2>/dev/null)" libvirtd
+    hl_kill "$(cat "$R/run/virtlogd.pid" 2>/dev/null)" virtlogd
+    hl_kill "$(cat "$R/highlanderd.pid" 2>/dev/null)" highlanderd
+    hl_kill "$(cat "$R/anchor.pid")" sleep
+    rm -f "$R/anchor.pid"
+}
+
+# hl_loop FILE: attaches a loop device to FILE (recorded for hl_loops_down).
+hl_loop() {
+    local dev
+    dev=$(losetup --find --show "$1")
+    echo "$dev" >> "$HL_STATE/loopdevs"
+    echo "$dev"
+}
+
+hl_loops_down() {
+    [ -f "$HL_STATE/loopdevs" ] || return 0
+    local dev back
+    while read -r dev; do
+        back=$(losetup -n -O BACK-FILE "$dev" 2>/dev/null | sed 's/ *$//')
+        case $back in "$HL_STATE"/*) losetup -d "$dev" ;; esac
+    done < "$HL_STATE/loopdevs"
+    rm -f "$HL_STATE/loopdevs"
+}
+
+# hl_guest_xml NAME DEVICE: a tiny OS-less KVM (or TCG) guest with one raw block disk.
+hl_guest_xml() {
+    local name=$1 dev=$2 type=kvm uuid
+    [ -e /dev/kvm ] || type=qemu
+    uuid=$(printf '%s' "$name" | md5sum | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-4\3-8\4-\5/')
+    cat <<XML
+<domain type='$type'>
+  <name>$name</name>
+  <uuid>$uuid</uuid>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <on_lockfailure>poweroff</on_lockfailure>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='block' device='disk'>
+      <driver name='qemu' type='raw' cache='none'/>
+      <source dev='$dev'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <controller type='usb' model='none'/>
+    <console type='pty'/>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+XML
+}
