@@ -1,1 +1,427 @@
-//! Multi-host torture test (being written).
+//! Multi-host torture test: HOSTS host processes (tests/support/torture_host.rs)
+//! contend for a few resources on one lockspace file while the driver kills
+//! and restarts them, freezes them past host_dead, and makes their I/O fail,
+//! stall and hang. Each host writes every use of a lease, checked against the
+//! engine's `valid_until()`, to a witness file; afterwards the checker proves
+//! from the witness alone that no two holders ever overlapped, and that every
+//! host made progress once the faults stopped.
+//!
+//! HL_TORTURE_SECS (default 60) sets the length of the fault phase,
+//! HL_TORTURE_SEED replays a run (the seed is printed first).
+
+#[path = "support/rng.rs"]
+mod rng;
+#[path = "support/witness.rs"]
+mod witness;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lockd::clock::Mono;
+use lockd::timing::Timeouts;
+use lockd::{InitOptions, Mode};
+use rng::Rng;
+use witness::{Event, Kind};
+
+const HOSTS: u32 = 8;
+const RESOURCES: u32 = 3;
+const IO_TIMEOUT: Duration = Duration::from_millis(200);
+/// Per-I/O faults every host always runs with: 0.2% fail, 0.5% delayed by up
+/// to 1.5 io_timeout.
+const BASELINE_FAIL_PPM: u32 = 2_000;
+const BASELINE_DELAY_PPM: u32 = 5_000;
+/// After the faults stop, how long every host gets to acquire again.
+const CALM_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a stopped host may take to release, leave and exit.
+const EXIT_DEADLINE: Duration = Duration::from_secs(30);
+
+// ------------------------------------------------------------- checker ---
+
+/// One lease as the witness saw it used: from its start to its last use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Session {
+    resource: u32,
+    host: u32,
+    generation: u64,
+    lver: u64,
+    mode: Mode,
+    from: u64,
+    to: u64,
+}
+
+impl std::fmt::Display for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host {} gen {} lver {} {} [{}..{}]", self.host, self.generation, self.lver, self.mode, self.from, self.to)
+    }
+}
+
+fn sessions(events: &[Event]) -> Vec<Session> {
+    let mut by_lease: BTreeMap<(u32, u32, u64, u64, bool), Session> = BTreeMap::new();
+    for e in events {
+        let key = (e.resource, e.host, e.generation, e.lver, e.mode == Mode::Shared);
+        let s = by_lease.entry(key).or_insert(Session { resource: e.resource, host: e.host, generation: e.generation, lver: e.lver, mode: e.mode, from: e.t, to: e.t });
+        s.from = s.from.min(e.t);
+        s.to = s.to.max(e.t);
+    }
+    by_lease.into_values().collect()
+}
+
+/// Safety violations among the sessions of each resource. Lease versions
+/// are chosen once each and in order, so for two different leases of one
+/// resource: they must not share a version, and unless both are shared,
+/// every use of the older version must precede the newer one's start. That
+/// covers overlapping holders and a stale holder waking after a newer one.
+fn violations(sessions: &[Session]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut by_resource: HashMap<u32, Vec<&Session>> = HashMap::new();
+    for s in sessions {
+        by_resource.entry(s.resource).or_default().push(s);
+    }
+    for (resource, list) in by_resource {
+        for (i, a) in list.iter().enumerate() {
+            for b in &list[i + 1..] {
+                if (a.host, a.generation) == (b.host, b.generation) && a.lver == b.lver {
+                    continue;
+                }
+                let (old, new) = if a.lver <= b.lver { (a, b) } else { (b, a) };
+                if old.lver == new.lver {
+                    found.push(format!("resource {resource}: two holders of lease version {}: {old} and {new}", old.lver));
+                } else if !(old.mode == Mode::Shared && new.mode == Mode::Shared) && old.to >= new.from {
+                    found.push(format!(
+                        "resource {resource}: {old} was still in use {} µs after {new} began",
+                        (old.to - new.from) / 1000
+                    ));
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn read_witness(dir: &Path) -> Vec<Event> {
+    let mut events = Vec::new();
+    for id in 1..=HOSTS {
+        let text = std::fs::read_to_string(dir.join(format!("witness-{id}.log"))).unwrap_or_default();
+        events.extend(text.lines().map(|l| Event::parse(l).unwrap()));
+    }
+    events
+}
+
+// --------------------------------------------------------------- fleet ---
+
+/// A command line for `io`: failure and delay odds per I/O.
+fn io_command(fail_ppm: u32, delay_ppm: u32, delay_max: Duration) -> String {
+    format!("io {fail_ppm} {delay_ppm} {}", delay_max.as_millis())
+}
+
+struct HostProc {
+    child: Child,
+    stdin: ChildStdin,
+    /// SIGSTOPped until then.
+    frozen_until: Option<Instant>,
+    /// Under a fault burst until then.
+    burst_until: Option<Instant>,
+}
+
+/// The host processes. Dropping it (also on panic) kills every one.
+struct Fleet {
+    exe: PathBuf,
+    lockspace: PathBuf,
+    dir: PathBuf,
+    seed: u64,
+    baseline: String,
+    hosts: BTreeMap<u32, HostProc>,
+    starts: u64,
+    failures: Vec<String>,
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on the pid of a child we have not yet reaped, so the pid
+    // cannot have been reused.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(rc, 0, "kill({}, {sig}): {}", child.id(), std::io::Error::last_os_error());
+}
+
+impl Fleet {
+    fn spawn(&mut self, id: u32) {
+        self.starts += 1;
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("host-{id}.stderr"))).unwrap();
+        let mut child = Command::new(&self.exe)
+            .arg(&self.lockspace)
+            .arg(id.to_string())
+            .arg(&self.dir)
+            .arg((self.seed ^ (u64::from(id) << 40) ^ self.starts.wrapping_mul(0x9E37_79B9)).to_string())
+            .arg(RESOURCES.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.exe.display()));
+        let stdin = child.stdin.take().unwrap();
+        let mut host = HostProc { child, stdin, frozen_until: None, burst_until: None };
+        writeln!(host.stdin, "{}", self.baseline).unwrap();
+        self.hosts.insert(id, host);
+    }
+
+    fn send(&mut self, id: u32, line: &str) {
+        // A host that died has closed its stdin; `reap` reports it.
+        let _ = writeln!(self.hosts.get_mut(&id).unwrap().stdin, "{line}");
+    }
+
+    /// Notes hosts that exited on their own (a panic or an unexpected error)
+    /// and starts them again.
+    fn reap(&mut self) {
+        let dead: Vec<(u32, std::process::ExitStatus)> = self.hosts.iter_mut().filter_map(|(&id, h)| h.child.try_wait().unwrap().map(|s| (id, s))).collect();
+        for (id, status) in dead {
+            self.failures.push(format!("host {id} exited by itself with {status}; see {}", self.dir.join(format!("host-{id}.stderr")).display()));
+            self.spawn(id);
+        }
+    }
+
+    fn kill_and_restart(&mut self, id: u32) {
+        let mut h = self.hosts.remove(&id).unwrap();
+        h.child.kill().unwrap();
+        h.child.wait().unwrap();
+        self.spawn(id);
+    }
+
+    fn freeze(&mut self, id: u32, for_: Duration) {
+        let h = self.hosts.get_mut(&id).unwrap();
+        signal(&h.child, libc::SIGSTOP);
+        h.frozen_until = Some(Instant::now() + for_);
+    }
+
+    /// Ends freezes and fault bursts that are due (all of them with `all`).
+    fn thaw(&mut self, all: bool) {
+        let now = Instant::now();
+        let due = |t: Option<Instant>| t.is_some_and(|t| all || t <= now);
+        let mut unburst = Vec::new();
+        for (&id, h) in &mut self.hosts {
+            if due(h.frozen_until) {
+                signal(&h.child, libc::SIGCONT);
+                h.frozen_until = None;
+            }
+            if due(h.burst_until) {
+                h.burst_until = None;
+                unburst.push(id);
+            }
+        }
+        for id in unburst {
+            let line = self.baseline.clone();
+            self.send(id, &line);
+        }
+    }
+
+    /// Asks every host to stop and waits for each to exit cleanly.
+    fn shutdown(&mut self) {
+        self.thaw(true);
+        for id in 1..=HOSTS {
+            self.send(id, "stop");
+        }
+        let deadline = Instant::now() + EXIT_DEADLINE;
+        for (id, mut h) in std::mem::take(&mut self.hosts) {
+            let status = loop {
+                if let Some(s) = h.child.try_wait().unwrap() {
+                    break Some(s);
+                }
+                if Instant::now() >= deadline {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            match status {
+                Some(s) if s.success() => {}
+                Some(s) => self.failures.push(format!("host {id} exited with {s} when asked to stop")),
+                None => {
+                    self.failures.push(format!("host {id} did not exit within {EXIT_DEADLINE:?} of being asked to stop (deadlock?)"));
+                    let _ = h.child.kill();
+                    let _ = h.child.wait();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for h in self.hosts.values_mut() {
+            let _ = h.child.kill();
+            let _ = h.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- test ---
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")))
+}
+
+/// Hosts whose latest acquisition started before `since`.
+fn idle_since(dir: &Path, since: Mono) -> Vec<u32> {
+    let events = read_witness(dir);
+    (1..=HOSTS).filter(|&id| !events.iter().any(|e| e.host == id && e.kind == Kind::Start && e.t > since.0)).collect()
+}
+
+#[test]
+fn torture() {
+    let seed = env_u64("HL_TORTURE_SEED").unwrap_or_else(|| u64::from_le_bytes(lockd::delta_lease::random_bytes()[..8].try_into().unwrap()));
+    let secs = env_u64("HL_TORTURE_SECS").unwrap_or(60);
+    println!("torture: HL_TORTURE_SEED={seed} HL_TORTURE_SECS={secs}, {HOSTS} hosts, {RESOURCES} resources, io_timeout {IO_TIMEOUT:?}");
+    let t = Timeouts::new(IO_TIMEOUT).unwrap();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("torture-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let lockspace = dir.join("lockspace");
+    let mut opts = InitOptions::new("torture");
+    opts.max_hosts = 16;
+    opts.resource_slots = 8;
+    opts.io_timeout = IO_TIMEOUT;
+    lockd::lockspace::init(&lockspace, &opts).unwrap();
+
+    let delay_max = t.io_timeout * 3 / 2;
+    let mut fleet = Fleet {
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_hl-torture-host")),
+        lockspace,
+        dir: dir.clone(),
+        seed,
+        baseline: io_command(BASELINE_FAIL_PPM, BASELINE_DELAY_PPM, delay_max),
+        hosts: BTreeMap::new(),
+        starts: 0,
+        failures: Vec::new(),
+    };
+    for id in 1..=HOSTS {
+        fleet.spawn(id);
+    }
+
+    // Fault phase.
+    let mut rng = Rng::new(seed);
+    let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        std::thread::sleep(rng.between(Duration::from_millis(200), Duration::from_millis(700)));
+        fleet.thaw(false);
+        fleet.reap();
+        let id = 1 + rng.below(HOSTS as u64) as u32;
+        let frozen = fleet.hosts.values().filter(|h| h.frozen_until.is_some()).count();
+        let action = match rng.below(100) {
+            0..=11 => {
+                fleet.kill_and_restart(id);
+                "kill+restart"
+            }
+            // At most two frozen at once, so the rest keep contending.
+            12..=23 if frozen < 2 && fleet.hosts[&id].frozen_until.is_none() => {
+                if rng.ppm(700_000) {
+                    let d = rng.between(t.host_dead + t.io_timeout, t.host_dead + 6 * t.io_timeout);
+                    fleet.freeze(id, d);
+                    "freeze past host_dead"
+                } else {
+                    let d = rng.between(t.io_timeout, 3 * t.io_timeout);
+                    fleet.freeze(id, d);
+                    "short freeze"
+                }
+            }
+            24..=39 => {
+                let line = io_command(50_000, 50_000, delay_max);
+                fleet.send(id, &line);
+                fleet.hosts.get_mut(&id).unwrap().burst_until = Some(Instant::now() + rng.between(Duration::from_secs(1), Duration::from_secs(3)));
+                "I/O fault burst"
+            }
+            40..=47 => {
+                let ms = rng.between(t.io_timeout, 8 * t.io_timeout).as_millis();
+                fleet.send(id, &format!("hang {ms}"));
+                "storage hang"
+            }
+            _ => continue,
+        };
+        println!("{:>8.3} s  host {id}: {action}", Instant::now().saturating_duration_since(end - Duration::from_secs(secs)).as_secs_f64());
+        *counts.entry(action).or_default() += 1;
+    }
+    println!("faults injected: {counts:?}");
+
+    // Calm phase: every host must acquire again.
+    fleet.thaw(true);
+    for id in 1..=HOSTS {
+        fleet.send(id, &io_command(0, 0, Duration::ZERO));
+    }
+    let calm = Mono::now();
+    let calm_deadline = Instant::now() + CALM_DEADLINE;
+    let idle = loop {
+        fleet.reap();
+        let idle = idle_since(&dir, calm);
+        if idle.is_empty() || Instant::now() >= calm_deadline {
+            break idle;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    println!("calm phase: {:.1} s, hosts still idle: {idle:?}", Mono::now().since(calm).as_secs_f64());
+    fleet.shutdown();
+
+    let events = read_witness(&dir);
+    let sessions = sessions(&events);
+    // Per host: leases held, and generations (joins) that held any.
+    let mut per_host: BTreeMap<u32, (u32, std::collections::BTreeSet<u64>)> = BTreeMap::new();
+    for s in &sessions {
+        let h = per_host.entry(s.host).or_default();
+        h.0 += 1;
+        h.1.insert(s.generation);
+    }
+    let summary: Vec<String> = per_host.iter().map(|(id, (n, gens))| format!("{id}: {n} leases in {} generations", gens.len())).collect();
+    println!("{} witness events, {} leases held; host {}", events.len(), sessions.len(), summary.join(", "));
+    let bad = violations(&sessions);
+    let mut problems = std::mem::take(&mut fleet.failures);
+    problems.extend(bad.iter().take(20).cloned());
+    if !idle.is_empty() {
+        problems.push(format!("hosts {idle:?} never acquired within {CALM_DEADLINE:?} after the faults stopped"));
+    }
+    assert!(problems.is_empty(), "seed {seed}: {} safety violations; run dir {} kept\n{}", bad.len(), dir.display(), problems.join("\n"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// The checker must be able to fail: synthetic histories.
+
+fn ev(kind: Kind, host: u32, lver: u64, mode: Mode, t: u64) -> Event {
+    Event { kind, resource: 0, host, generation: 1, lver, mode, t }
+}
+
+fn check_lines(events: &[Event]) -> Vec<String> {
+    // Round-trip through the text format the hosts write.
+    let parsed: Vec<Event> = events.iter().map(|e| Event::parse(e.to_line().trim_end()).unwrap()).collect();
+    assert_eq!(parsed, events);
+    violations(&sessions(&parsed))
+}
+
+#[test]
+fn checker_accepts_a_clean_history() {
+    use Kind::*;
+    use Mode::*;
+    let clean = [
+        ev(Start, 1, 1, Exclusive, 10),
+        ev(End, 1, 1, Exclusive, 20),
+        ev(Start, 2, 2, Shared, 30),
+        ev(Start, 3, 3, Shared, 35),
+        ev(End, 2, 2, Shared, 40),
+        ev(Use, 3, 3, Shared, 45),
+        ev(Start, 1, 4, Exclusive, 50),
+    ];
+    assert_eq!(check_lines(&clean), Vec::<String>::new());
+}
+
+#[test]
+fn checker_catches_overlaps_and_stale_holders() {
+    use Kind::*;
+    use Mode::*;
+    let overlap = [ev(Start, 1, 1, Exclusive, 10), ev(Start, 2, 2, Exclusive, 15), ev(Use, 1, 1, Exclusive, 20)];
+    assert_eq!(check_lines(&overlap).len(), 1);
+    let shared_vs_exclusive = [ev(Start, 1, 1, Shared, 10), ev(Start, 2, 2, Exclusive, 15), ev(Use, 1, 1, Shared, 20)];
+    assert_eq!(check_lines(&shared_vs_exclusive).len(), 1);
+    // Host 1 wakes and uses version 1 after version 2 came and went.
+    let stale = [ev(Start, 1, 1, Exclusive, 10), ev(Start, 2, 2, Exclusive, 15), ev(End, 2, 2, Exclusive, 20), ev(Use, 1, 1, Exclusive, 25)];
+    assert_eq!(check_lines(&stale).len(), 1);
+    let same_version = [ev(Start, 1, 7, Exclusive, 10), ev(End, 1, 7, Exclusive, 11), ev(Start, 2, 7, Exclusive, 30)];
+    assert_eq!(check_lines(&same_version).len(), 1);
+}

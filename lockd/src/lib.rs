@@ -11,13 +11,17 @@
 //! - `resource`     resource leases: naming, exclusive/shared acquire, release
 //! - `lockspace`    a joined lockspace: renewal thread, health, the public API
 //! - `direct`       reading a lockspace straight from storage (`dump`, `who`)
+//! - `identity`     a disk's stable identity, the same on every host
+//! - `daemon`       highlanderd: guests, the socket protocol, fencing
 
 pub mod clock;
 pub mod crc32c;
+pub mod daemon;
 pub mod delta_lease;
 pub mod direct;
 pub mod error;
 pub mod format;
+pub mod identity;
 pub mod lockspace;
 pub mod paxos_lease;
 pub mod resource;

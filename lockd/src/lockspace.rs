@@ -347,6 +347,13 @@ impl Lockspace {
         self.ctx().release(lease)
     }
 
+    /// True once this handle has found `identity`'s resource slot: acquiring
+    /// it then runs no ballot to name a slot. Concurrent acquires that both
+    /// name slots can meet in one unnamed slot (see the daemon's `naming`).
+    pub fn knows(&self, identity: &str) -> bool {
+        self.shared.slots.lock().contains_key(&resource::key_of(identity))
+    }
+
     /// Confirms on storage that a lease recorded before a restart is still ours.
     pub fn adopt(&self, lease: &Lease) -> Result<()> {
         if lease.generation != self.generation() {

@@ -254,17 +254,40 @@ impl Ctx<'_> {
             };
             let leader = area.leader.clone().expect("located slots are named");
             let mine = &area.dblocks[self.host_id as usize - 1];
-            // Idempotent: a repeated acquire of what we hold succeeds.
+            // A late-landing leader write can roll the leader back to an old
+            // version; a dblock at a later version betrays it. Never ballot
+            // below that version (it would roll our own dblock back and let
+            // a decided version be chosen again), and never trust such a
+            // leader's claim that we hold the lease.
+            let top = area.dblocks.iter().map(|d| d.lver).max().unwrap_or(0);
+            let lver = (leader.lver + 1).max(top);
+            // Idempotent: a repeated acquire of what we hold succeeds. The
+            // leader alone does not prove we hold it exclusively: our release
+            // may have landed only as a RELEASED dblock (peers then take it),
+            // or a peer that finished our shared acquire's ballot wrote it
+            // as an exclusive hold (shared holders may be live).
             match req.mode {
-                Mode::Exclusive if leader.held && !leader.short_hold && leader.value.owner_id == self.host_id && leader.value.owner_generation == self.generation => {
+                Mode::Exclusive
+                    if top <= leader.lver
+                        && effectively_held(&leader, &area.dblocks)
+                        && !leader.short_hold
+                        && leader.value.owner_id == self.host_id
+                        && leader.value.owner_generation == self.generation
+                        && !self.live_shared_holders(&area) =>
+                {
                     return Ok(lease(slot, leader.lver));
                 }
-                Mode::Shared if mine.shared && mine.shared_generation == self.generation => return Ok(lease(slot, mine.lver)),
+                // Our registration may be a late-landing write that missed an
+                // exclusive holder's check: trust it only if no version was
+                // taken since.
+                Mode::Shared if mine.shared && mine.shared_generation == self.generation && mine.lver == leader.lver && top <= leader.lver => {
+                    return Ok(lease(slot, mine.lver));
+                }
                 _ => {}
             }
             if let Some(expected) = req.expect_lver {
-                if leader.lver != expected {
-                    return Err(Error::VersionMismatch { identity: req.identity.clone(), expected, found: leader.lver });
+                if lver != expected + 1 {
+                    return Err(Error::VersionMismatch { identity: req.identity.clone(), expected, found: lver - 1 });
                 }
             }
             if self.held_by_other(&area) {
@@ -277,7 +300,6 @@ impl Ctx<'_> {
             if req.mode == Mode::Exclusive && self.live_shared_holders(&area) {
                 return Err(self.busy(slot, &area));
             }
-            let lver = leader.lver + 1;
             match self.site(slot).run(lver, &value, &mut area)? {
                 BallotOutcome::Aborted => {
                     self.backoff();
@@ -395,8 +417,13 @@ impl Ctx<'_> {
         let mine = &area.dblocks[self.host_id as usize - 1];
         let held = match lease.mode {
             Mode::Shared => mine.shared && mine.shared_generation == lease.generation,
+            // A dblock beyond the leader's version: the leader may be a late, stale write.
             Mode::Exclusive => area.leader.as_ref().is_some_and(|l| {
-                effectively_held(l, &area.dblocks) && l.lver == lease.lver && l.value.owner_id == self.host_id && l.value.owner_generation == lease.generation
+                effectively_held(l, &area.dblocks)
+                    && area.dblocks.iter().all(|d| d.lver <= l.lver)
+                    && l.lver == lease.lver
+                    && l.value.owner_id == self.host_id
+                    && l.value.owner_generation == lease.generation
             }),
         };
         if held {

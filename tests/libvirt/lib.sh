@@ -134,6 +134,7 @@ hl_guest_xml() {
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <features><acpi/></features>
   <on_lockfailure>poweroff</on_lockfailure>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>

@@ -1,0 +1,201 @@
+//! highlanderd, the per-host lease daemon: guests register over a Unix
+//! socket, take and drop disk leases through it, and lose them when their
+//! process exits or when this host can no longer renew its host lease.
+//!
+//! One file per concept:
+//! - `config`      /etc/highlander/highlanderd.conf
+//! - `protocol`    the JSON-lines wire protocol (docs/PROTOCOL.md)
+//! - `lock_state`  libvirt's lock state string (lease versions for hand-over)
+//! - `client`      a blocking client (CLI, tests, benchmark)
+//! - `guest`       a registered guest and its process (pidfd, start time)
+//! - `leases`      the local lease table: register, acquire, release, inquire
+//! - `persist`     the table saved under the state dir, for restarts
+//! - `watcher`     guest liveness: pidfds and restricted connections
+//! - `fence`       lock-failure actions when renewal fails; the watchdog
+//! - `server`      the socket: peer credentials, requests, responses
+
+pub mod client;
+pub mod config;
+pub mod fence;
+pub mod guest;
+pub mod leases;
+pub mod lock_state;
+pub mod persist;
+pub mod protocol;
+pub mod server;
+pub mod watcher;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::lockspace::{JoinOptions, Lockspace};
+use crate::storage::{Fault, FaultHook};
+use config::Config;
+use leases::Table;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("lockspace {path}: {source}")]
+    Lockspace { path: PathBuf, source: crate::Error },
+    #[error("lockspaces {first} and {second} are both named \"{name}\"; lockspace names must be unique per host")]
+    DuplicateName { name: String, first: PathBuf, second: PathBuf },
+    #[error(transparent)]
+    Persist(#[from] persist::PersistError),
+    #[error("{what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("socket {0}: another highlanderd is already serving it; stop it first")]
+    AlreadyRunning(PathBuf),
+}
+
+/// One configured lockspace. The handle is replaced when a lost host lease
+/// is rejoined.
+pub struct Space {
+    pub name: String,
+    pub path: PathBuf,
+    handle: RwLock<Lockspace>,
+    join: JoinOptions,
+    /// Held by an acquire that may have to name a resource slot: two
+    /// ballots of one host naming the same unnamed slot at once collide
+    /// (the engine refuses the second write), so naming is serialised per
+    /// lockspace; acquires of disks whose slot is known run in parallel.
+    naming: Mutex<()>,
+}
+
+impl Space {
+    pub fn ls(&self) -> Lockspace {
+        self.handle.read().clone()
+    }
+}
+
+pub struct Daemon {
+    pub cfg: Config,
+    pub spaces: Vec<Space>,
+    table: Mutex<Table>,
+    /// Serialises engine calls per disk (lockspace, identity).
+    disk_locks: Mutex<std::collections::HashMap<leases::DiskKey, Arc<Mutex<()>>>>,
+    store: persist::Store,
+    watcher: watcher::Watcher,
+    /// Requests hold it shared; shutdown takes it exclusively.
+    ops: RwLock<()>,
+    stopping: AtomicBool,
+    /// A lock-failure action could not be carried out: stop petting the watchdog.
+    fence_failed: AtomicBool,
+}
+
+/// `HIGHLANDER_TEST_FAULT_FILE=/path`: while that file contains `fail`,
+/// every lockspace I/O fails. For tests only; checked on every I/O.
+struct FaultFile(PathBuf);
+
+impl FaultHook for FaultFile {
+    fn on_io(&self, _op: crate::error::IoOp, _sector: u64, _count: u64) -> Fault {
+        match std::fs::read(&self.0) {
+            Ok(text) if text.trim_ascii() == b"fail" => Fault::Fail,
+            _ => Fault::Proceed,
+        }
+    }
+}
+
+fn test_fault_hook() -> Option<Arc<dyn FaultHook>> {
+    let file = std::env::var_os("HIGHLANDER_TEST_FAULT_FILE")?;
+    log::warn!("HIGHLANDER_TEST_FAULT_FILE is set: lockspace I/O fails while {} contains `fail` (tests only)", PathBuf::from(&file).display());
+    Some(Arc::new(FaultFile(file.into())))
+}
+
+impl Daemon {
+    /// Joins (or resumes) every lockspace, re-adopts persisted guests, and
+    /// starts serving. Returns once the socket accepts connections.
+    pub fn start(cfg: Config) -> Result<Arc<Daemon>, StartError> {
+        let io = |what, path: &PathBuf| {
+            let path = path.clone();
+            move |source| StartError::Io { what, path, source }
+        };
+        std::fs::create_dir_all(&cfg.state_dir).map_err(io("cannot create state dir", &cfg.state_dir))?;
+        let store = persist::Store::new(&cfg.state_dir);
+        let mut saved = store.load(cfg.host_id)?;
+        let fault = test_fault_hook();
+        let mut spaces: Vec<Space> = Vec::new();
+        for path in &cfg.lockspaces {
+            let header = leases::open_or_create(&cfg, path).map_err(|source| StartError::Lockspace { path: path.clone(), source })?;
+            if let Some(other) = spaces.iter().find(|s| s.name == header.name) {
+                return Err(StartError::DuplicateName { name: header.name, first: other.path.clone(), second: path.clone() });
+            }
+            let mut join = JoinOptions::new(path, cfg.host_id, &cfg.host_name);
+            join.fault = fault.clone();
+            join.state_dir = Some(cfg.state_dir.clone());
+            let ls = leases::join_resuming(&join, &header.name, &mut saved, &cfg).map_err(|source| StartError::Lockspace { path: path.clone(), source })?;
+            spaces.push(Space { name: header.name.clone(), path: path.clone(), handle: RwLock::new(ls), join, naming: Mutex::new(()) });
+        }
+        let daemon = Arc::new(Daemon {
+            watcher: watcher::Watcher::new().map_err(io("cannot create eventfd for", &cfg.state_dir))?,
+            cfg,
+            spaces,
+            table: Mutex::new(Table::default()),
+            disk_locks: Mutex::new(Default::default()),
+            store,
+            ops: RwLock::new(()),
+            stopping: AtomicBool::new(false),
+            fence_failed: AtomicBool::new(false),
+        });
+        daemon.readopt(saved);
+        daemon.persist();
+        let listener = server::bind(&daemon.cfg)?;
+        watcher::spawn(daemon.clone());
+        fence::spawn(daemon.clone());
+        server::spawn(daemon.clone(), listener);
+        log::info!(
+            "highlanderd {} serving {} as host {} \"{}\" in lockspace(s) {}",
+            env!("CARGO_PKG_VERSION"),
+            daemon.cfg.socket.display(),
+            daemon.cfg.host_id,
+            daemon.cfg.host_name,
+            daemon.spaces.iter().map(|s| format!("\"{}\" (generation {}{})", s.name, s.ls().generation(), if s.ls().resumed() { ", resumed" } else { "" })).collect::<Vec<_>>().join(", ")
+        );
+        Ok(daemon)
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// SIGTERM: finish requests in flight, then leave each lockspace in
+    /// which no guest holds a lease (the next join is fast) and merely stop
+    /// renewing the others (leases and resume state stay for a restart).
+    pub fn shutdown(&self) {
+        let _quiesced = self.ops.write();
+        self.stopping.store(true, Ordering::SeqCst);
+        self.watcher.wake();
+        let _ = std::fs::remove_file(&self.cfg.socket);
+        let table = self.table.lock();
+        for space in &self.spaces {
+            let held = table.disks.keys().filter(|k| k.0 == space.name).count();
+            let ls = space.ls();
+            if held == 0 {
+                match ls.leave() {
+                    Ok(()) => log::info!("lockspace \"{}\": left cleanly", space.name),
+                    Err(e) => log::warn!("lockspace \"{}\": clean leave failed ({e}); the host slot will be reclaimed after it times out", space.name),
+                }
+            } else {
+                ls.stop();
+                log::info!("lockspace \"{}\": stopped with {held} lease(s) held; restart highlanderd within {:?} to keep them", space.name, space.ls().timeouts().fence_begin);
+            }
+        }
+        let any_held = !table.disks.is_empty();
+        drop(table);
+        fence::close_watchdog(any_held);
+        log::info!("highlanderd stopped");
+    }
+
+    fn space(&self, name: &str) -> Option<&Space> {
+        self.spaces.iter().find(|s| s.name == name)
+    }
+
+    /// Saves the table (atomic write + rename). Serialised so saves land in order.
+    fn persist(&self) {
+        self.store.save(self.cfg.host_id, &self.table);
+    }
+}

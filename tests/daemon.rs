@@ -1,0 +1,359 @@
+//! highlanderd end to end: real daemons as hosts on one lockspace file, real
+//! processes as guests, the real socket protocol and CLI.
+//! Binaries come from `cargo build --workspace --all-targets`.
+
+#[path = "support/daemon_harness.rs"]
+mod harness;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use harness::*;
+use lockd::clock::Mono;
+use lockd::daemon::client::ClientError;
+use lockd::daemon::protocol::{Acquire, Action, Code, Inquire, LeasesResult, Register, Release, Request, Resource, Status, WhoResult};
+use lockd::Mode;
+
+fn refused(r: Result<LeasesResult, ClientError>) -> lockd::daemon::protocol::WireError {
+    match r {
+        Err(ClientError::Refused(e)) => e,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn disk(dir: &std::path::Path, name: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, b"disk").unwrap();
+    p.display().to_string()
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(bin("highlander")).args(args).output().unwrap()
+}
+
+#[test]
+fn register_acquire_inquire_release_status_who() {
+    let dir = scratch("basic");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 300, 64);
+    let a = Host::start(&dir, &ls, 1, "");
+    let (g1, g2) = (GuestProc::spawn(), GuestProc::spawn());
+    let d1 = disk(&dir, "vm1.img");
+    let d2 = disk(&dir, "shared.img");
+    let _h1 = a.register(g1.pid(), "vm1", Action::Default);
+    let _h2 = a.register(g2.pid(), "vm2", Action::Pause);
+
+    let r = a.acquire(g1.pid(), &[(&d1, Mode::Exclusive), (&d2, Mode::Shared)], None).unwrap();
+    assert_eq!(r.leases.len(), 2);
+    let state = r.state.clone().unwrap();
+    assert!(state.starts_with("hl1:"), "{state}");
+    // Idempotent per (pid, disk).
+    assert_eq!(a.acquire(g1.pid(), &[(&d1, Mode::Exclusive)], None).unwrap().leases[0].lver, r.leases[0].lver);
+    // Another guest on the same host: refused locally, naming the holder.
+    let e = refused(a.acquire(g2.pid(), &[(&d1, Mode::Exclusive)], None));
+    assert_eq!(e.code, Code::Busy);
+    for want in ["vm1", "host-1", &lockd::identity::of_path(d1.as_ref()).unwrap(), &uuid_for("vm1"), "since"] {
+        assert!(e.message.contains(want), "{want:?} missing from {}", e.message);
+    }
+    // All-or-nothing: the shared disk in the same request is not taken.
+    let e = refused(a.acquire(g2.pid(), &[(&d2, Mode::Shared), (&d1, Mode::Shared)], None));
+    assert_eq!(e.code, Code::Busy);
+    assert!(a.status().leases.iter().all(|l| l.holders.iter().all(|h| h.pid != g2.pid())));
+    // Shared with a shared holder is fine.
+    a.acquire(g2.pid(), &[(&d2, Mode::Shared)], None).unwrap();
+
+    let inq: LeasesResult = a.try_call(&Request::Inquire(Inquire { pid: g1.pid() })).unwrap();
+    assert_eq!(inq.state.as_deref(), Some(state.as_str()));
+
+    let st = a.status();
+    assert_eq!((st.host_id, st.host_name.as_str()), (1, "host-1"));
+    assert_eq!(st.lockspaces[0].health, "healthy");
+    assert_eq!(st.guests.len(), 2);
+    let shared = st.leases.iter().find(|l| l.lease.mode == Mode::Shared).unwrap();
+    assert_eq!(shared.holders.len(), 2);
+
+    let out = cli(&["status", "--socket", a.socket.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("\"vm1\"") && text.contains(&d1) && text.contains("host-1"), "{text}");
+    let out = cli(&["status", "--json", "--socket", a.socket.to_str().unwrap()]);
+    let parsed: Status = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(parsed.guests.len(), 2);
+
+    let out = cli(&["who", &d1, "--json", "--socket", a.socket.to_str().unwrap()]);
+    let who: WhoResult = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(who.held && who.owner_id == 1 && who.guest == "vm1" && who.local_holders[0].pid == g1.pid(), "{who:?}");
+    let out = cli(&["who", &d1, "--lockspace", ls.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("held exclusively by guest \"vm1\"") && text.contains("host 1 \"host-1\""), "{text}");
+
+    // Release one disk, then everything; the state names what was held.
+    let r: LeasesResult = a.try_call(&Request::Release(Release { pid: g1.pid(), resources: Some(vec![Resource::path(&*d2, Mode::Shared)]) })).unwrap();
+    assert_eq!(r.leases.len(), 1);
+    // The other shared holder keeps it.
+    assert_eq!(a.status().leases.iter().find(|l| l.lease.mode == Mode::Shared).unwrap().holders.len(), 1);
+    let r = a.release_all(g1.pid());
+    assert_eq!(r.leases.len(), 1);
+    assert!(r.state.unwrap().starts_with("hl1:"));
+    // Twice, never-acquired, unknown pid, vanished path: quiet successes.
+    assert!(a.release_all(g1.pid()).leases.is_empty());
+    assert!(a.release_all(999_999).state.is_none());
+    let gone: LeasesResult = a.try_call(&Request::Release(Release { pid: g2.pid(), resources: Some(vec![Resource::path("/nonexistent/x.img", Mode::Exclusive)]) })).unwrap();
+    assert!(gone.leases.is_empty());
+    // Now vm2 can take d1.
+    a.acquire(g2.pid(), &[(&d1, Mode::Exclusive)], None).unwrap();
+    // Unregistered pid, missing disk: typed errors.
+    assert_eq!(refused(a.acquire(999_999, &[(&d1, Mode::Exclusive)], None)).code, Code::NotRegistered);
+    assert_eq!(refused(a.acquire(g1.pid(), &[("/nonexistent/disk.img", Mode::Exclusive)], None)).code, Code::BadDisk);
+    assert!(a.log_text().contains("lease acquired: guest \"vm1\""));
+    assert!(a.log_text().contains("lease refused: guest \"vm2\""));
+}
+
+#[test]
+fn registering_connection_is_restricted_and_register_can_acquire() {
+    let dir = scratch("restrict");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 300, 64);
+    let a = Host::start(&dir, &ls, 1, "");
+    let g = GuestProc::spawn();
+    let d = disk(&dir, "vm.img");
+    let mut c = a.client();
+    let mut req = register(g.pid(), "vm", Action::Poweroff);
+    req.resources = vec![Resource::path(&*d, Mode::Exclusive)];
+    let r: LeasesResult = c.call(&Request::Register(req)).unwrap();
+    assert_eq!(r.leases.len(), 1);
+    // Any command on the guest's handle is refused, and nothing happens.
+    for req in [Request::Status, Request::Release(Release { pid: g.pid(), resources: None })] {
+        let resp = c.call_raw(req.encode().as_bytes()).unwrap();
+        assert_eq!(resp.error.map(|e| e.code), Some(Code::Restricted));
+    }
+    assert_eq!(a.status().leases.len(), 1);
+    // Garbage too.
+    assert_eq!(c.call_raw(b"garbage").unwrap().error.unwrap().code, Code::Restricted);
+    // Closing the handle while the guest runs keeps its leases.
+    drop(c);
+    wait_for("the daemon to notice the closed handle", Duration::from_secs(2), || a.log_text().contains("closed its highlanderd connection but still runs").then_some(()));
+    assert_eq!(a.status().leases.len(), 1);
+}
+
+#[test]
+fn peers_outside_root_and_group_are_refused() {
+    let dir = scratch("peercred");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 300, 16);
+    let a = Host::start(&dir, &ls, 1, "");
+    // Let everyone reach the socket: the SO_PEERCRED check must still refuse.
+    std::fs::set_permissions(&a.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(&a.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(bin("highlander")).args(["status", "--socket", a.socket.to_str().unwrap()]).uid(65534).gid(65534).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("permission denied") && err.contains("uid 65534"), "{err}");
+    assert!(a.log_text().contains("refused connection from uid 65534"));
+    // Root still gets through, and the daemon is down → exit code 3.
+    assert!(cli(&["status", "--socket", a.socket.to_str().unwrap()]).status.success());
+    let out = cli(&["status", "--socket", dir.join("nope.sock").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+}
+
+#[test]
+fn guest_exit_releases_and_another_host_takes_over() {
+    let dir = scratch("exit");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 300, 64);
+    let a = Host::start(&dir, &ls, 1, "");
+    let b = Host::start(&dir, &ls, 2, "");
+    let d = disk(&dir, "vm.img");
+    let mut ga = GuestProc::spawn();
+    let gb = GuestProc::spawn();
+    let _ha = a.register(ga.pid(), "vm-a", Action::Default);
+    let _hb = b.register(gb.pid(), "vm-b", Action::Default);
+    a.acquire(ga.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+    let e = refused(b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None));
+    assert_eq!(e.code, Code::Busy);
+    assert!(e.message.contains("vm-a") && e.message.contains("host 1 \"host-1\""), "{}", e.message);
+
+    ga.0.kill().unwrap();
+    let died = Instant::now();
+    ga.0.wait().unwrap();
+    wait_for("host 1 to release after the guest exit", Duration::from_secs(2), || a.status().leases.is_empty().then_some(()));
+    let latency = died.elapsed();
+    assert!(latency < Duration::from_millis(500), "release took {latency:?}");
+    assert!(a.status().guests.is_empty());
+    wait_for("host 2 to acquire", Duration::from_secs(5), || b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None).ok());
+}
+
+#[test]
+fn state_hands_over_and_detects_a_third_party() {
+    let dir = scratch("handover");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 300, 64);
+    let a = Host::start(&dir, &ls, 1, "");
+    let b = Host::start(&dir, &ls, 2, "");
+    let d = disk(&dir, "vm.img");
+    let (src, dst, other) = (GuestProc::spawn(), GuestProc::spawn(), GuestProc::spawn());
+    let _h = a.register(src.pid(), "vm", Action::Default);
+    let _h = b.register(dst.pid(), "vm", Action::Default);
+    let _h = a.register(other.pid(), "intruder", Action::Default);
+    a.acquire(src.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+    // Migration: source pauses (release → state), destination resumes with it.
+    let state = a.release_all(src.pid()).state.unwrap();
+    b.acquire(dst.pid(), &[(&d, Mode::Exclusive)], Some(state.clone())).unwrap();
+    // And back, but a third party holds the lease in between: refused.
+    let back = b.release_all(dst.pid()).state.unwrap();
+    a.acquire(other.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+    a.release_all(other.pid());
+    let e = refused(a.acquire(src.pid(), &[(&d, Mode::Exclusive)], Some(back)));
+    assert_eq!(e.code, Code::VersionMismatch, "{}", e.message);
+    assert!(e.message.contains("someone else acquired it in between"), "{}", e.message);
+    // A stale state from before is refused the same way; foreign/garbled states are typed errors.
+    assert_eq!(refused(a.acquire(src.pid(), &[(&d, Mode::Exclusive)], Some(state))).code, Code::VersionMismatch);
+    let e = refused(a.acquire(src.pid(), &[(&d, Mode::Exclusive)], Some("__LIBVIRT__DISKS__:abc:/x:0:3".into())));
+    assert_eq!(e.code, Code::BadState);
+    assert!(e.message.contains("not written by highlander"), "{}", e.message);
+    assert_eq!(refused(a.acquire(src.pid(), &[(&d, Mode::Exclusive)], Some("hl1:junk".into()))).code, Code::BadState);
+}
+
+#[test]
+fn restart_with_guests_running_keeps_every_lease() {
+    let dir = scratch("restart");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 500, 64);
+    let mut a = Host::start(&dir, &ls, 1, "");
+    let b = Host::start(&dir, &ls, 2, "");
+    let d = disk(&dir, "vm.img");
+    let ga = GuestProc::spawn();
+    let gb = GuestProc::spawn();
+    let _ha = a.register(ga.pid(), "vm-a", Action::Default);
+    let _hb = b.register(gb.pid(), "vm-b", Action::Default);
+    let before = a.acquire(ga.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+    let generation = a.status().lockspaces[0].generation;
+
+    a.terminate();
+    a.spawn();
+    let st = a.status();
+    assert!(st.lockspaces[0].resumed, "{st:?}");
+    assert_eq!(st.lockspaces[0].generation, generation);
+    assert_eq!(st.guests.len(), 1);
+    assert_eq!(st.leases.len(), 1);
+    assert_eq!(st.leases[0].lease.lver, before.leases[0].lver);
+    assert_eq!(st.leases[0].holders[0].pid, ga.pid());
+    assert_eq!(refused(b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None)).code, Code::Busy);
+    // Still tracked by pidfd after the restart: its exit releases.
+    drop(ga);
+    wait_for("host 2 to acquire after the re-adopted guest exits", Duration::from_secs(3), || b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None).ok());
+    // With no leases held, SIGTERM leaves cleanly.
+    drop(_ha);
+    a.terminate();
+    assert!(a.log_text().contains("left cleanly"));
+}
+
+#[test]
+fn renewal_failure_fences_the_guest_before_its_lease_expires() {
+    let dir = scratch("fence");
+    let ls = dir.join("ls");
+    let io = Duration::from_millis(300);
+    init_lockspace(&ls, io.as_millis() as u64, 64);
+    let a = Host::start(&dir, &ls, 1, "");
+    let b = Host::start(&dir, &ls, 2, "");
+    let d = disk(&dir, "vm.img");
+    let mut ga = GuestProc::spawn();
+    let gb = GuestProc::spawn();
+    let _ha = a.register(ga.pid(), "victim", Action::Poweroff);
+    let _hb = b.register(gb.pid(), "taker", Action::Default);
+    a.acquire(ga.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+
+    std::fs::write(&a.fault, "fail").unwrap();
+    // A's last successful renewal started before now: its leases are void
+    // by `lease_expiry` (5T) from now at the latest.
+    let failed = Mono::now();
+    let valid_until_bound = failed.add(io * 5);
+    let mut died: Option<Mono> = None;
+    let taken = wait_for("host 2 to take the disk over", Duration::from_secs(10), || {
+        if died.is_none() {
+            if let Some(status) = ga.0.try_wait().unwrap() {
+                assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+                died = Some(Mono::now());
+            }
+        }
+        match b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None) {
+            Ok(_) => Some(Mono::now()),
+            Err(ClientError::Refused(e)) if e.code == Code::Busy => None,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    });
+    let died = died.expect("the guest was killed before host 2 could take its disk");
+    assert!(died < valid_until_bound, "guest killed {:?} after its lease expired", died.since(valid_until_bound));
+    assert!(taken > died);
+    assert!(a.log_text().contains("fenced: guest \"victim\""), "{}", a.log_text());
+    let st = a.status();
+    assert_ne!(st.lockspaces[0].health, "healthy");
+    // Storage comes back: A rejoins with a new generation.
+    std::fs::remove_file(&a.fault).unwrap();
+    let generation = st.lockspaces[0].generation;
+    wait_for("host 1 to rejoin", Duration::from_secs(10), || {
+        let s = a.status();
+        (s.lockspaces[0].health == "healthy" && s.lockspaces[0].generation > generation).then_some(())
+    });
+}
+
+#[test]
+fn malformed_oversized_and_unknown_requests_get_typed_errors() {
+    let dir = scratch("malformed");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 300, 16);
+    let a = Host::start(&dir, &ls, 1, "");
+    let mut c = a.client();
+    let code = |c: &mut lockd::daemon::client::Client, line: &[u8]| c.call_raw(line).unwrap().error.unwrap().code;
+    assert_eq!(code(&mut c, b"{not json"), Code::BadRequest);
+    assert_eq!(code(&mut c, br#"{"v":1,"op":"frobnicate"}"#), Code::UnknownOp);
+    assert_eq!(code(&mut c, br#"{"v":9,"op":"status"}"#), Code::UnsupportedVersion);
+    assert_eq!(code(&mut c, br#"{"v":1,"op":"acquire","pid":1}"#), Code::BadRequest);
+    assert_eq!(code(&mut c, br#"{"v":1,"op":"register","uuid":"x","name":"n"}"#), Code::BadRequest);
+    assert_eq!(code(&mut c, br#"{"v":1,"op":"acquire","pid":1,"resources":[],"bogus":true}"#), Code::BadRequest);
+    // The same connection still serves.
+    let st: Status = c.call(&Request::Status).unwrap();
+    assert_eq!(st.host_id, 1);
+    // Oversized: a typed error, then the connection is closed.
+    let mut raw = std::os::unix::net::UnixStream::connect(&a.socket).unwrap();
+    let big = vec![b'x'; 100 * 1024];
+    let _ = raw.write_all(&big);
+    let mut line = String::new();
+    BufReader::new(&raw).read_line(&mut line).unwrap();
+    let resp: lockd::daemon::protocol::Response = serde_json::from_str(&line).unwrap();
+    assert_eq!(resp.error.unwrap().code, Code::TooLarge);
+    let mut rest = String::new();
+    assert_eq!(BufReader::new(&raw).read_line(&mut rest).unwrap_or(0), 0, "connection should be closed");
+    // And the daemon keeps serving others.
+    let _: Status = a.try_call(&Request::Status).unwrap();
+    // Bad registrations.
+    let g = GuestProc::spawn();
+    let mut r = register(g.pid(), "vm", Action::Default);
+    r.uuid = "not-a-uuid".into();
+    assert_eq!(refused(a.try_call(&Request::Register(r))).code, Code::BadRequest);
+    let r = Register { pid: Some(u32::MAX - 1), ..register(g.pid(), "vm", Action::Default) };
+    assert_eq!(refused(a.try_call(&Request::Register(r))).code, Code::BadRequest);
+    let acq = Acquire { pid: g.pid(), resources: vec![], state: None, action: None };
+    assert_eq!(refused(a.try_call(&Request::Acquire(acq))).code, Code::NotRegistered);
+}
+
+#[test]
+fn bad_configuration_stops_start_up_naming_key_and_line() {
+    let dir = scratch("config");
+    let conf = dir.join("bad.conf");
+    std::fs::write(&conf, "host_id = 1\nlockspace = /x\nio_timeut = 3\n").unwrap();
+    let out = Command::new(bin("highlanderd")).arg("--config").arg(&conf).arg("--check").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("bad.conf:3: unknown key `io_timeut`"), "{err}");
+    std::fs::write(&conf, "host_id = 1\nlockspace = /x\n").unwrap();
+    let out = Command::new(bin("highlanderd")).arg("--config").arg(&conf).arg("--check").output().unwrap();
+    assert!(out.status.success());
+    // examples/highlanderd.conf parses.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/highlanderd.conf");
+    let out = Command::new(bin("highlanderd")).arg("--config").arg(&example).arg("--check").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

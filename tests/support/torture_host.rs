@@ -1,0 +1,246 @@
+//! One host of the torture test (tests/torture.rs): joins the lockspace and
+//! loops acquire / use / release on a few contended resources, writing each
+//! checked use to its witness file, while a fault hook fails and delays its
+//! I/O. Rejoins whenever its host lease is lost.
+//!
+//! Usage: hl-torture-host LOCKSPACE HOST_ID RUN_DIR SEED RESOURCES
+//! Commands on stdin, one per line (EOF means stop):
+//!   io FAIL_PPM DELAY_PPM DELAY_MAX_MS   per-I/O failure and delay odds
+//!   hang MS                              hold every I/O issued in the next MS until then
+//!   stop                                 release, leave, exit 0
+//! Exit status 2: the engine returned an error no fault explains.
+
+#[path = "rng.rs"]
+mod rng;
+// Shared with the checker, which also parses what this binary writes.
+#[allow(dead_code)]
+#[path = "witness.rs"]
+mod witness;
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lockd::clock::Mono;
+use lockd::error::{Error, IoOp};
+use lockd::storage::{Fault, FaultHook};
+use lockd::{AcquireRequest, Health, Holder, JoinOptions, Lease, Lockspace, Mode};
+use rng::Rng;
+use witness::{Event, Kind};
+
+struct ChaosState {
+    rng: Rng,
+    fail_ppm: u32,
+    delay_ppm: u32,
+    delay_max: Duration,
+    hang_until: Option<Mono>,
+}
+
+/// The fault hook: the driver sets the odds, the host's seed picks the I/Os.
+struct Chaos(Mutex<ChaosState>);
+
+impl FaultHook for Chaos {
+    fn on_io(&self, _op: IoOp, _sector: u64, _count: u64) -> Fault {
+        let mut s = self.0.lock().unwrap();
+        let now = Mono::now();
+        if let Some(until) = s.hang_until.filter(|&u| now < u) {
+            return Fault::Delay(until.since(now));
+        }
+        let (fail, delay, max) = (s.fail_ppm, s.delay_ppm, s.delay_max);
+        if s.rng.ppm(fail) {
+            Fault::Fail
+        } else if s.rng.ppm(delay) {
+            Fault::Delay(s.rng.between(Duration::ZERO, max))
+        } else {
+            Fault::Proceed
+        }
+    }
+}
+
+impl Chaos {
+    fn command(&self, line: &str) {
+        let f: Vec<u64> = line.split(' ').skip(1).map(|w| w.parse().unwrap_or_else(|_| panic!("bad command {line:?}"))).collect();
+        let mut s = self.0.lock().unwrap();
+        match (line.split(' ').next(), &f[..]) {
+            (Some("io"), &[fail, delay, max_ms]) => {
+                s.fail_ppm = fail as u32;
+                s.delay_ppm = delay as u32;
+                s.delay_max = Duration::from_millis(max_ms);
+            }
+            (Some("hang"), &[ms]) => s.hang_until = Some(Mono::now().add(Duration::from_millis(ms))),
+            _ => panic!("bad command {line:?}"),
+        }
+    }
+}
+
+/// Errors that the injected faults, contention or a lost host lease explain.
+fn expected(e: &Error, own_name: &str) -> bool {
+    match e {
+        Error::Busy(_)
+        | Error::Contended { .. }
+        | Error::Io { .. }
+        | Error::IoTimeout { .. }
+        | Error::IoOutstanding { .. }
+        | Error::IoInjected { .. }
+        | Error::HostLeaseLost { .. }
+        | Error::JoinUnconfirmed { .. } => true,
+        // A late write of one of our own earlier join attempts.
+        Error::HostIdBusy { holder, .. } => holder == own_name,
+        _ => false,
+    }
+}
+
+struct Host {
+    path: PathBuf,
+    id: u32,
+    name: String,
+    resources: u32,
+    rng: Rng,
+    chaos: Arc<Chaos>,
+    stop: Arc<AtomicBool>,
+    witness: std::fs::File,
+    acquired: u64,
+}
+
+impl Host {
+    fn check(&self, what: &str, e: Error) {
+        if !expected(&e, &self.name) {
+            eprintln!("host {}: unexpected error from {what}: {e} ({e:?})", self.id);
+            std::process::exit(2);
+        }
+    }
+
+    fn join(&mut self) -> Option<Lockspace> {
+        let mut opts = JoinOptions::new(&self.path, self.id, &self.name);
+        opts.fault = Some(self.chaos.clone());
+        while !self.stop.load(Ordering::Relaxed) {
+            match Lockspace::join(opts.clone()) {
+                Ok(ls) => {
+                    eprintln!("host {}: joined, generation {}", self.id, ls.generation());
+                    return Some(ls);
+                }
+                Err(e) => {
+                    self.check("join", e);
+                    std::thread::sleep(Duration::from_millis(20 + self.rng.below(80)));
+                }
+            }
+        }
+        None
+    }
+
+    /// Now, if our leases are valid now by the engine's own claim.
+    fn valid_now(ls: &Lockspace) -> Option<u64> {
+        let until = ls.valid_until()?;
+        let t = Mono::now();
+        (t < until).then_some(t.0)
+    }
+
+    fn record(&mut self, kind: Kind, resource: u32, lease: &Lease, t: u64) {
+        let e = Event { kind, resource, host: self.id, generation: lease.generation, lver: lease.lver, mode: lease.mode, t };
+        // One write(2) per line on an O_APPEND file: lines never interleave
+        // and survive SIGKILL.
+        self.witness.write_all(e.to_line().as_bytes()).expect("witness write");
+    }
+
+    /// Uses the lease a few times, then releases it.
+    fn hold(&mut self, ls: &Lockspace, resource: u32, lease: &Lease, tick: Duration) {
+        let uses = 1 + self.rng.below(5);
+        for i in 0..=uses {
+            if i > 0 {
+                std::thread::sleep(self.rng.between(tick / 20, tick / 2));
+            }
+            let Some(t) = Host::valid_now(ls) else { break };
+            let kind = match i {
+                0 => Kind::Start,
+                i if i == uses => Kind::End,
+                _ => Kind::Use,
+            };
+            self.record(kind, resource, lease, t);
+        }
+        if let Err(e) = ls.release(lease) {
+            self.check("release", e);
+        }
+    }
+
+    /// Acquire / use / release until stopped or the host lease is lost.
+    fn work(&mut self, ls: &Lockspace) {
+        let tick = ls.timeouts().io_timeout;
+        while !self.stop.load(Ordering::Relaxed) && !matches!(ls.health(), Health::Lost { .. }) {
+            let resource = self.rng.below(self.resources as u64) as u32;
+            // Resource 0 is also taken shared, the others only exclusive.
+            let mode = if resource == 0 && self.rng.below(3) == 0 { Mode::Shared } else { Mode::Exclusive };
+            let req = AcquireRequest {
+                identity: format!("file:/torture/res{resource}"),
+                mode,
+                holder: Holder { uuid: [self.id as u8; 16], name: format!("guest-{}", self.id) },
+                expect_lver: None,
+            };
+            match ls.acquire(&req) {
+                Ok(lease) => {
+                    self.acquired += 1;
+                    self.hold(ls, resource, &lease, tick);
+                    std::thread::sleep(self.rng.between(Duration::ZERO, tick / 4));
+                }
+                Err(e) => {
+                    self.check("acquire", e);
+                    std::thread::sleep(self.rng.between(tick / 10, tick / 2));
+                }
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, path, id, dir, seed, resources] = &args[..] else {
+        panic!("usage: hl-torture-host LOCKSPACE HOST_ID RUN_DIR SEED RESOURCES");
+    };
+    let id: u32 = id.parse().expect("host id");
+    let seed: u64 = seed.parse().expect("seed");
+    let chaos = Arc::new(Chaos(Mutex::new(ChaosState {
+        rng: Rng::new(seed ^ 0xC4A0_5C4A_05C4_A05C),
+        fail_ppm: 0,
+        delay_ppm: 0,
+        delay_max: Duration::ZERO,
+        hang_until: None,
+    })));
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (chaos, stop) = (chaos.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                match line.as_deref() {
+                    Ok("stop") | Err(_) => break,
+                    Ok(cmd) => chaos.command(cmd),
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let witness = std::fs::OpenOptions::new().create(true).append(true).open(PathBuf::from(dir).join(format!("witness-{id}.log"))).expect("open witness file");
+    let mut host = Host {
+        path: PathBuf::from(path),
+        id,
+        name: format!("torture-{id}"),
+        resources: resources.parse().expect("resource count"),
+        rng: Rng::new(seed),
+        chaos,
+        stop,
+        witness,
+        acquired: 0,
+    };
+    while let Some(ls) = host.join() {
+        host.work(&ls);
+        if host.stop.load(Ordering::Relaxed) {
+            if let Err(e) = ls.leave() {
+                host.check("leave", e);
+            }
+            break;
+        }
+        eprintln!("host {}: host lease lost ({:?}); rejoining", id, ls.health());
+        ls.stop();
+    }
+    eprintln!("host {id}: stopped after {} acquisitions", host.acquired);
+}
