@@ -178,7 +178,8 @@ impl Peers {
             .iter()
             .enumerate()
             .filter_map(|(i, w)| {
-                let w = w.as_ref()?;
+                // Slots never written are not hosts; corrupt ones are shown.
+                let w = w.as_ref().filter(|w| w.record.is_some() || w.corrupt)?;
                 let host_id = i as u32 + 1;
                 let r = w.record.as_ref();
                 Some(HostView {

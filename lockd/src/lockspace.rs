@@ -188,6 +188,7 @@ struct Shared {
     state: Mutex<HostLease>,
     peers: Mutex<Peers>,
     slots: Mutex<HashMap<[u8; 32], u32>>,
+    slot_locks: Vec<Mutex<()>>,
     state_file: Option<PathBuf>,
     stop: crossbeam_channel::Sender<()>,
 }
@@ -252,6 +253,7 @@ impl Lockspace {
                 lost: None,
             }),
             slots: Mutex::new(HashMap::new()),
+            slot_locks: (0..header.resource_slots).map(|_| Mutex::new(())).collect(),
             state_file,
             header,
             stop,
@@ -319,6 +321,7 @@ impl Lockspace {
             host_name: &s.host_name,
             peers: &s.peers,
             slots: &s.slots,
+            slot_locks: &s.slot_locks,
             backoff_max: s.timeouts.io_timeout / 10,
         }
     }
@@ -345,13 +348,6 @@ impl Lockspace {
 
     pub fn release(&self, lease: &Lease) -> Result<()> {
         self.ctx().release(lease)
-    }
-
-    /// True once this handle has found `identity`'s resource slot: acquiring
-    /// it then runs no ballot to name a slot. Concurrent acquires that both
-    /// name slots can meet in one unnamed slot (see the daemon's `naming`).
-    pub fn knows(&self, identity: &str) -> bool {
-        self.shared.slots.lock().contains_key(&resource::key_of(identity))
     }
 
     /// Confirms on storage that a lease recorded before a restart is still ours.

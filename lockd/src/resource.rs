@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use sha2::{Digest, Sha256};
 
 use crate::clock::unix_now;
@@ -155,6 +155,9 @@ pub struct Ctx<'a> {
     pub peers: &'a Mutex<Peers>,
     /// key -> slot, for names already found (names never move).
     pub slots: &'a Mutex<HashMap<[u8; KEY_LEN], u32>>,
+    /// One per resource slot: this host runs one ballot (writes its one
+    /// dblock) per slot at a time, whatever the number of callers.
+    pub slot_locks: &'a [Mutex<()>],
     pub backoff_max: Duration,
 }
 
@@ -244,9 +247,9 @@ impl Ctx<'_> {
             generation: self.generation,
         };
         for _ in 0..MAX_BALLOTS {
-            let (slot, mut area) = match self.locate(&key, req, &value)? {
-                Located::Found(slot, area) => (slot, area),
-                Located::Won(slot, area) => return self.finish(req, slot, area, 1).map(|()| lease(slot, 1)),
+            let (slot, mut area, guard) = match self.locate(&key, req, &value)? {
+                Located::Found(slot, area, guard) => (slot, area, guard),
+                Located::Won(slot, area, _guard) => return self.finish(req, slot, area, 1).map(|()| lease(slot, 1)),
                 Located::Retry => {
                     self.backoff();
                     continue;
@@ -292,6 +295,7 @@ impl Ctx<'_> {
             }
             if self.held_by_other(&area) {
                 if leader.short_hold {
+                    drop(guard);
                     self.backoff();
                     continue;
                 }
@@ -302,6 +306,7 @@ impl Ctx<'_> {
             }
             match self.site(slot).run(lver, &value, &mut area)? {
                 BallotOutcome::Aborted => {
+                    drop(guard);
                     self.backoff();
                     continue;
                 }
@@ -345,18 +350,20 @@ impl Ctx<'_> {
         }
     }
 
-    /// Finds the slot named `key`, naming a fresh one if needed.
-    fn locate(&self, key: &[u8; KEY_LEN], req: &AcquireRequest, value: &LeaseValue) -> Result<Located> {
+    /// Finds the slot named `key`, naming a fresh one if needed; the slot is
+    /// returned locked.
+    fn locate(&self, key: &[u8; KEY_LEN], req: &AcquireRequest, value: &LeaseValue) -> Result<Located<'_>> {
         let slots = self.header.resource_slots;
         let start = self.slots.lock().get(key).copied().unwrap_or_else(|| first_slot(key, slots));
         for i in 0..slots {
             let slot = (start + i) % slots;
+            let guard = self.slot_locks[slot as usize].lock();
             let site = self.site(slot);
             let mut area = site.read_area()?;
             match &area.leader {
                 Some(l) if &l.value.key == key => {
                     self.slots.lock().insert(*key, slot);
-                    return Ok(Located::Found(slot, area));
+                    return Ok(Located::Found(slot, area, guard));
                 }
                 Some(_) => continue,
                 None => {}
@@ -377,7 +384,7 @@ impl Ctx<'_> {
                     if !self.is_ours(&chosen, key) {
                         return Err(self.busy(slot, &area));
                     }
-                    return Ok(Located::Won(slot, area));
+                    return Ok(Located::Won(slot, area, guard));
                 }
             }
         }
@@ -385,6 +392,7 @@ impl Ctx<'_> {
     }
 
     pub fn release(&self, lease: &Lease) -> Result<()> {
+        let _guard = self.slot_locks[lease.slot as usize].lock();
         let site = self.site(lease.slot);
         let area = site.read_area()?;
         let mine = area.dblocks[self.host_id as usize - 1].clone();
@@ -435,10 +443,10 @@ impl Ctx<'_> {
     }
 }
 
-enum Located {
-    Found(u32, ResourceArea),
+enum Located<'a> {
+    Found(u32, ResourceArea, MutexGuard<'a, ()>),
     /// We named a fresh slot and own version 1.
-    Won(u32, ResourceArea),
+    Won(u32, ResourceArea, MutexGuard<'a, ()>),
     Retry,
 }
 

@@ -301,11 +301,7 @@ impl Daemon {
             for w in &engine {
                 let ar = AcquireRequest { identity: w.key.1.clone(), mode: w.mode, holder: g.holder(), expect_lver: if w.mode == Mode::Exclusive { expect_lver(&w.key) } else { None } };
                 let space = self.space(&w.key.0).expect("resolved lockspaces exist");
-                let ls = space.ls();
-                let naming = (!ls.knows(&w.key.1)).then(|| space.naming.lock());
-                let acquired = ls.acquire(&ar);
-                drop(naming);
-                match acquired {
+                match space.ls().acquire(&ar) {
                     Ok(lease) => won.push(lease),
                     Err(e) => {
                         let e = engine_error(&w.path, &g, e);

@@ -59,11 +59,6 @@ pub struct Space {
     pub path: PathBuf,
     handle: RwLock<Lockspace>,
     join: JoinOptions,
-    /// Held by an acquire that may have to name a resource slot: two
-    /// ballots of one host naming the same unnamed slot at once collide
-    /// (the engine refuses the second write), so naming is serialised per
-    /// lockspace; acquires of disks whose slot is known run in parallel.
-    naming: Mutex<()>,
 }
 
 impl Space {
@@ -128,7 +123,7 @@ impl Daemon {
             join.fault = fault.clone();
             join.state_dir = Some(cfg.state_dir.clone());
             let ls = leases::join_resuming(&join, &header.name, &mut saved, &cfg).map_err(|source| StartError::Lockspace { path: path.clone(), source })?;
-            spaces.push(Space { name: header.name.clone(), path: path.clone(), handle: RwLock::new(ls), join, naming: Mutex::new(()) });
+            spaces.push(Space { name: header.name.clone(), path: path.clone(), handle: RwLock::new(ls), join });
         }
         let daemon = Arc::new(Daemon {
             watcher: watcher::Watcher::new().map_err(io("cannot create eventfd for", &cfg.state_dir))?,
