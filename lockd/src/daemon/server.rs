@@ -17,6 +17,8 @@ use super::{Daemon, StartError};
 
 /// An idle connection that is not a guest's handle is closed after this.
 const IDLE: Duration = Duration::from_secs(300);
+/// How long a refused peer gets to send the request it will be refused.
+const REFUSAL_READ: Duration = Duration::from_secs(1);
 
 pub fn bind(cfg: &Config) -> Result<UnixListener, StartError> {
     let path = &cfg.socket;
@@ -123,15 +125,19 @@ fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>) -> Result<O
 
 fn serve(daemon: &Arc<Daemon>, mut stream: UnixStream) -> std::io::Result<()> {
     let peer = peer_of(&stream)?;
+    let mut reader = BufReader::with_capacity(8192, stream.try_clone()?);
+    let mut line = Vec::new();
     if !allowed(&daemon.cfg, &peer) {
         let who = format!("uid {} gid {} pid {}", peer.uid, peer.gid, peer.pid);
         log::warn!("refused connection from {who}: only root{} may use highlanderd", daemon.cfg.group.as_ref().map(|(g, _)| format!(" and group {g}")).unwrap_or_default());
+        // Take (and ignore) the request first: closing on an unread request
+        // would hand the client EPIPE instead of this answer.
+        stream.set_read_timeout(Some(REFUSAL_READ))?;
+        let _ = read_line(&mut reader, &mut line);
         let msg = format!("permission denied: {who} is neither root nor in the group allowed by {} (`group`)", daemon.cfg.source.display());
         return send(&mut stream, Response::err(WireError::new(Code::PermissionDenied, msg)));
     }
     stream.set_read_timeout(Some(IDLE))?;
-    let mut reader = BufReader::with_capacity(8192, stream.try_clone()?);
-    let mut line = Vec::new();
     loop {
         match read_line(&mut reader, &mut line) {
             Ok(None) => return Ok(()),
