@@ -282,7 +282,7 @@ fn measure_sanlock(dir: &Path, iterations: usize, io_timeout: u64) -> Option<The
 
 fn row(what: &str, ours: String, theirs: Option<String>, ratio: Option<f64>) {
     let ratio = ratio.map_or(String::new(), |r| format!("{r:.1}x"));
-    println!("{what:<52} {ours:>22} {:>22} {ratio:>9}", theirs.unwrap_or_else(|| "-".into()));
+    println!("{what:<52} {ours:>22} {:>26} {ratio:>9}", theirs.unwrap_or_else(|| "-".into()));
 }
 
 fn main() {
@@ -295,7 +295,7 @@ fn main() {
     let ratio = |ours: Duration, theirs: Option<Duration>| theirs.map(|t| t.as_secs_f64() / ours.as_secs_f64());
 
     println!();
-    println!("{:<52} {:>22} {:>22} {:>9}", "", "highlander", "sanlock", "sanlock/hl");
+    println!("{:<52} {:>22} {:>26} {:>9}", "", "highlander", "sanlock", "sanlock/hl");
     let sanlock_io = t.as_ref().map_or(String::new(), |t| if t.io_timeout == 10 { String::new() } else { format!(", SANLOCK AT io_timeout {} s", t.io_timeout) });
     row(&format!("join after clean leave (io_timeout 10 s{sanlock_io})"), secs(o.join), t.as_ref().map(|t| secs(t.add_lockspace)), ratio(o.join, t.as_ref().map(|t| t.add_lockspace)));
     for (name, p) in [("p50", 50), ("p99", 99)] {
