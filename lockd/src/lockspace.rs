@@ -68,7 +68,7 @@ pub fn init(path: &Path, opts: &InitOptions) -> Result<Header> {
         let file = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|source| Error::Open { path: path.to_owned(), source })?;
         file.set_len(layout.total_sectors() * ss).map_err(|source| Error::Open { path: path.to_owned(), source })?;
     }
-    let storage = Storage::open(path, true, opts.sector_size)?.configured(INIT_DEADLINE, None);
+    let storage = Storage::open(path, true, opts.sector_size)?.configured(INIT_DEADLINE, None, 0);
     let ss = storage.sector_size() as u64;
     let need = layout.total_sectors() * ss;
     if storage.size_bytes() < need {
@@ -222,7 +222,7 @@ impl Lockspace {
     pub fn join(opts: JoinOptions) -> Result<Lockspace> {
         let (storage, header) = open(&opts.path, true)?;
         let timeouts = Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?;
-        let storage = storage.configured(timeouts.io_deadline, opts.fault.clone());
+        let storage = storage.configured(timeouts.io_deadline, opts.fault.clone(), opts.host_id);
         let me = HostIdentity::local(&opts.host_name);
         let state_file = opts.state_dir.as_ref().map(|d| d.join(format!("lockspace-{}.json", header.name)));
         let resumed = match &state_file {

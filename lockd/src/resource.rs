@@ -344,8 +344,14 @@ impl Ctx<'_> {
             }
             Mode::Shared => {
                 let mine = area.dblocks[self.host_id as usize - 1].clone();
-                site.write_dblock(&Dblock { shared: true, shared_generation: self.generation, released: true, lver, ..mine })?;
-                site.write_leader(&Leader { held: false, short_hold: false, writer_id: self.host_id, ..leader })
+                let registered = Dblock { shared: true, shared_generation: self.generation, released: true, lver, ..mine.clone() };
+                let freed = Leader { held: false, short_hold: false, writer_id: self.host_id, ..leader };
+                site.write_dblock(&registered).and_then(|()| site.write_leader(&freed)).inspect_err(|_| {
+                    // Undo what we can, so our short hold does not block
+                    // everyone until we rejoin; failures here change nothing.
+                    let _ = site.write_dblock(&Dblock { shared: false, shared_generation: 0, released: true, lver, ..mine });
+                    let _ = site.write_leader(&freed);
+                })
             }
         }
     }

@@ -9,7 +9,7 @@
 //! assume of storage").
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,8 +48,10 @@ struct Inner {
     size_bytes: u64,
     deadline: Duration,
     fault: Option<Arc<dyn FaultHook>>,
-    /// Sector ranges [start, end) of writes whose caller gave up waiting.
-    outstanding: Mutex<Vec<(u64, u64)>>,
+    /// Whose writes must stay in order: (device, inode, writer). Shared by
+    /// every handle of this process with the same key, so a rejoin (a new
+    /// handle) still waits for the previous incarnation's late writes.
+    writer: WriterKey,
     reads: AtomicU64,
     writes: AtomicU64,
 }
@@ -127,15 +129,16 @@ impl Storage {
                 size_bytes,
                 deadline: crate::timing::DEFAULT_IO_TIMEOUT,
                 fault: None,
-                outstanding: Mutex::new(Vec::new()),
+                writer: WriterKey { dev: meta.dev(), ino: meta.ino(), writer: 0 },
                 reads: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
             }),
         })
     }
 
-    /// The same storage with another per-I/O deadline and fault hook.
-    pub fn configured(&self, deadline: Duration, fault: Option<Arc<dyn FaultHook>>) -> Storage {
+    /// The same storage with another per-I/O deadline and fault hook, writing
+    /// as `writer` (a host id: one host's writes to a sector stay in order).
+    pub fn configured(&self, deadline: Duration, fault: Option<Arc<dyn FaultHook>>, writer: u32) -> Storage {
         let file = self.inner.file.try_clone().expect("dup of an open lockspace fd");
         Storage {
             inner: Arc::new(Inner {
@@ -145,7 +148,7 @@ impl Storage {
                 size_bytes: self.inner.size_bytes,
                 deadline,
                 fault,
-                outstanding: Mutex::new(Vec::new()),
+                writer: WriterKey { writer, ..self.inner.writer },
                 reads: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
             }),
@@ -197,7 +200,8 @@ impl Storage {
         buf.as_mut_slice().copy_from_slice(data);
         let range = (sector, sector + count);
         {
-            let mut outstanding = self.inner.outstanding.lock();
+            let mut all = OUTSTANDING.lock();
+            let outstanding = all.entry(self.inner.writer).or_default();
             if outstanding.iter().any(|&(a, b)| a < range.1 && range.0 < b) {
                 return Err(Error::IoOutstanding { path: self.inner.path.clone(), op: IoOp::Write, sector });
             }
@@ -270,12 +274,24 @@ impl Storage {
 
 impl Inner {
     fn forget_outstanding(&self, range: (u64, u64)) {
-        let mut outstanding = self.outstanding.lock();
-        if let Some(i) = outstanding.iter().position(|&r| r == range) {
-            outstanding.swap_remove(i);
+        let mut all = OUTSTANDING.lock();
+        if let Some(outstanding) = all.get_mut(&self.writer) {
+            if let Some(i) = outstanding.iter().position(|&r| r == range) {
+                outstanding.swap_remove(i);
+            }
         }
     }
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct WriterKey {
+    dev: u64,
+    ino: u64,
+    writer: u32,
+}
+
+/// Sector ranges [start, end) of writes whose caller gave up waiting, per writer.
+static OUTSTANDING: Mutex<std::collections::BTreeMap<WriterKey, Vec<(u64, u64)>>> = Mutex::new(std::collections::BTreeMap::new());
 
 fn block_device_geometry(file: &File) -> std::io::Result<(u32, u64)> {
     use std::os::fd::AsRawFd;

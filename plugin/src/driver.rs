@@ -142,6 +142,7 @@ unsafe fn put_state(out: *mut *mut c_char, state: Option<String>) -> Result<(), 
 }
 
 unsafe extern "C" fn drv_init(_version: c_uint, config_file: *const c_char, _flags: c_uint) -> c_int {
+    report::init();
     shell("drvInit", || {
         // SAFETY: libvirt passes NULL or a NUL-terminated path.
         let file = unsafe { opt_str(config_file) }?.map(Path::new);

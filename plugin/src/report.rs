@@ -2,7 +2,8 @@
 //!
 //! `virReportErrorHelper` is private to libvirt and versioned
 //! (`LIBVIRT_PRIVATE_x.y.z`): linking against it would stop the plugin from
-//! loading on any other libvirt version, so it is looked up at run time.
+//! loading on any other libvirt version, so it is looked up at run time
+//! (in drvInit, before any fork).
 //! Where it is missing, the message goes to stderr (the domain log in
 //! libvirt's forked child) and the call still fails.
 
@@ -47,25 +48,33 @@ impl Failure {
     }
 }
 
+/// libvirt's error helper, looked up once in drvInit: dlsym takes the
+/// dynamic loader's lock, which libvirt's forked child must not touch.
+static HELPER: std::sync::OnceLock<ffi::virReportErrorHelperFn> = std::sync::OnceLock::new();
+
+/// Resolves libvirt's error helper (idempotent).
+pub fn init() {
+    HELPER.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT searches the global scope (libvirt.so
+        // is loaded in every process that loads us); the name is NUL-terminated.
+        let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"virReportErrorHelper".as_ptr()) };
+        // SAFETY: the symbol has this signature in every libvirt since 0.9
+        // (virerror.h); a NULL pointer becomes None.
+        unsafe { std::mem::transmute::<*mut libc::c_void, ffi::virReportErrorHelperFn>(sym) }
+    });
+}
+
 /// Raises `f` as libvirt's last error (domain "Lock Driver").
 pub fn raise(f: &Failure, func: &'static str) {
     // One line, no NULs: libvirt prints it into the domain log and virsh.
     let text: String = f.message.chars().map(|c| if c == '\n' || c == '\0' { ' ' } else { c }).collect();
     let message = CString::new(text).expect("NULs removed");
     let func_c = CString::new(func).expect("function names have no NUL");
-    // SAFETY: dlsym with RTLD_DEFAULT searches the global scope (libvirt.so is
-    // loaded in every process that loads us); the name is NUL-terminated.
-    let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"virReportErrorHelper".as_ptr()) };
-    if sym.is_null() {
-        eprintln!("highlander: {}", message.to_string_lossy());
-        return;
-    }
-    // SAFETY: the symbol has this signature in every libvirt since 0.9
-    // (virerror.h); the format "%s" consumes exactly one C string argument.
-    unsafe {
-        let helper: ffi::virReportErrorHelperFn = std::mem::transmute(sym);
-        if let Some(helper) = helper {
+    match HELPER.get().copied().flatten() {
+        // SAFETY: the format "%s" consumes exactly one C string argument.
+        Some(helper) => unsafe {
             helper(ffi::VIR_FROM_LOCKING as i32, f.kind.code(), c"highlander".as_ptr(), func_c.as_ptr(), 0, c"%s".as_ptr(), message.as_ptr());
-        }
+        },
+        None => eprintln!("highlander: {}", message.to_string_lossy()),
     }
 }

@@ -18,7 +18,7 @@ rm -rf "$HL_STATE"; mkdir -p "$HL_STATE/shared"
 cleanup() { hl_host_down hosta; hl_loops_down; }
 trap cleanup EXIT
 
-"$HL_BIN/highlander" lockspace init "$HL_STATE/shared/lockspace" --name e2e --max-hosts 4 --resources 32 --io-timeout 1 >/dev/null
+"$HL_BIN/highlander" lockspace init "$HL_STATE/shared/lockspace" --name e2e --max-hosts 4 --resources 32 --io-timeout 3 >/dev/null
 truncate -s 16M "$HL_STATE/shared/disk.raw" "$HL_STATE/shared/extra.raw"
 dev1=$(hl_loop "$HL_STATE/shared/disk.raw")
 dev2=$(hl_loop "$HL_STATE/shared/disk.raw")
