@@ -358,3 +358,223 @@ fn bad_configuration_stops_start_up_naming_key_and_line() {
     let out = Command::new(bin("highlanderd")).arg("--config").arg(&example).arg("--check").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Fails host `h`'s lockspace I/O, lets guest `g` exit, and waits until the
+/// release of its lease has failed; then storage answers again. The host
+/// lease is never in danger: the fault lasts milliseconds, fencing starts at 4T.
+fn fail_the_release_of(h: &Host, g: &mut GuestProc) {
+    std::fs::write(&h.fault, "fail").unwrap();
+    g.0.kill().unwrap();
+    g.0.wait().unwrap();
+    wait_for("the failed release in the log", Duration::from_secs(2), || h.log_text().contains("on storage failed").then_some(()));
+    std::fs::remove_file(&h.fault).unwrap();
+}
+
+#[test]
+fn a_failed_release_is_retried_until_another_host_can_take_the_disk() {
+    let dir = scratch("retry");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 300, 64);
+    let a = Host::start(&dir, &ls, 1, "");
+    let b = Host::start(&dir, &ls, 2, "");
+    let d = disk(&dir, "vm.img");
+    let mut ga = GuestProc::spawn();
+    let gb = GuestProc::spawn();
+    let _ha = a.register(ga.pid(), "vm-a", Action::Default);
+    let _hb = b.register(gb.pid(), "vm-b", Action::Default);
+    a.acquire(ga.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+    let generation = a.status().lockspaces[0].generation;
+
+    fail_the_release_of(&a, &mut ga);
+    wait_for("host 2 to acquire once host 1's release is retried", Duration::from_secs(5), || b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None).ok());
+    assert!(a.log_text().contains("retry succeeded, the disk is free on storage"), "{}", a.log_text());
+    // Released by the retry, not voided by a new generation of host 1.
+    let st = a.status();
+    assert_eq!(st.lockspaces[0].generation, generation);
+    assert!(st.leases.is_empty());
+}
+
+#[test]
+fn a_local_acquire_completes_a_pending_release_first() {
+    let dir = scratch("pending");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 300, 64);
+    let a = Host::start(&dir, &ls, 1, "");
+    let b = Host::start(&dir, &ls, 2, "");
+    let d = disk(&dir, "vm.img");
+    let (mut g1, g2, gb) = (GuestProc::spawn(), GuestProc::spawn(), GuestProc::spawn());
+    let _h1 = a.register(g1.pid(), "vm1", Action::Default);
+    let _h2 = a.register(g2.pid(), "vm2", Action::Default);
+    let _hb = b.register(gb.pid(), "vm-b", Action::Default);
+    let first = a.acquire(g1.pid(), &[(&d, Mode::Exclusive)], None).unwrap().leases[0].lver;
+
+    fail_the_release_of(&a, &mut g1);
+    // At once, while vm1's release may still be pending: the engine alone
+    // would call the old lease ours, and the pending release would free it
+    // under vm2.
+    let r = wait_for("host 1 to lock the disk for vm2", Duration::from_secs(5), || match a.acquire(g2.pid(), &[(&d, Mode::Exclusive)], None) {
+        Ok(r) => Some(r),
+        Err(ClientError::Refused(e)) if e.code == Code::Unavailable => None,
+        Err(e) => panic!("unexpected: {e}"),
+    });
+    assert!(r.leases[0].lver > first, "vm2 got the old lease version {} back", r.leases[0].lver);
+    wait_for("the pending release to be settled", Duration::from_secs(5), || a.log_text().contains("retry succeeded").then_some(()));
+    let who: WhoResult = a.try_call(&Request::Who(lockd::daemon::protocol::WhoResource { path: Some(d.clone()), identity: None, lockspace: None })).unwrap();
+    assert!(who.held && who.owner_id == 1 && who.guest == "vm2" && who.lver == r.leases[0].lver, "{who:?}");
+    assert_eq!(refused(b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None)).code, Code::Busy);
+}
+
+#[test]
+fn a_lease_won_but_never_saved_is_released_when_the_daemon_resumes() {
+    let dir = scratch("orphan");
+    let ls = dir.join("ls");
+    let io = Duration::from_millis(500);
+    init_lockspace(&ls, io.as_millis() as u64, 64);
+    let mut a = Host::start(&dir, &ls, 1, "");
+    let b = Host::start(&dir, &ls, 2, "");
+    let (kept, orphan) = (disk(&dir, "kept.img"), disk(&dir, "orphan.img"));
+    let (ga, gb) = (GuestProc::spawn(), GuestProc::spawn());
+    let _ha = a.register(ga.pid(), "vm-a", Action::Default);
+    let _hb = b.register(gb.pid(), "vm-b", Action::Default);
+    a.acquire(ga.pid(), &[(&kept, Mode::Exclusive)], None).unwrap();
+    let generation = a.status().lockspaces[0].generation;
+
+    // A crash between winning a lease on storage and saving the table: with
+    // host 1's daemon dead, carry on its host lease (same generation) in this
+    // process, win a lease, and stop without telling the daemon.
+    a.kill();
+    let mut join = lockd::JoinOptions::new(&ls, 1, "host-1");
+    join.state_dir = Some(a.state_dir());
+    join.require_resume = true;
+    let crashed = lockd::Lockspace::join(join).unwrap();
+    assert_eq!(crashed.generation(), generation);
+    let identity = lockd::identity::of_path(orphan.as_ref()).unwrap();
+    let holder = lockd::Holder { uuid: [7; 16], name: "vm-lost".into() };
+    crashed.acquire(&lockd::AcquireRequest { identity: identity.clone(), mode: Mode::Exclusive, holder, expect_lver: None }).unwrap();
+    crashed.stop();
+    assert_eq!(refused(b.acquire(gb.pid(), &[(&orphan, Mode::Exclusive)], None)).code, Code::Busy);
+
+    a.spawn();
+    let st = a.status();
+    assert!(st.lockspaces[0].resumed && st.lockspaces[0].generation == generation, "{st:?}");
+    assert_eq!(st.leases.len(), 1, "{st:?}");
+    let log = a.log_text();
+    assert!(log.contains(&format!("orphaned lease: disk {identity} exclusive")), "{log}");
+    assert_eq!(log.matches("orphaned lease").count(), 1, "the saved guest's lease is no orphan: {log}");
+    // Released before the daemon served: host 2 gets it at once; the saved guest's disk stays held.
+    b.acquire(gb.pid(), &[(&orphan, Mode::Exclusive)], None).unwrap();
+    assert_eq!(refused(b.acquire(gb.pid(), &[(&kept, Mode::Exclusive)], None)).code, Code::Busy);
+}
+
+/// Host `h`'s saved resume state: when its last successful renewal started.
+fn last_renewal(h: &Host) -> Mono {
+    let text = std::fs::read(h.state_dir().join("lockspace-default.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    Mono(state["valid_from"].as_u64().expect("valid_from"))
+}
+
+#[test]
+fn a_daemon_back_after_the_grace_window_fences_before_joining_afresh() {
+    let dir = scratch("late");
+    let ls = dir.join("ls");
+    let io = Duration::from_millis(400);
+    init_lockspace(&ls, io.as_millis() as u64, 64);
+    // Pause counts as a fence only if the helper succeeds; it fails for "stuck".
+    let helper = dir.join("fence-helper");
+    std::fs::write(&helper, "#!/bin/sh\n[ \"$2\" != stuck ]\n").unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut a = Host::start(&dir, &ls, 1, &format!("fence_helper = {} {{action}} {{name}}", helper.display()));
+    let b = Host::start(&dir, &ls, 2, "");
+    let d = disk(&dir, "vm.img");
+    let mut ga = GuestProc::spawn();
+    let gb = GuestProc::spawn();
+    let _ha = a.register(ga.pid(), "victim", Action::Poweroff);
+    let _hb = b.register(gb.pid(), "taker", Action::Default);
+    a.acquire(ga.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+    let (d_paused, d_stuck) = (disk(&dir, "paused.img"), disk(&dir, "stuck.img"));
+    let (mut g_paused, mut g_stuck) = (GuestProc::spawn(), GuestProc::spawn());
+    let _hp = a.register(g_paused.pid(), "paused", Action::Pause);
+    let _hs = a.register(g_stuck.pid(), "stuck", Action::Pause);
+    a.acquire(g_paused.pid(), &[(&d_paused, Mode::Exclusive)], None).unwrap();
+    a.acquire(g_stuck.pid(), &[(&d_stuck, Mode::Exclusive)], None).unwrap();
+    let generation = a.status().lockspaces[0].generation;
+
+    a.kill();
+    // Back only once its guests must be fenced (4T after the last renewal),
+    // but before host 2 may call it dead (7T).
+    let fence_at = last_renewal(&a).add(io * 4);
+    wait_for("host 1's resume window to pass", Duration::from_secs(5), || (Mono::now() >= fence_at).then_some(()));
+    assert_eq!(refused(b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None)).code, Code::Busy);
+    assert!(ga.0.try_wait().unwrap().is_none(), "the guest runs on while its daemon is down");
+    let before = a.log_text().len();
+    a.spawn();
+    let status = ga.0.try_wait().unwrap().expect("the guest was killed before the daemon served");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    let died = Mono::now();
+    let status = g_stuck.0.try_wait().unwrap().expect("a guest whose pause helper failed was killed");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    assert!(g_paused.0.try_wait().unwrap().is_none(), "a guest whose pause helper succeeded was killed");
+    let st = a.status();
+    assert!(!st.lockspaces[0].resumed && st.lockspaces[0].generation > generation, "{st:?}");
+    assert!(st.leases.is_empty(), "leases re-adopted: {st:?}");
+    let log = a.log_text()[before..].to_owned();
+    let fenced = log.find("fenced: guest \"victim\"").unwrap_or_else(|| panic!("{log}"));
+    let serving = log.find("serving").unwrap_or_else(|| panic!("{log}"));
+    assert!(fenced < serving, "{log}");
+    let taken = wait_for("host 2 to take the disk", Duration::from_secs(5), || b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None).ok().map(|_| Mono::now()));
+    assert!(taken > died);
+}
+
+#[test]
+fn pause_and_restart_run_the_fence_helper_and_a_guest_still_holding_leases_is_killed() {
+    let dir = scratch("helper");
+    let ls = dir.join("ls");
+    let io = Duration::from_millis(400);
+    init_lockspace(&ls, io.as_millis() as u64, 64);
+    // The helper records its argv and does nothing else.
+    let calls = dir.join("helper.calls");
+    let helper = dir.join("fence-helper");
+    std::fs::write(&helper, format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display())).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let a = Host::start(&dir, &ls, 1, &format!("fence_helper = {} {{action}} {{uri}} {{uuid}} {{name}} {{pid}}", helper.display()));
+    let (dp, dr) = (disk(&dir, "p.img"), disk(&dir, "r.img"));
+    let (mut gp, mut gr) = (GuestProc::spawn(), GuestProc::spawn());
+    let mut hp = a.client();
+    let _: LeasesResult = hp.call(&Request::Register(Register { uri: "qemu:///session".into(), ..register(gp.pid(), "vm-p", Action::Pause) })).unwrap();
+    let _hr = a.register(gr.pid(), "vm-r", Action::Restart);
+    a.acquire(gp.pid(), &[(&dp, Mode::Exclusive)], None).unwrap();
+    a.acquire(gr.pid(), &[(&dr, Mode::Exclusive)], None).unwrap();
+
+    std::fs::write(&a.fault, "fail").unwrap();
+    let valid_until_bound = Mono::now().add(io * 5);
+    let pause_call = format!("pause qemu:///session {} vm-p {}", uuid_for("vm-p"), gp.pid());
+    let restart_call = format!("restart qemu:///system {} vm-r {}", uuid_for("vm-r"), gr.pid());
+    let (mut paused, mut restarted, mut died) = (None, None, None);
+    wait_for("host 1 to lose its lease after fencing", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&calls).unwrap_or_default();
+        if paused.is_none() && text.lines().any(|l| l == pause_call) {
+            paused = Some(Mono::now());
+            // What libvirt does once the guest is paused: release its leases.
+            a.release_all(gp.pid());
+        }
+        if restarted.is_none() && text.lines().any(|l| l == restart_call) {
+            restarted = Some(Mono::now());
+        }
+        if died.is_none() {
+            if let Some(status) = gr.0.try_wait().unwrap() {
+                assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+                died = Some(Mono::now());
+            }
+        }
+        (died.is_some() && a.status().lockspaces[0].health == "lost").then_some(())
+    });
+    let (paused, restarted, died) = (paused.expect("pause helper call"), restarted.expect("restart helper call"), died.unwrap());
+    assert!(paused < valid_until_bound && restarted < valid_until_bound, "the helper ran after the leases expired");
+    assert!(restarted < died && died < valid_until_bound, "vm-r killed {:?} after its lease expired", died.since(valid_until_bound));
+    // The paused guest released its leases in time and is left alone.
+    assert!(gp.0.try_wait().unwrap().is_none());
+    let log = a.log_text();
+    assert!(log.contains("fenced: guest \"vm-r\"") && log.contains("after the fence helper ran; killed it"), "{log}");
+    assert!(!log.contains(&format!("guest \"vm-p\" (uuid {}, pid {}) still held leases", uuid_for("vm-p"), gp.pid())), "{log}");
+    drop(hp);
+}

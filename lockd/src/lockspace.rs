@@ -358,6 +358,13 @@ impl Lockspace {
         self.ctx().verify(lease)
     }
 
+    /// The leases storage records as this host's at its current generation,
+    /// read from every resource slot (read-only). After a resumed join they
+    /// may include leases the previous process won but never recorded.
+    pub fn held_by_me(&self) -> Result<Vec<Lease>> {
+        self.ctx().held_by_me()
+    }
+
     /// Every other host's slot, judged by our observations.
     pub fn hosts(&self) -> Vec<HostView> {
         let mut views = self.shared.peers.lock().views();

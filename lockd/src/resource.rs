@@ -424,6 +424,27 @@ impl Ctx<'_> {
         }
     }
 
+    /// Every lease storage records as ours at our generation: a leader that
+    /// names us and is effectively held (including a shared acquire's short
+    /// hold), and a shared registration in our dblock. Reads every slot.
+    pub fn held_by_me(&self) -> Result<Vec<Lease>> {
+        let mut out = Vec::new();
+        for slot in 0..self.header.resource_slots {
+            let area = self.site(slot).read_area()?;
+            let Some(leader) = &area.leader else { continue };
+            // Every value chosen in a slot carries the slot's name.
+            let lease = |lver, mode| Lease { lockspace: self.header.name.clone(), identity: leader.value.identity.clone(), key: leader.value.key, slot, lver, mode, generation: self.generation };
+            if effectively_held(leader, &area.dblocks) && leader.value.owner_id == self.host_id && leader.value.owner_generation == self.generation {
+                out.push(lease(leader.lver, Mode::Exclusive));
+            }
+            let mine = &area.dblocks[self.host_id as usize - 1];
+            if mine.shared && mine.shared_generation == self.generation {
+                out.push(lease(mine.lver, Mode::Shared));
+            }
+        }
+        Ok(out)
+    }
+
     /// Checks on storage that `lease` is still ours (after a daemon restart).
     pub fn verify(&self, lease: &Lease) -> Result<()> {
         let area = self.site(lease.slot).read_area()?;

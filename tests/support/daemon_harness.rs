@@ -145,6 +145,18 @@ impl Host {
         assert!(status.success(), "highlanderd host {} exited with {status}", self.id);
     }
 
+    /// SIGKILL (a crash: no clean leave, nothing saved), and wait for the exit.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// The daemon's state dir (saved table, host lease resume state).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -134,21 +134,67 @@ pub fn apply(cfg: &Config, g: &mut Guest, pidfd: Option<&Pidfd>, lockspace: &str
             log::error!("fenced: {g} on {host}: running the fence helper ({}): lockspace \"{lockspace}\": {why}", g.action);
             let commands = helper_commands(cfg, g);
             let who = g.to_string();
-            std::thread::spawn(move || {
-                for argv in commands {
-                    match Command::new(&argv[0]).args(&argv[1..]).output() {
-                        Ok(out) if out.status.success() => log::info!("fence helper for {who}: `{}` succeeded", argv.join(" ")),
-                        Ok(out) => log::error!("fence helper for {who}: `{}` failed ({}): {}", argv.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim()),
-                        Err(e) => log::error!("fence helper for {who}: cannot run `{}`: {e}", argv.join(" ")),
-                    }
-                }
-            });
+            std::thread::spawn(move || run_helpers(&commands, &who, None));
             true
         }
         Action::Ignore => {
             log::error!("NOT fenced (on_lockfailure ignore): {g} on {host} keeps running although its leases will lapse: lockspace \"{lockspace}\": {why}");
             true
         }
+    }
+}
+
+/// Runs the helper commands in order; true when every one succeeded, each
+/// within `limit` if given (a helper past it is left running).
+fn run_helpers(commands: &[Vec<String>], who: &str, limit: Option<Duration>) -> bool {
+    commands.iter().all(|argv| {
+        let run = Command::new(&argv[0]).args(&argv[1..]).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn();
+        let outcome = run.map_err(|e| format!("cannot run it: {e}")).and_then(|child| {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            std::thread::spawn(move || tx.send(child.wait_with_output()));
+            let waited = match limit {
+                Some(limit) => rx.recv_timeout(limit).map_err(|_| format!("no answer within {limit:?}")),
+                None => rx.recv().map_err(|_| "lost track of it".to_owned()),
+            };
+            match waited? {
+                Ok(out) if out.status.success() => Ok(()),
+                Ok(out) => Err(format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        match &outcome {
+            Ok(()) => log::info!("fence helper for {who}: `{}` succeeded", argv.join(" ")),
+            Err(why) => log::error!("fence helper for {who}: `{}` failed: {why}", argv.join(" ")),
+        }
+        outcome.is_ok()
+    })
+}
+
+/// Fences a guest whose leases lapsed while highlanderd was down, before
+/// joining afresh: the new generation frees its disks for every peer at
+/// once, so the fence must already have taken effect. A pause or restart
+/// counts only if its helper succeeds within `limit`; otherwise (and for
+/// poweroff) the guest is killed and waited for.
+pub fn fence_before_rejoin(cfg: &Config, g: &mut Guest, pidfd: &Pidfd, lockspace: &str, limit: Duration) {
+    g.fenced = true;
+    let host = format!("host {} \"{}\"", cfg.host_id, cfg.host_name);
+    let why = "its leases lapsed while highlanderd was down";
+    if g.action == Action::Ignore {
+        log::error!("NOT fenced (on_lockfailure ignore): {g} on {host} keeps running without leases: lockspace \"{lockspace}\": {why}");
+        return;
+    }
+    if matches!(g.action, Action::Pause | Action::Restart) {
+        log::error!("fenced: {g} on {host}: running the fence helper ({}): lockspace \"{lockspace}\": {why}", g.action);
+        if run_helpers(&helper_commands(cfg, g), &g.to_string(), Some(limit)) {
+            return;
+        }
+    }
+    match pidfd.kill() {
+        Ok(()) => log::error!("fenced: {g} on {host} killed: lockspace \"{lockspace}\": {why}"),
+        Err(e) => log::error!("fence FAILED: cannot kill {g} on {host}: {e}; lockspace \"{lockspace}\": {why}"),
+    }
+    if !pidfd.wait_exit(limit) {
+        log::error!("fence incomplete: {g} has not exited {limit:?} after SIGKILL (stuck in I/O?); joining afresh anyway, other hosts may take its disks");
     }
 }
 

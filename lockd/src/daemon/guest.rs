@@ -76,6 +76,24 @@ impl Pidfd {
         n > 0 && p.revents != 0
     }
 
+    /// Waits up to `timeout` for the process to exit; true once it has.
+    pub fn wait_exit(&self, timeout: std::time::Duration) -> bool {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            let mut p = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: `p` is one valid pollfd; the timeout is bounded.
+            let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as libc::c_int) };
+            if n > 0 && p.revents != 0 {
+                return true;
+            }
+            // Timed out, or EINTR with no time left.
+            if left.is_zero() || n == 0 {
+                return false;
+            }
+        }
+    }
+
     pub fn kill(&self) -> io::Result<()> {
         // SAFETY: pidfd_send_signal with a valid pidfd, no siginfo (NULL) and no flags.
         let rc = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, self.0.as_raw_fd(), libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0) };

@@ -43,6 +43,10 @@ pub struct Disk {
 pub struct Table {
     pub guests: BTreeMap<u32, Guest>,
     pub disks: BTreeMap<DiskKey, Disk>,
+    /// Leases no guest holds any more whose release on storage failed: they
+    /// stay held on storage until a retry lands (`retry`). A key is never
+    /// both here and in `disks`.
+    pub pending: BTreeMap<DiskKey, Lease>,
 }
 
 impl Table {
@@ -138,7 +142,8 @@ pub fn open_or_create(cfg: &super::Config, path: &Path) -> crate::Result<Header>
 /// lease must be resumed; if that is no longer possible, the guests
 /// holding those leases are fenced and their leases dropped from `saved`
 /// before joining afresh.
-pub fn join_resuming(join: &JoinOptions, name: &str, saved: &mut Table, cfg: &super::Config) -> crate::Result<Lockspace> {
+pub fn join_resuming(join: &JoinOptions, header: &Header, saved: &mut Table, cfg: &super::Config) -> crate::Result<Lockspace> {
+    let name = header.name.as_str();
     let holders: BTreeSet<u32> = saved.disks.iter().filter(|(k, _)| k.0 == name).flat_map(|(_, d)| d.holders.iter().copied()).collect();
     if holders.is_empty() {
         return Lockspace::join(join.clone());
@@ -147,10 +152,11 @@ pub fn join_resuming(join: &JoinOptions, name: &str, saved: &mut Table, cfg: &su
     match Lockspace::join(resume) {
         Err(Error::ResumeExpired { .. }) => {
             log::error!("lockspace \"{name}\": the previous daemon's host lease can no longer be resumed; fencing the {} guest(s) that held leases in it", holders.len());
+            let io_timeout = std::time::Duration::from_millis(header.io_timeout_ms as u64);
             for pid in holders {
                 if let Some(g) = saved.guests.get_mut(&pid) {
                     if let Some((pidfd, _)) = guest::track(g.pid, Some(g.start_time)) {
-                        super::fence::apply(cfg, g, Some(&pidfd), name, "its leases were lost while highlanderd was down");
+                        super::fence::fence_before_rejoin(cfg, g, &pidfd, name, io_timeout);
                     }
                 }
             }
@@ -202,7 +208,7 @@ impl Daemon {
     }
 
     /// Runs `f` holding the engine locks of `keys` (taken in sorted order).
-    fn with_disks<R>(&self, keys: impl IntoIterator<Item = DiskKey>, f: impl FnOnce() -> R) -> R {
+    pub(super) fn with_disks<R>(&self, keys: impl IntoIterator<Item = DiskKey>, f: impl FnOnce() -> R) -> R {
         let keys: BTreeSet<DiskKey> = keys.into_iter().collect();
         let locks: Vec<Arc<Mutex<()>>> = {
             let mut map = self.disk_locks.lock();
@@ -301,6 +307,15 @@ impl Daemon {
             for w in &engine {
                 let ar = AcquireRequest { identity: w.key.1.clone(), mode: w.mode, holder: g.holder(), expect_lver: if w.mode == Mode::Exclusive { expect_lver(&w.key) } else { None } };
                 let space = self.space(&w.key.0).expect("resolved lockspaces exist");
+                // Our earlier lease on this disk must be off storage first:
+                // the engine would call it ours already, and the pending
+                // release (or a late write of the failed one) would then free
+                // it under the new holder.
+                if let Err(e) = self.settle(&w.key) {
+                    log::warn!("lease refused: {g} disk {} ({}) {}: its previous release on storage is still pending: {e}", w.key.1, w.path, w.mode);
+                    self.release_on_storage(&won);
+                    return Err(err(Code::Unavailable, format!("cannot lock {} for {g}: this host's previous lease on disk {} is still being released on storage ({e}); retry later", w.path, w.key.1)));
+                }
                 match space.ls().acquire(&ar) {
                     Ok(lease) => won.push(lease),
                     Err(e) => {
@@ -380,14 +395,27 @@ impl Daemon {
         Busy { info, takeover_in_ms: None }
     }
 
-    /// Releases leases on storage; a failure leaves the lease to expire
-    /// with this host's lease, so it is logged, not returned.
-    fn release_on_storage(&self, leases: &[Lease]) {
+    /// Releases leases on storage. A release that fails is queued in the
+    /// table's `pending` and retried in the background (`retry`), so it is
+    /// logged, not returned.
+    pub(super) fn release_on_storage(&self, leases: &[Lease]) {
+        let mut queued = false;
         for lease in leases {
             let Some(space) = self.space(&lease.lockspace) else { continue };
             if let Err(e) = space.ls().release(lease) {
-                log::error!("lockspace \"{}\": release of disk {} on storage failed: {e}; other hosts see it held until this host's lease lapses or highlanderd restarts", lease.lockspace, lease.identity);
+                log::error!(
+                    "lockspace \"{}\": release of disk {} lver {} on storage failed: {e}; other hosts see it held until a retry (every {:?}) lands",
+                    lease.lockspace,
+                    lease.identity,
+                    lease.lver,
+                    super::retry::backoff(space)
+                );
+                self.table.lock().pending.insert((lease.lockspace.clone(), lease.identity.clone()), lease.clone());
+                queued = true;
             }
+        }
+        if queued {
+            self.persist();
         }
     }
 
@@ -479,12 +507,22 @@ impl Daemon {
     }
 
     /// After a restart: keep the saved guests that still run (re-adopting
-    /// each lease on storage), release what dead guests held.
+    /// each lease on storage), release what dead guests held, and queue the
+    /// saved pending releases that are still ours.
     pub(super) fn readopt(&self, saved: Table) {
         let mut dead = Vec::new();
         let mut lost: Vec<(u32, String, String)> = Vec::new();
         {
             let mut table = self.table.lock();
+            for (key, lease) in saved.pending {
+                match self.space(&key.0) {
+                    Some(space) if space.ls().generation() == lease.generation => {
+                        log::info!("pending release of disk {} lver {} lockspace \"{}\" carried over from before the restart; retrying it", key.1, lease.lver, key.0);
+                        table.pending.insert(key, lease);
+                    }
+                    _ => log::info!("pending release of disk {} lver {} lockspace \"{}\" dropped: its generation {} is over, so the lease is void", key.1, lease.lver, key.0, lease.generation),
+                }
+            }
             for (pid, g) in saved.guests {
                 match guest::track(pid, Some(g.start_time)) {
                     Some((pidfd, _)) => {
@@ -518,11 +556,47 @@ impl Daemon {
             }
         }
         for g in dead {
-            log::info!("{g} exited while highlanderd was down");
+            log::info!("{g} {}", if g.fenced { "is gone (fenced)" } else { "exited while highlanderd was down" });
         }
         for (pid, space, why) in lost {
             self.fence_guest(pid, &space, &why);
         }
+    }
+
+    /// After resuming `space`'s host lease: releases the leases storage says
+    /// this host holds at this generation that no saved guest holds (the
+    /// previous daemon died between winning them and saving its table).
+    /// Costs one read per resource slot.
+    pub(super) fn release_orphans(&self, space: &Space) {
+        let on_storage = match space.ls().held_by_me() {
+            Ok(leases) => leases,
+            Err(e) => {
+                log::error!("lockspace \"{}\": cannot scan storage for orphaned leases: {e}; any there stay held until this host's generation ends", space.name);
+                return;
+            }
+        };
+        let orphans: Vec<Lease> = {
+            let table = self.table.lock();
+            on_storage
+                .into_iter()
+                .filter(|l| {
+                    let key = (l.lockspace.clone(), l.identity.clone());
+                    !table.disks.get(&key).is_some_and(|d| d.lease.mode == l.mode) && !table.pending.contains_key(&key)
+                })
+                .collect()
+        };
+        for l in &orphans {
+            log::warn!(
+                "orphaned lease: disk {} {} lver {} lockspace \"{}\" is held on storage by host {} generation {} but by no guest (highlanderd stopped between winning it and saving its table); releasing it",
+                l.identity,
+                l.mode,
+                l.lver,
+                l.lockspace,
+                self.cfg.host_id,
+                l.generation
+            );
+        }
+        self.release_on_storage(&orphans);
     }
 
     pub fn status(&self) -> Status {

@@ -10,6 +10,7 @@
 //! - `guest`       a registered guest and its process (pidfd, start time)
 //! - `leases`      the local lease table: register, acquire, release, inquire
 //! - `persist`     the table saved under the state dir, for restarts
+//! - `retry`       failed releases on storage, retried until they land
 //! - `watcher`     guest liveness: pidfds and restricted connections
 //! - `fence`       lock-failure actions when renewal fails; the watchdog
 //! - `server`      the socket: peer credentials, requests, responses
@@ -22,6 +23,7 @@ pub mod leases;
 pub mod lock_state;
 pub mod persist;
 pub mod protocol;
+pub mod retry;
 pub mod server;
 pub mod watcher;
 
@@ -122,7 +124,7 @@ impl Daemon {
             let mut join = JoinOptions::new(path, cfg.host_id, &cfg.host_name);
             join.fault = fault.clone();
             join.state_dir = Some(cfg.state_dir.clone());
-            let ls = leases::join_resuming(&join, &header.name, &mut saved, &cfg).map_err(|source| StartError::Lockspace { path: path.clone(), source })?;
+            let ls = leases::join_resuming(&join, &header, &mut saved, &cfg).map_err(|source| StartError::Lockspace { path: path.clone(), source })?;
             spaces.push(Space { name: header.name.clone(), path: path.clone(), handle: RwLock::new(ls), join });
         }
         let daemon = Arc::new(Daemon {
@@ -137,10 +139,14 @@ impl Daemon {
             fence_failed: AtomicBool::new(false),
         });
         daemon.readopt(saved);
+        for space in daemon.spaces.iter().filter(|s| s.ls().resumed()) {
+            daemon.release_orphans(space);
+        }
         daemon.persist();
         let listener = server::bind(&daemon.cfg)?;
         watcher::spawn(daemon.clone());
         fence::spawn(daemon.clone());
+        retry::spawn(daemon.clone());
         server::spawn(daemon.clone(), listener);
         log::info!(
             "highlanderd {} serving {} as host {} \"{}\" in lockspace(s) {}",
@@ -158,20 +164,24 @@ impl Daemon {
     }
 
     /// SIGTERM: finish requests in flight, then leave each lockspace in
-    /// which no guest holds a lease (the next join is fast) and merely stop
-    /// renewing the others (leases and resume state stay for a restart).
+    /// which no guest holds a lease (the next join is fast; pending releases
+    /// are void with our slot) and merely stop renewing the others (leases,
+    /// pending releases and resume state stay for a restart).
     pub fn shutdown(&self) {
         let _quiesced = self.ops.write();
         self.stopping.store(true, Ordering::SeqCst);
         self.watcher.wake();
         let _ = std::fs::remove_file(&self.cfg.socket);
-        let table = self.table.lock();
+        let mut table = self.table.lock();
         for space in &self.spaces {
             let held = table.disks.keys().filter(|k| k.0 == space.name).count();
             let ls = space.ls();
             if held == 0 {
                 match ls.leave() {
-                    Ok(()) => log::info!("lockspace \"{}\": left cleanly", space.name),
+                    Ok(()) => {
+                        log::info!("lockspace \"{}\": left cleanly", space.name);
+                        table.pending.retain(|k, _| k.0 != space.name);
+                    }
                     Err(e) => log::warn!("lockspace \"{}\": clean leave failed ({e}); the host slot will be reclaimed after it times out", space.name),
                 }
             } else {
@@ -181,6 +191,7 @@ impl Daemon {
         }
         let any_held = !table.disks.is_empty();
         drop(table);
+        self.persist();
         fence::close_watchdog(any_held);
         log::info!("highlanderd stopped");
     }

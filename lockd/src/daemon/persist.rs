@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::guest::Guest;
 use super::leases::{Disk, Table};
+use crate::resource::Lease;
 
 const FORMAT: u32 = 1;
 
@@ -20,6 +21,9 @@ struct Saved {
     host_id: u32,
     guests: Vec<Guest>,
     disks: Vec<Disk>,
+    /// Failed releases still to retry (absent in files of older daemons).
+    #[serde(default)]
+    pending: Vec<Lease>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +62,13 @@ impl Store {
         if saved.format != FORMAT {
             return Err(PersistError::Garbled { path: self.file.clone(), why: format!("format {} is not {FORMAT}", saved.format) });
         }
-        if saved.host_id != host_id && !saved.guests.is_empty() {
+        if saved.host_id != host_id && !(saved.guests.is_empty() && saved.pending.is_empty()) {
             return Err(PersistError::OtherHost { path: self.file.clone(), saved: saved.host_id, configured: host_id });
         }
         Ok(Table {
             guests: saved.guests.into_iter().map(|g| (g.pid, g)).collect(),
             disks: saved.disks.into_iter().map(|d| ((d.lease.lockspace.clone(), d.lease.identity.clone()), d)).collect(),
+            pending: saved.pending.into_iter().map(|l| ((l.lockspace.clone(), l.identity.clone()), l)).collect(),
         })
     }
 
@@ -79,7 +84,7 @@ impl Store {
         let covers = self.changes.load(Ordering::SeqCst);
         let json = {
             let t = table.lock();
-            let saved = Saved { format: FORMAT, host_id, guests: t.guests.values().cloned().collect(), disks: t.disks.values().cloned().collect() };
+            let saved = Saved { format: FORMAT, host_id, guests: t.guests.values().cloned().collect(), disks: t.disks.values().cloned().collect(), pending: t.pending.values().cloned().collect() };
             serde_json::to_vec(&saved).expect("the table serialises")
         };
         match std::fs::write(&self.tmp, json).and_then(|()| std::fs::rename(&self.tmp, &self.file)) {
