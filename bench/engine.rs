@@ -6,9 +6,9 @@
 //! DIR (default target/bench) must be on the local disk to measure; it gets
 //! a few small lockspace files. Prints figures; asserts nothing.
 
-use std::ffi::c_int;
+mod sanlock;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lockd::clock::Mono;
@@ -16,8 +16,6 @@ use lockd::timing::DEFAULT_IO_TIMEOUT;
 use lockd::{AcquireRequest, Holder, InitOptions, JoinOptions, Lockspace, Mode};
 
 const MAX_HOSTS: u32 = 64;
-const SANLOCK_LEASE_BYTES: u64 = 1 << 20;
-const SANLOCK_LEASE_BYTES_4K: u64 = 8 << 20;
 
 struct Args {
     dir: PathBuf,
@@ -153,89 +151,6 @@ fn measure_ours(dir: &Path, iterations: usize) -> Ours {
 
 // -------------------------------------------------------------- sanlock ---
 
-/// A sanlock daemon of our own (private run dir, no watchdog), shut down on drop.
-struct SanlockDaemon {
-    run_dir: PathBuf,
-    child: Child,
-}
-
-impl SanlockDaemon {
-    fn start(dir: &Path) -> Option<SanlockDaemon> {
-        let run_dir = dir.join("sanlock-run");
-        std::fs::create_dir_all(&run_dir).ok()?;
-        let log = std::fs::File::create(dir.join("sanlock-daemon.log")).ok()?;
-        let child = Command::new("sanlock")
-            .args(["daemon", "-D", "-w", "0", "-l", "0", "-L", "-1"])
-            .env("SANLOCK_PRIVILEGED", "0")
-            .env("SANLOCK_RUN_DIR", &run_dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().ok()?)
-            .stderr(log)
-            .spawn()
-            .ok()?;
-        let d = SanlockDaemon { run_dir, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !d.client(&["status"]).status.success() {
-            if Instant::now() > deadline {
-                eprintln!("sanlock daemon did not answer; see {}", dir.join("sanlock-daemon.log").display());
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(d)
-    }
-
-    fn client(&self, args: &[&str]) -> std::process::Output {
-        Command::new("sanlock").arg("client").args(args).env("SANLOCK_RUN_DIR", &self.run_dir).output().expect("run sanlock")
-    }
-
-    /// Runs `sanlock client ARGS`, returns how long it took; panics on failure.
-    fn timed(&self, args: &[&str]) -> Duration {
-        let t = Instant::now();
-        let out = self.client(args);
-        let took = t.elapsed();
-        assert!(out.status.success(), "sanlock client {}: {}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        took
-    }
-}
-
-impl Drop for SanlockDaemon {
-    fn drop(&mut self) {
-        let _ = self.client(&["shutdown", "-f", "1"]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // Only the daemon we started, by its pid.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Registers this process with the sanlock daemon (`sanlock_register()` from
-/// libsanlock), so `client acquire -p OUR_PID` has a process to hold leases
-/// for. The returned connection must stay open while leases are held.
-fn sanlock_register(run_dir: &Path) -> Option<c_int> {
-    // libsanlock reads the run directory from the environment when connecting.
-    std::env::set_var("SANLOCK_RUN_DIR", run_dir);
-    // SAFETY: dlopen/dlsym with NUL-terminated names; the symbol is
-    // `int sanlock_register(void)` (sanlock.h) and the library stays loaded
-    // for the life of the process (never dlclosed).
-    unsafe {
-        let lib = libc::dlopen(c"libsanlock.so.1".as_ptr(), libc::RTLD_NOW);
-        if lib.is_null() {
-            return None;
-        }
-        let sym = libc::dlsym(lib, c"sanlock_register".as_ptr());
-        if sym.is_null() {
-            return None;
-        }
-        let register: extern "C" fn() -> c_int = std::mem::transmute(sym);
-        let fd = register();
-        (fd >= 0).then_some(fd)
-    }
-}
-
 struct Theirs {
     io_timeout: u64,
     init_lockspace: Duration,
@@ -248,22 +163,22 @@ struct Theirs {
 }
 
 fn measure_sanlock(dir: &Path, iterations: usize, io_timeout: u64) -> Option<Theirs> {
-    if Command::new("sanlock").arg("version").output().is_err() {
+    if !sanlock::installed() {
         println!("sanlock: not installed (scripts/bench.sh installs it); skipping the comparison");
         return None;
     }
     let ls_path = fresh(dir, "sanlock.lockspace");
     let res_path = fresh(dir, "sanlock.resource");
     for p in [&ls_path, &res_path] {
-        std::fs::File::create(p).and_then(|f| f.set_len(SANLOCK_LEASE_BYTES)).expect("create sanlock lease file");
+        sanlock::lease_file(p, sanlock::LEASE_BYTES);
     }
-    let daemon = SanlockDaemon::start(dir)?;
+    let daemon = sanlock::Daemon::start(dir)?;
     let (lsp, resp) = (ls_path.display().to_string(), res_path.display().to_string());
     let io = io_timeout.to_string();
     let init_lockspace = daemon.timed(&["init", "-s", &format!("bench:0:{lsp}:0"), "-o", &io]);
     let init_resource = daemon.timed(&["init", "-r", &format!("bench:disk0:{resp}:0")]);
     let add_lockspace = daemon.timed(&["add_lockspace", "-s", &format!("bench:1:{lsp}:0"), "-o", &io]);
-    let fd = sanlock_register(&daemon.run_dir).expect("sanlock_register");
+    let fd = sanlock::Lib::load(&daemon.run_dir).expect("load libsanlock").register().expect("sanlock_register");
     let pid = std::process::id().to_string();
     let res = format!("bench:disk0:{resp}:0");
     let (mut acq, mut rel, mut rtt) = (vec![], vec![], vec![]);
@@ -280,11 +195,6 @@ fn measure_sanlock(dir: &Path, iterations: usize, io_timeout: u64) -> Option<The
 
 // --------------------------------------------------------------- report ---
 
-fn row(what: &str, ours: String, theirs: Option<String>, ratio: Option<f64>) {
-    let ratio = ratio.map_or(String::new(), |r| format!("{r:.1}x"));
-    println!("{what:<52} {ours:>22} {:>26} {ratio:>9}", theirs.unwrap_or_else(|| "-".into()));
-}
-
 fn main() {
     let args = parse_args();
     std::fs::create_dir_all(&args.dir).expect("create --dir");
@@ -295,31 +205,31 @@ fn main() {
     let ratio = |ours: Duration, theirs: Option<Duration>| theirs.map(|t| t.as_secs_f64() / ours.as_secs_f64());
 
     println!();
-    println!("{:<52} {:>22} {:>26} {:>9}", "", "highlander", "sanlock", "sanlock/hl");
+    sanlock::header();
     let sanlock_io = t.as_ref().map_or(String::new(), |t| if t.io_timeout == 10 { String::new() } else { format!(", SANLOCK AT io_timeout {} s", t.io_timeout) });
-    row(&format!("join after clean leave (io_timeout 10 s{sanlock_io})"), secs(o.join), t.as_ref().map(|t| secs(t.add_lockspace)), ratio(o.join, t.as_ref().map(|t| t.add_lockspace)));
+    sanlock::row(&format!("join after clean leave (io_timeout 10 s{sanlock_io})"), secs(o.join), t.as_ref().map(|t| secs(t.add_lockspace)), ratio(o.join, t.as_ref().map(|t| t.add_lockspace)));
     for (name, p) in [("p50", 50), ("p99", 99)] {
-        row(&format!("uncontended acquire {name}"), ms(o.acquire.pct(p)), t.as_ref().map(|t| ms(t.acquire.pct(p))), ratio(o.acquire.pct(p), t.as_ref().map(|t| t.acquire.pct(p))));
-        row(&format!("release {name}"), ms(o.release.pct(p)), t.as_ref().map(|t| ms(t.release.pct(p))), ratio(o.release.pct(p), t.as_ref().map(|t| t.release.pct(p))));
+        sanlock::row(&format!("uncontended acquire {name}"), ms(o.acquire.pct(p)), t.as_ref().map(|t| ms(t.acquire.pct(p))), ratio(o.acquire.pct(p), t.as_ref().map(|t| t.acquire.pct(p))));
+        sanlock::row(&format!("release {name}"), ms(o.release.pct(p)), t.as_ref().map(|t| ms(t.release.pct(p))), ratio(o.release.pct(p), t.as_ref().map(|t| t.release.pct(p))));
     }
     if let Some(t) = &t {
-        row("  (sanlock CLI round trip `client status` p50)", String::new(), Some(ms(t.cli_round_trip.pct(50))), None);
+        sanlock::row("  (sanlock CLI round trip `client status` p50)", String::new(), Some(ms(t.cli_round_trip.pct(50))), None);
     }
-    row("I/Os per acquire (reads + writes)", format!("{} + {}", o.acquire_io.0, o.acquire_io.1), Some("3 + 3 (per its source)".into()), None);
-    row("I/Os per release (reads + writes)", format!("{} + {}", o.release_io.0, o.release_io.1), Some("~2 wr (per its source)".into()), None);
-    row(
+    sanlock::row("I/Os per acquire (reads + writes)", format!("{} + {}", o.acquire_io.0, o.acquire_io.1), Some("3 + 3 (per its source)".into()), None);
+    sanlock::row("I/Os per release (reads + writes)", format!("{} + {}", o.release_io.0, o.release_io.1), Some("~2 wr (per its source)".into()), None);
+    sanlock::row(
         "renewal I/O per interval",
         format!("{:.2} rd ({} KiB) + {:.2} wr", o.renewal_reads, o.renewal_read_bytes / 1024, o.renewal_writes),
         Some("1 rd (1 MiB) + 1 wr".into()),
         None,
     );
-    row("renewal interval at io_timeout 10 s", "10 s".into(), Some("20 s".into()), None);
+    sanlock::row("renewal interval at io_timeout 10 s", "10 s".into(), Some("20 s".into()), None);
     let kib = |b: u64| format!("{:.1} KiB", b as f64 / 1024.0);
-    row(&format!("bytes per resource lease, {MAX_HOSTS} hosts, 512 B"), kib(o.lease_bytes_512), Some(kib(SANLOCK_LEASE_BYTES)), Some(SANLOCK_LEASE_BYTES as f64 / o.lease_bytes_512 as f64));
-    row(&format!("bytes per resource lease, {MAX_HOSTS} hosts, 4 KiB"), kib(o.lease_bytes_4k), Some(kib(SANLOCK_LEASE_BYTES_4K)), Some(SANLOCK_LEASE_BYTES_4K as f64 / o.lease_bytes_4k as f64));
+    sanlock::row(&format!("bytes per resource lease, {MAX_HOSTS} hosts, 512 B"), kib(o.lease_bytes_512), Some(kib(sanlock::LEASE_BYTES)), Some(sanlock::LEASE_BYTES as f64 / o.lease_bytes_512 as f64));
+    sanlock::row(&format!("bytes per resource lease, {MAX_HOSTS} hosts, 4 KiB"), kib(o.lease_bytes_4k), Some(kib(sanlock::LEASE_BYTES_4K)), Some(sanlock::LEASE_BYTES_4K as f64 / o.lease_bytes_4k as f64));
     if let Some(t) = &t {
-        row("sanlock client init -s (lockspace)", String::new(), Some(secs(t.init_lockspace)), None);
-        row("sanlock client init -r (resource)", String::new(), Some(secs(t.init_resource)), None);
+        sanlock::row("sanlock client init -s (lockspace)", String::new(), Some(secs(t.init_lockspace)), None);
+        sanlock::row("sanlock client init -r (resource)", String::new(), Some(secs(t.init_resource)), None);
         println!("\nsanlock figures go through its CLI (one process spawn and daemon round trip each); highlander's are library calls.");
     }
 }

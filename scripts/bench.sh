@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Lease-engine benchmark, side by side with sanlock: join time, acquire and
-# release latency, I/Os per operation, renewal I/O, bytes per lease.
+# Benchmarks, side by side with sanlock on the same storage:
+# - hl-bench-engine: join time, acquire and release latency, I/Os per
+#   operation, renewal I/O, bytes per lease;
+# - hl-bench-daemon --sanlock: round trip through each daemon, boot storm of
+#   500 guests x 2 disks, daemon RSS holding the leases, bytes on disk.
 # Installs sanlock on Debian when missing (needs root). Extra arguments go to
-# hl-bench-engine, e.g. --iterations 500, --sanlock-io-timeout 2, --no-sanlock.
+# hl-bench-engine, e.g. --iterations 500, --sanlock-io-timeout 2, --no-sanlock;
+# DAEMON_ARGS to hl-bench-daemon, e.g. DAEMON_ARGS="--guests 100".
 # BENCH_DIR (default target/bench) must be on the disk you want to measure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +18,9 @@ if ! command -v sanlock >/dev/null; then
         echo "bench: sanlock is not installed (apt-get install sanlock as root); measuring highlander only" >&2
     fi
 fi
-cargo build --release --bin hl-bench-engine
-exec target/release/hl-bench-engine --dir "${BENCH_DIR:-target/bench}" "$@"
+# hl-bench-daemon runs the highlanderd built next to it.
+cargo build --release --workspace --bins
+target/release/hl-bench-engine --dir "${BENCH_DIR:-target/bench}" "$@"
+echo
+# shellcheck disable=SC2086 # DAEMON_ARGS is a list of arguments
+exec target/release/hl-bench-daemon --dir "${BENCH_DIR:-target/bench}" --sanlock ${DAEMON_ARGS:-}
