@@ -12,7 +12,8 @@ export HL_STATE=${HL_STATE:?scratch directory}
 fail() { echo "E2E FAILED: $*" >&2; exit 1; }
 step() { echo "-- $*"; }
 state_of() { hl_virsh "${2:-hosta}" domstate "$1" 2>/dev/null | head -1; }
-lease_holder() { hl_cli "${2:-hosta}" who "$1" --json; }
+# Output captured first: `grep -q` may leave before the writer is done.
+lease_holder() { local out; out=$(hl_cli "${2:-hosta}" who "$1" --json) && echo "$out"; }
 # Live migration over unix sockets only (no network needed between the hosts).
 migrate() {
     hl_virsh "$2" migrate --live --p2p "$1" "qemu+unix:///system?socket=$(hl_root "$3")/run/libvirt/libvirt-sock" \

@@ -102,6 +102,10 @@ enum LockspaceCommand {
 }
 
 fn main() -> ExitCode {
+    // Like any Unix filter: `highlander status | head` ends quietly when the
+    // reader goes away, instead of panicking on EPIPE.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
