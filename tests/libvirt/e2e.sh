@@ -12,8 +12,10 @@ export HL_STATE=${HL_STATE:?scratch directory}
 fail() { echo "E2E FAILED: $*" >&2; exit 1; }
 step() { echo "-- $*"; }
 state_of() { hl_virsh "${2:-hosta}" domstate "$1" 2>/dev/null | head -1; }
-# Output captured first: `grep -q` may leave before the writer is done.
-lease_holder() { local out; out=$(hl_cli "${2:-hosta}" who "$1" --json) && echo "$out"; }
+lease_holder() { hl_cli "${2:-hosta}" who "$1" --json; }
+# holds DISK PATTERN [HOST]: `who` output matches. (Captured first: a pipe
+# into `grep -q` can close before the writer is done.)
+holds() { local out; out=$(lease_holder "$1" "${3:-hosta}") && grep -q "$2" <<<"$out"; }
 # Live migration over unix sockets only (no network needed between the hosts).
 migrate() {
     hl_virsh "$2" migrate --live --p2p "$1" "qemu+unix:///system?socket=$(hl_root "$3")/run/libvirt/libvirt-sock" \
@@ -36,7 +38,7 @@ for g in web1:$dev1 web2:$dev2; do hl_guest_xml "${g%%:*}" "${g#*:}" > "$HL_STAT
 step "start: the first guest gets the disk"
 hl_virsh hosta create "$HL_STATE/web1.xml" >/dev/null
 [ "$(state_of web1)" = running ] || fail "web1 is $(state_of web1)"
-lease_holder "$dev1" | grep -q '"guest": *"web1"' || fail "who $dev1 does not name web1: $(lease_holder "$dev1")"
+holds "$dev1" '"guest": *"web1"' || fail "who $dev1 does not name web1: $(lease_holder "$dev1")"
 
 step "start: a second guest on the same disk through another path is refused, naming the holder"
 if out=$(hl_virsh hosta create "$HL_STATE/web2.xml" 2>&1); then fail "web2 started on web1's disk"; fi
@@ -51,37 +53,37 @@ grep -q '"web1"' <<<"$status" || fail "status lacks web1: $status"
 
 step "suspend releases, resume re-acquires"
 hl_virsh hosta suspend web1 >/dev/null
-lease_holder "$dev1" | grep -q '"held": *false' || fail "paused web1 still holds the disk: $(lease_holder "$dev1")"
+holds "$dev1" '"held": *false' || fail "paused web1 still holds the disk: $(lease_holder "$dev1")"
 hl_virsh hosta resume web1 >/dev/null
 [ "$(state_of web1)" = running ] || fail "web1 did not resume"
-lease_holder "$dev1" | grep -q '"guest": *"web1"' || fail "resumed web1 does not hold the disk"
+holds "$dev1" '"guest": *"web1"' || fail "resumed web1 does not hold the disk"
 
 step "hotplug: attach-disk takes a lease; the same disk elsewhere is refused"
 hl_virsh hosta attach-disk web1 "$extra1" vdb --sourcetype block >/dev/null
-lease_holder "$extra2" | grep -q '"guest": *"web1"' || fail "attached disk not leased by web1"
+holds "$extra2" '"guest": *"web1"' || fail "attached disk not leased by web1"
 hl_guest_xml web3 "$extra2" > "$HL_STATE/web3.xml"
 if out=$(hl_virsh hosta create "$HL_STATE/web3.xml" 2>&1); then fail "web3 started on a disk hot-plugged into web1"; fi
 [[ $out == *web1* ]] || fail "hotplug refusal does not name web1: $out"
 
 step "save/restore keeps the guest's leases working"
 hl_virsh hosta save web1 "$HL_STATE/web1.save" >/dev/null
-lease_holder "$dev1" | grep -q '"held": *false' || fail "saved web1 still holds the disk"
+holds "$dev1" '"held": *false' || fail "saved web1 still holds the disk"
 hl_virsh hosta restore "$HL_STATE/web1.save" >/dev/null
 [ "$(state_of web1)" = running ] || fail "web1 did not restore"
-lease_holder "$dev1" | grep -q '"guest": *"web1"' || fail "restored web1 does not hold the disk"
+holds "$dev1" '"guest": *"web1"' || fail "restored web1 does not hold the disk"
 
 step "destroy releases at once: the second guest can now start"
 hl_virsh hosta destroy web1 >/dev/null
 hl_virsh hosta create "$HL_STATE/web2.xml" >/dev/null || fail "web2 refused after web1 was destroyed"
 [ "$(state_of web2)" = running ] || fail "web2 is $(state_of web2)"
-lease_holder "$dev1" | grep -q '"guest": *"web2"' || fail "web2 does not hold the disk"
+holds "$dev1" '"guest": *"web2"' || fail "web2 does not hold the disk"
 
 step "restarting highlanderd keeps the running guest and its lease"
 R=$(hl_root hosta)
 hl_kill "$(cat "$R/highlanderd.pid")" highlanderd
 hl_daemon_start hosta
 [ "$(state_of web2)" = running ] || fail "web2 died with the daemon restart"
-lease_holder "$dev1" | grep -q '"guest": *"web2"' || fail "lease lost across the daemon restart"
+holds "$dev1" '"guest": *"web2"' || fail "lease lost across the daemon restart"
 if hl_virsh hosta create "$HL_STATE/web1.xml" >/dev/null 2>&1; then fail "web1 started while web2 holds the disk after a daemon restart"; fi
 
 step "a second host joins the same lockspace"
@@ -93,12 +95,12 @@ if out=$(hl_virsh hostb create "$HL_STATE/web1-b.xml" 2>&1); then fail "hostb st
 step "live migration hands the lease over at the switchover"
 migrate web2 hosta hostb || fail "migration hosta -> hostb failed"
 [ "$(state_of web2 hostb)" = running ] || fail "web2 is not running on hostb after migration"
-lease_holder "$dev1" hostb | grep -q '"owner_name": *"hostb"' || fail "lease did not move to hostb: $(lease_holder "$dev1" hostb)"
+holds "$dev1" '"owner_name": *"hostb"' hostb || fail "lease did not move to hostb: $(lease_holder "$dev1" hostb)"
 if hl_virsh hosta create "$HL_STATE/web1.xml" >/dev/null 2>&1; then fail "hosta started web1 while web2 runs on hostb"; fi
 
 step "and back"
 migrate web2 hostb hosta || fail "migration hostb -> hosta failed"
 [ "$(state_of web2)" = running ] || fail "web2 is not running on hosta after migrating back"
-lease_holder "$dev1" | grep -q '"owner_name": *"hosta"' || fail "lease did not come back to hosta"
+holds "$dev1" '"owner_name": *"hosta"' || fail "lease did not come back to hosta"
 
 echo "E2E OK"
