@@ -43,6 +43,12 @@ fn block_signals() -> libc::sigset_t {
 }
 
 fn main() -> ExitCode {
+    // One malloc arena: every sector I/O runs on a short-lived thread, and
+    // glibc would give each core's worth of them an arena of its own (19 MB
+    // RSS holding 1000 leases, against 8 MB with one). The daemon allocates
+    // little; contention is not a concern.
+    // SAFETY: mallopt only tunes the allocator; called before any thread starts.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let cli = Cli::parse();
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
