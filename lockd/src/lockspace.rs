@@ -2,7 +2,6 @@
 //! health, and the API the daemon and tests use (acquire, release, who,
 //! hosts, leave). Also `init`, which formats a new lockspace.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -187,7 +186,7 @@ struct Shared {
     resumed: bool,
     state: Mutex<HostLease>,
     peers: Mutex<Peers>,
-    slots: Mutex<HashMap<[u8; 32], u32>>,
+    slots: Mutex<resource::SlotNames>,
     slot_locks: Vec<Mutex<()>>,
     state_file: Option<PathBuf>,
     stop: crossbeam_channel::Sender<()>,
@@ -252,7 +251,7 @@ impl Lockspace {
                 failing: None,
                 lost: None,
             }),
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(resource::SlotNames::default()),
             slot_locks: (0..header.resource_slots).map(|_| Mutex::new(())).collect(),
             state_file,
             header,

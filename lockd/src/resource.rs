@@ -141,6 +141,26 @@ pub fn key_of(identity: &str) -> [u8; KEY_LEN] {
     Sha256::digest(identity.as_bytes()).into()
 }
 
+/// The slot names this host has seen. A slot's name is chosen by its first
+/// ballot and never changes, so it can be remembered for good: probing then
+/// skips slots known to belong to other disks without reading them.
+#[derive(Default)]
+pub struct SlotNames {
+    by_key: HashMap<[u8; KEY_LEN], u32>,
+    by_slot: HashMap<u32, [u8; KEY_LEN]>,
+}
+
+impl SlotNames {
+    fn learn(&mut self, slot: u32, key: [u8; KEY_LEN]) {
+        self.by_key.insert(key, slot);
+        self.by_slot.insert(slot, key);
+    }
+
+    fn named_other(&self, slot: u32, key: &[u8; KEY_LEN]) -> bool {
+        self.by_slot.get(&slot).is_some_and(|k| k != key)
+    }
+}
+
 fn first_slot(key: &[u8; KEY_LEN], slots: u32) -> u32 {
     (u64::from_le_bytes(key[..8].try_into().unwrap()) % slots as u64) as u32
 }
@@ -154,7 +174,7 @@ pub struct Ctx<'a> {
     pub host_name: &'a str,
     pub peers: &'a Mutex<Peers>,
     /// key -> slot, for names already found (names never move).
-    pub slots: &'a Mutex<HashMap<[u8; KEY_LEN], u32>>,
+    pub slots: &'a Mutex<SlotNames>,
     /// One per resource slot: this host runs one ballot (writes its one
     /// dblock) per slot at a time, whatever the number of callers.
     pub slot_locks: &'a [Mutex<()>],
@@ -360,19 +380,21 @@ impl Ctx<'_> {
     /// returned locked.
     fn locate(&self, key: &[u8; KEY_LEN], req: &AcquireRequest, value: &LeaseValue) -> Result<Located<'_>> {
         let slots = self.header.resource_slots;
-        let start = self.slots.lock().get(key).copied().unwrap_or_else(|| first_slot(key, slots));
+        let start = self.slots.lock().by_key.get(key).copied().unwrap_or_else(|| first_slot(key, slots));
         for i in 0..slots {
             let slot = (start + i) % slots;
+            if self.slots.lock().named_other(slot, key) {
+                continue;
+            }
             let guard = self.slot_locks[slot as usize].lock();
             let site = self.site(slot);
             let mut area = site.read_area()?;
-            match &area.leader {
-                Some(l) if &l.value.key == key => {
-                    self.slots.lock().insert(*key, slot);
+            if let Some(l) = &area.leader {
+                self.slots.lock().learn(slot, l.value.key);
+                if &l.value.key == key {
                     return Ok(Located::Found(slot, area, guard));
                 }
-                Some(_) => continue,
-                None => {}
+                continue;
             }
             // Never named: the ballot for version 1 names it.
             if let Some(expected) = req.expect_lver.filter(|&e| e != 0) {
@@ -383,10 +405,10 @@ impl Ctx<'_> {
                 BallotOutcome::Chosen(chosen) => {
                     self.commit(slot, 1, &chosen, req.mode)?;
                     area.leader = Some(Leader { held: true, short_hold: false, lver: 1, writer_id: self.host_id, lockspace_uuid: self.header.uuid, value: chosen.clone() });
+                    self.slots.lock().learn(slot, chosen.key);
                     if &chosen.key != key {
                         continue;
                     }
-                    self.slots.lock().insert(*key, slot);
                     if !self.is_ours(&chosen, key) {
                         return Err(self.busy(slot, &area));
                     }
@@ -462,7 +484,7 @@ impl Ctx<'_> {
             }),
         };
         if held {
-            self.slots.lock().insert(lease.key, lease.slot);
+            self.slots.lock().learn(lease.slot, lease.key);
             Ok(())
         } else {
             Err(not_held())
