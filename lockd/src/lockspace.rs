@@ -36,7 +36,7 @@ impl InitOptions {
             max_hosts: 64,
             sector_size: None,
             io_timeout: crate::timing::DEFAULT_IO_TIMEOUT,
-            resource_slots: 256,
+            resource_slots: 1024,
             force: false,
         }
     }

@@ -92,8 +92,10 @@ enum LockspaceCommand {
         /// I/O timeout in seconds (fractions allowed); every other timeout derives from it.
         #[arg(long, default_value_t = 10.0)]
         io_timeout: f64,
-        /// Number of resource lease slots (disks) the lockspace can hold.
-        #[arg(long, default_value_t = 256)]
+        /// Number of resource lease slots: the most disks the lockspace can ever
+        /// hold (names are never freed). Size it at twice the disks you expect:
+        /// a fuller table makes first acquires probe longer.
+        #[arg(long, default_value_t = 1024)]
         resources: u32,
         /// Overwrite whatever PATH holds, even an existing lockspace.
         #[arg(long)]
