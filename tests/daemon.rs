@@ -362,11 +362,13 @@ fn bad_configuration_stops_start_up_naming_key_and_line() {
 /// Fails host `h`'s lockspace I/O, lets guest `g` exit, and waits until the
 /// release of its lease has failed; then storage answers again. The host
 /// lease is never in danger: the fault lasts milliseconds, fencing starts at 4T.
-fn fail_the_release_of(h: &Host, g: &mut GuestProc) {
+/// Kills the guest while storage fails, runs `meanwhile`, then heals storage.
+fn fail_the_release_of(h: &Host, g: &mut GuestProc, meanwhile: impl FnOnce()) {
     std::fs::write(&h.fault, "fail").unwrap();
     g.0.kill().unwrap();
     g.0.wait().unwrap();
     wait_for("the failed release in the log", Duration::from_secs(2), || h.log_text().contains("on storage failed").then_some(()));
+    meanwhile();
     std::fs::remove_file(&h.fault).unwrap();
 }
 
@@ -385,13 +387,19 @@ fn a_failed_release_is_retried_until_another_host_can_take_the_disk() {
     a.acquire(ga.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
     let generation = a.status().lockspaces[0].generation;
 
-    fail_the_release_of(&a, &mut ga);
+    fail_the_release_of(&a, &mut ga, || {
+        // While storage fails, the admin sees why the disk is still taken.
+        let pending = a.status().pending_releases;
+        assert!(pending.len() == 1 && pending[0].identity.contains("vm.img"), "{pending:?}");
+        let text = String::from_utf8(cli(&["status", "--socket", a.socket.to_str().unwrap()]).stdout).unwrap();
+        assert!(text.contains("being retried") && text.contains("vm.img"), "{text}");
+    });
     wait_for("host 2 to acquire once host 1's release is retried", Duration::from_secs(5), || b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None).ok());
     assert!(a.log_text().contains("retry succeeded, the disk is free on storage"), "{}", a.log_text());
     // Released by the retry, not voided by a new generation of host 1.
     let st = a.status();
     assert_eq!(st.lockspaces[0].generation, generation);
-    assert!(st.leases.is_empty());
+    assert!(st.leases.is_empty() && st.pending_releases.is_empty(), "{st:?}");
 }
 
 #[test]
@@ -408,7 +416,7 @@ fn a_local_acquire_completes_a_pending_release_first() {
     let _hb = b.register(gb.pid(), "vm-b", Action::Default);
     let first = a.acquire(g1.pid(), &[(&d, Mode::Exclusive)], None).unwrap().leases[0].lver;
 
-    fail_the_release_of(&a, &mut g1);
+    fail_the_release_of(&a, &mut g1, || {});
     // At once, while vm1's release may still be pending: the engine alone
     // would call the old lease ours, and the pending release would free it
     // under vm2.

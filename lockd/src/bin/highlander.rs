@@ -224,6 +224,12 @@ fn print_status(s: &Status) {
             holders.join(", ")
         );
     }
+    if !s.pending_releases.is_empty() {
+        println!("releases failing on storage, being retried (other hosts still see these held):");
+        for p in &s.pending_releases {
+            println!("  {}  lver {}  lockspace \"{}\"", p.identity, p.lver, p.lockspace);
+        }
+    }
     println!("guests:");
     if s.guests.is_empty() {
         println!("  (none registered)");

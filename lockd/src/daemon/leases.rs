@@ -403,6 +403,8 @@ impl Daemon {
         for lease in leases {
             let Some(space) = self.space(&lease.lockspace) else { continue };
             if let Err(e) = space.ls().release(lease) {
+                // Queued before it is logged: whoever reads the log finds it pending.
+                self.table.lock().pending.insert((lease.lockspace.clone(), lease.identity.clone()), lease.clone());
                 log::error!(
                     "lockspace \"{}\": release of disk {} lver {} on storage failed: {e}; other hosts see it held until a retry (every {:?}) lands",
                     lease.lockspace,
@@ -410,7 +412,6 @@ impl Daemon {
                     lease.lver,
                     super::retry::backoff(space)
                 );
-                self.table.lock().pending.insert((lease.lockspace.clone(), lease.identity.clone()), lease.clone());
                 queued = true;
             }
         }
@@ -650,6 +651,7 @@ impl Daemon {
             host_name: self.cfg.host_name.clone(),
             lockspaces,
             leases: table.disks.values().map(|d| HeldView { lease: view(d), holders: d.holders.iter().map(guest_ref).collect() }).collect(),
+            pending_releases: table.pending.iter().map(|((lockspace, identity), l)| PendingRelease { lockspace: lockspace.clone(), identity: identity.clone(), lver: l.lver }).collect(),
             guests: table
                 .guests
                 .values()

@@ -358,6 +358,17 @@ pub struct Status {
     pub lockspaces: Vec<LockspaceStatus>,
     pub leases: Vec<HeldView>,
     pub guests: Vec<GuestView>,
+    /// Releases on storage that failed and are being retried: other hosts
+    /// still see these disks held by this host.
+    #[serde(default)]
+    pub pending_releases: Vec<PendingRelease>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRelease {
+    pub lockspace: String,
+    pub identity: String,
+    pub lver: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
