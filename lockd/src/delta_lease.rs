@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::clock::{unix_now, Mono};
 use crate::error::{Error, FormatError, Result};
-use crate::format::{Header, HostSlot, RecordKind, RECORD_LEN};
+use crate::format::{Header, HostSlot, RECORD_LEN};
 use crate::storage::Storage;
 use crate::timing::Timeouts;
 
@@ -116,8 +116,7 @@ impl Peers {
     }
 
     fn host_dead(&self, record: &HostSlot) -> Duration {
-        let theirs = Timeouts::new(Duration::from_millis(record.io_timeout_ms as u64)).map(|t| t.host_dead);
-        theirs.map_or(self.timeouts.host_dead, |d| d.max(self.timeouts.host_dead))
+        host_dead_of(&self.timeouts, Some(record))
     }
 
     pub fn state(&self, host_id: u32) -> HostState {
@@ -202,13 +201,18 @@ pub fn read_all(storage: &Storage, header: &Header) -> Result<Vec<SlotRead>> {
     Ok(buf.chunks(ss).map(|s| HostSlot::decode(&s[..RECORD_LEN])).collect())
 }
 
-/// Reads our own slot. A corrupt one is an error: we must neither trust it
-/// nor overwrite what may be evidence of another host using our id.
-fn read_own(storage: &Storage, header: &Header, host_id: u32) -> Result<Option<HostSlot>> {
-    let sector = header.layout().host_slot(host_id);
-    let slot = HostSlot::decode(&storage.read_record(sector)?).map_err(|e| corrupt_slot(storage, host_id, e))?;
+/// Reads our own slot (decoded, and the raw record). A corrupt one is an
+/// error: we must neither trust it nor overwrite what may be evidence of
+/// another host using our id.
+fn read_own(storage: &Storage, header: &Header, host_id: u32) -> Result<(Option<HostSlot>, [u8; RECORD_LEN])> {
+    let raw = storage.read_record(header.layout().host_slot(host_id))?;
+    Ok((decode_own(storage, header, host_id, &raw)?, raw))
+}
+
+fn decode_own(storage: &Storage, header: &Header, host_id: u32, raw: &[u8; RECORD_LEN]) -> Result<Option<HostSlot>> {
+    let slot = HostSlot::decode(raw).map_err(|e| Error::CorruptOwnSlot { path: storage.path().to_owned(), host_id, source: e })?;
     if let Some(s) = &slot {
-        check_uuid(storage, header, sector, &s.lockspace_uuid)?;
+        check_uuid(storage, header, header.layout().host_slot(host_id), &s.lockspace_uuid)?;
     }
     Ok(slot)
 }
@@ -248,14 +252,14 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
     let mut may_take_fast = true;
     for _attempt in 0..3 {
         let mut start = Mono::now();
-        let mut seen = read_own(storage, header, host_id)?;
+        let (mut seen, raw) = read_own(storage, header, host_id)?;
         let fast = may_take_fast
             && match &seen {
                 None => true,
                 Some(s) => s.free || (s.host_name == me.name && s.machine_id == me.machine_id),
             };
         if !fast {
-            start = wait_until_unchanged(storage, header, timeouts, host_id, &mut seen)?;
+            start = wait_until_unchanged(storage, header, timeouts, host_id, &mut seen, &raw)?;
         }
         let previous = seen;
         let slot = HostSlot {
@@ -278,7 +282,7 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
             continue;
         }
         std::thread::sleep(timeouts.join_delay);
-        return match read_own(storage, header, host_id)? {
+        return match read_own(storage, header, host_id)?.0 {
             Some(now) if now == slot => Ok(Joined { slot, valid_from: start }),
             Some(other) => Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder: other.host_name }),
             None => Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "our write vanished" }),
@@ -289,30 +293,86 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
 
 /// Watches a held slot until it has not changed for `host_dead`. Returns the
 /// start of the last (confirming) read; fails if the slot changes.
-fn wait_until_unchanged(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, seen: &mut Option<HostSlot>) -> Result<Mono> {
-    let host_dead = match seen {
-        Some(s) => Timeouts::new(Duration::from_millis(s.io_timeout_ms as u64)).map_or(timeouts.host_dead, |t| t.host_dead.max(timeouts.host_dead)),
-        None => timeouts.host_dead,
-    };
-    let dead_at = Mono::now().add(host_dead);
+fn wait_until_unchanged(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, seen: &mut Option<HostSlot>, raw: &[u8; RECORD_LEN]) -> Result<Mono> {
+    let sector = header.layout().host_slot(host_id);
+    match watch_sector(storage, sector, raw, host_dead_of(timeouts, seen.as_ref()), timeouts.renew_interval)? {
+        Watched::Quiet(start) => Ok(start),
+        Watched::Changed(start, bytes) => match decode_own(storage, header, host_id, &bytes)? {
+            Some(s) if s.free => {
+                *seen = Some(s);
+                Ok(start)
+            }
+            Some(s) => Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder: s.host_name }),
+            None => Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "the slot was wiped while we watched it" }),
+        },
+    }
+}
+
+/// How long a slot must stay unchanged before its holder counts as dead:
+/// by its holder's io_timeout when that is longer than ours.
+fn host_dead_of(timeouts: &Timeouts, slot: Option<&HostSlot>) -> Duration {
+    let theirs = slot.and_then(|s| Timeouts::new(Duration::from_millis(s.io_timeout_ms as u64)).ok()).map(|t| t.host_dead);
+    theirs.map_or(timeouts.host_dead, |d| d.max(timeouts.host_dead))
+}
+
+enum Watched {
+    /// Unchanged; the start of the read that confirmed it.
+    Quiet(Mono),
+    /// Changed, as seen by the read started at that time.
+    Changed(Mono, [u8; RECORD_LEN]),
+}
+
+/// Re-reads `sector` every `poll` until a read started `quiet` after this
+/// call still finds `first`, or until it changes.
+fn watch_sector(storage: &Storage, sector: u64, first: &[u8; RECORD_LEN], quiet: Duration, poll: Duration) -> Result<Watched> {
+    let quiet_at = Mono::now().add(quiet);
     loop {
-        std::thread::sleep(dead_at.remaining().min(timeouts.renew_interval));
+        std::thread::sleep(quiet_at.remaining().min(poll));
         let start = Mono::now();
-        let now = read_own(storage, header, host_id)?;
-        if now != *seen {
-            return match now {
-                Some(s) if s.free => {
-                    *seen = Some(s);
-                    Ok(start)
-                }
-                Some(s) => Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder: s.host_name }),
-                None => Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "the slot was wiped while we watched it" }),
-            };
+        let now = storage.read_record(sector)?;
+        if now != *first {
+            return Ok(Watched::Changed(start, now));
         }
-        if start >= dead_at {
-            return Ok(start);
+        if start >= quiet_at {
+            return Ok(Watched::Quiet(start));
         }
     }
+}
+
+/// Frees host id `host_id`'s slot whatever it holds (a corrupt record, or
+/// an id to hand to another machine), but only once it has stayed unchanged
+/// for `host_dead`: then no live host is using it. The slot is written FREE
+/// with `highest_generation()` (asked only after the watch, when no new
+/// lease of the id can appear), so every old lease of the id counts as gone
+/// once the id joins again. Returns false when the slot was never written.
+pub fn clear_slot(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, highest_generation: impl FnOnce() -> Result<u64>) -> Result<bool> {
+    if host_id == 0 || host_id > header.max_hosts {
+        return Err(Error::HostIdOutOfRange { host_id, max_hosts: header.max_hosts, lockspace: header.name.clone() });
+    }
+    let sector = header.layout().host_slot(host_id);
+    let raw = storage.read_record(sector)?;
+    if raw == [0; RECORD_LEN] {
+        return Ok(false);
+    }
+    let slot = HostSlot::decode(&raw).ok().flatten();
+    if let Watched::Changed(_, now) = watch_sector(storage, sector, &raw, host_dead_of(timeouts, slot.as_ref()), timeouts.renew_interval)? {
+        let holder = HostSlot::decode(&now).ok().flatten().map_or_else(|| "<unreadable slot>".to_owned(), |s| s.host_name);
+        return Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder });
+    }
+    let free = HostSlot {
+        free: true,
+        host_id,
+        io_timeout_ms: timeouts.io_timeout.as_millis() as u32,
+        generation: highest_generation()?.max(slot.as_ref().map_or(0, |s| s.generation)),
+        renewal: slot.as_ref().map_or(0, |s| s.renewal) + 1,
+        renewed_unix: unix_now(),
+        lockspace_uuid: header.uuid,
+        machine_id: [0; 16],
+        nonce: random_bytes(),
+        host_name: String::new(),
+    };
+    storage.write_record(sector, &free.encode())?;
+    Ok(true)
 }
 
 /// Writes the next renewal of `current`; returns what was written.
@@ -326,9 +386,4 @@ pub fn renew(storage: &Storage, header: &Header, current: &HostSlot) -> Result<H
 pub fn leave(storage: &Storage, header: &Header, current: &HostSlot) -> Result<()> {
     let free = HostSlot { renewal: current.renewal + 1, renewed_unix: unix_now(), free: true, ..current.clone() };
     storage.write_record(header.layout().host_slot(current.host_id), &free.encode())
-}
-
-/// Describes a corrupt slot for errors and dumps.
-pub fn corrupt_slot(storage: &Storage, host_id: u32, source: FormatError) -> Error {
-    Error::Corrupt { path: storage.path().to_owned(), sector: host_id as u64, kind: RecordKind::HostSlot, detail: format!(" of host id {host_id}"), source }
 }

@@ -55,6 +55,8 @@ pub enum Error {
     NotALockspace { path: PathBuf, source: FormatError },
     #[error("{path}: sector {sector} ({kind}{detail}) is corrupt: {source}; the record is not trusted. Run `highlander dump {path}` to inspect")]
     Corrupt { path: PathBuf, sector: u64, kind: RecordKind, detail: String, source: FormatError },
+    #[error("{path}: the slot of host id {host_id} (sector {host_id}) is corrupt: {source}; it is not trusted or overwritten. Once no machine runs with host id {host_id}, free it with `highlander lockspace clear-host {path} --host-id {host_id}`")]
+    CorruptOwnSlot { path: PathBuf, host_id: u32, source: FormatError },
     #[error("{path}: record at sector {sector} belongs to another lockspace (uuid {found}, expected {expected}); was the file copied or overwritten?")]
     Foreign { path: PathBuf, sector: u64, found: String, expected: String },
     #[error("{path}: lockspace was formatted with {header}-byte sectors but the device uses {device}-byte logical sectors")]

@@ -135,6 +135,16 @@ pub fn open(path: &Path, writable: bool) -> Result<(Storage, Header)> {
     Ok((storage, header))
 }
 
+/// Frees host id `host_id`'s slot (corrupt, or to be given to another
+/// machine) once no host has changed it for host_dead; see
+/// `delta_lease::clear_slot`. Returns false when the slot was never used.
+pub fn clear_host(path: &Path, host_id: u32) -> Result<bool> {
+    let (storage, header) = open(path, true)?;
+    let timeouts = Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?;
+    let storage = storage.configured(timeouts.io_deadline, None, host_id);
+    delta_lease::clear_slot(&storage, &header, &timeouts, host_id, || resource::highest_generation_of(&storage, &header, host_id))
+}
+
 #[derive(Clone)]
 pub struct JoinOptions {
     pub path: PathBuf,
@@ -555,7 +565,7 @@ fn try_resume(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: 
         return Ok(None);
     }
     let sector = header.layout().host_slot(host_id);
-    let slot = HostSlot::decode(&storage.read_record(sector)?).map_err(|e| delta_lease::corrupt_slot(storage, host_id, e))?;
+    let slot = HostSlot::decode(&storage.read_record(sector)?).map_err(|source| Error::CorruptOwnSlot { path: storage.path().to_owned(), host_id, source })?;
     match slot {
         Some(slot) if !slot.free && slot.generation == saved.generation && hex(&slot.nonce) == saved.nonce => {
             Ok(Some(delta_lease::Joined { slot, valid_from }))

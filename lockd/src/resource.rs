@@ -545,6 +545,23 @@ pub fn describe(header: &Header, slot: u32, area: &ResourceArea, host: impl Fn(u
     }
 }
 
+/// The highest generation of `host_id` that any resource record names (its
+/// leases, values it proposed or others adopted, shared registrations).
+pub fn highest_generation_of(storage: &Storage, header: &Header, host_id: u32) -> Result<u64> {
+    let mut highest = 0;
+    for slot in 0..header.resource_slots {
+        let area = BallotSite { storage, layout: header.layout(), slot, host_id, lockspace_uuid: header.uuid }.read_area()?;
+        let values = area.leader.iter().map(|l| &l.value).chain(area.dblocks.iter().map(|d| &d.inp));
+        for v in values.filter(|v| v.owner_id == host_id) {
+            highest = highest.max(v.owner_generation);
+        }
+        for d in area.dblocks.iter().filter(|d| d.host_id == host_id) {
+            highest = highest.max(d.shared_generation);
+        }
+    }
+    Ok(highest)
+}
+
 /// Finds a resource's slot without naming anything (read-only).
 pub fn find(storage: &Storage, header: &Header, identity: &str) -> Result<Option<(u32, ResourceArea)>> {
     let key = key_of(identity);

@@ -110,15 +110,28 @@ fn a_flipped_bit_in_any_record_is_detected_and_named() {
 
     // Our own host slot: refused, not overwritten.
     let p = formatted("flip-slot");
-    Lockspace::join(JoinOptions::new(&p, 2, "host-x")).unwrap().leave().unwrap();
+    let x = Lockspace::join(JoinOptions::new(&p, 2, "host-x")).unwrap();
+    let req = lockd::AcquireRequest { identity: "file:/held".into(), mode: lockd::Mode::Exclusive, holder: Default::default(), expect_lver: None };
+    x.acquire(&req).unwrap();
+    x.stop(); // host 2 dies holding a lease
     flip(&p, 2 * 512 + 40);
     let e = untouched(&p, || join_err(&p, 2));
-    assert!(matches!(e, Error::Corrupt { sector: 2, .. }), "{e}");
+    assert!(matches!(e, Error::CorruptOwnSlot { host_id: 2, .. }), "{e}");
     assert!(e.to_string().contains("host id 2"), "{e}");
+    assert!(e.to_string().contains("highlander lockspace clear-host"), "says what to do: {e}");
     // dump shows it and still shows the rest.
     let (code, out) = untouched(&p, || cli(&["dump", p.to_str().unwrap()]));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("CORRUPT") && out.contains("sector 2 (host slot of host id 2)"), "{out}");
+    // The remedy: clear-host frees it once nobody renews it, and host 2 joins.
+    let (code, out) = cli(&["lockspace", "clear-host", p.to_str().unwrap(), "--host-id", "2"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("freed the slot of host id 2"), "{out}");
+    // Host 2's old lease counts as released at once; host 2 can join again.
+    let other = Lockspace::join(JoinOptions::new(&p, 1, "host-y")).unwrap();
+    other.acquire(&req).unwrap();
+    other.leave().unwrap();
+    Lockspace::join(JoinOptions::new(&p, 2, "host-x")).unwrap().leave().unwrap();
 
     // A resource leader and a ballot block.
     for (name, sector_in_area) in [("flip-leader", 0u64), ("flip-dblock", 1)] {
@@ -153,6 +166,10 @@ fn host_id_out_of_range_and_duplicates() {
     let e = join_err(&p, 1);
     assert!(matches!(&e, Error::HostIdBusy { holder, .. } if holder == "host-a"), "{e}");
     assert!(e.to_string().contains("unique host_id"), "{e}");
+    // clear-host never takes an id from a host that renews it.
+    let (code, out) = cli(&["lockspace", "clear-host", p.to_str().unwrap(), "--host-id", "1"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("in use by host \"host-a\""), "{out}");
     drop(a);
 }
 

@@ -101,6 +101,18 @@ enum LockspaceCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Free one host id's slot: a corrupt slot that stops that host from
+    /// joining, or an id to hand to another machine. Waits until the slot
+    /// has not changed for the dead-host time (7 x io_timeout), so it never
+    /// takes the id from a running host; that host's old leases then count
+    /// as released.
+    ClearHost {
+        /// Lockspace file or block device.
+        path: PathBuf,
+        /// The host id whose slot to free.
+        #[arg(long)]
+        host_id: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,6 +133,17 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
+        Command::Lockspace(LockspaceCommand::ClearHost { path, host_id }) => {
+            let (_, header) = lockd::lockspace::open(&path, false)?;
+            let host_dead = lockd::timing::Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?.host_dead;
+            eprintln!("watching the slot of host id {host_id} for {host_dead:?} to make sure no machine is using it...");
+            if lockd::lockspace::clear_host(&path, host_id)? {
+                println!("freed the slot of host id {host_id} in lockspace \"{}\"; its old leases count as released", header.name);
+            } else {
+                println!("the slot of host id {host_id} in lockspace \"{}\" was never used; nothing to do", header.name);
+            }
+            Ok(())
+        }
         Command::Lockspace(LockspaceCommand::Init { path, name, max_hosts, sector_size, io_timeout, resources, force }) => {
             if !io_timeout.is_finite() || io_timeout <= 0.0 {
                 return Err(format!("--io-timeout {io_timeout} must be a positive number of seconds").into());
