@@ -34,6 +34,29 @@ fn cli(args: &[&str]) -> std::process::Output {
     Command::new(bin("highlander")).args(args).output().unwrap()
 }
 
+/// Two daemons (hosts 1 and 2) on one lockspace, with guest "vm-a"
+/// registered on host 1 and "vm-b" on host 2.
+struct TwoHosts {
+    dir: std::path::PathBuf,
+    a: Host,
+    b: Host,
+    ga: GuestProc,
+    gb: GuestProc,
+    /// The registering connections, kept open as libvirt leaves them.
+    _handles: (lockd::daemon::client::Client, lockd::daemon::client::Client),
+}
+
+fn two_hosts(name: &str, io_ms: u64) -> TwoHosts {
+    let dir = scratch(name);
+    let ls = dir.join("ls");
+    init_lockspace(&ls, io_ms, 64);
+    let a = Host::start(&dir, &ls, 1, "");
+    let b = Host::start(&dir, &ls, 2, "");
+    let (ga, gb) = (GuestProc::spawn(), GuestProc::spawn());
+    let _handles = (a.register(ga.pid(), "vm-a", Action::Default), b.register(gb.pid(), "vm-b", Action::Default));
+    TwoHosts { dir, a, b, ga, gb, _handles }
+}
+
 #[test]
 fn register_acquire_inquire_release_status_who() {
     let dir = scratch("basic");
@@ -162,16 +185,8 @@ fn peers_outside_root_and_group_are_refused() {
 
 #[test]
 fn guest_exit_releases_and_another_host_takes_over() {
-    let dir = scratch("exit");
-    let ls = dir.join("ls");
-    init_lockspace(&ls, 300, 64);
-    let a = Host::start(&dir, &ls, 1, "");
-    let b = Host::start(&dir, &ls, 2, "");
+    let TwoHosts { dir, a, b, mut ga, gb, _handles } = two_hosts("exit", 300);
     let d = disk(&dir, "vm.img");
-    let mut ga = GuestProc::spawn();
-    let gb = GuestProc::spawn();
-    let _ha = a.register(ga.pid(), "vm-a", Action::Default);
-    let _hb = b.register(gb.pid(), "vm-b", Action::Default);
     a.acquire(ga.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
     let e = refused(b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None));
     assert_eq!(e.code, Code::Busy);
@@ -220,16 +235,8 @@ fn state_hands_over_and_detects_a_third_party() {
 
 #[test]
 fn restart_with_guests_running_keeps_every_lease() {
-    let dir = scratch("restart");
-    let ls = dir.join("ls");
-    init_lockspace(&ls, 500, 64);
-    let mut a = Host::start(&dir, &ls, 1, "");
-    let b = Host::start(&dir, &ls, 2, "");
+    let TwoHosts { dir, mut a, b, ga, gb, _handles } = two_hosts("restart", 500);
     let d = disk(&dir, "vm.img");
-    let ga = GuestProc::spawn();
-    let gb = GuestProc::spawn();
-    let _ha = a.register(ga.pid(), "vm-a", Action::Default);
-    let _hb = b.register(gb.pid(), "vm-b", Action::Default);
     let before = a.acquire(ga.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
     let generation = a.status().lockspaces[0].generation;
 
@@ -247,7 +254,7 @@ fn restart_with_guests_running_keeps_every_lease() {
     drop(ga);
     wait_for("host 2 to acquire after the re-adopted guest exits", Duration::from_secs(3), || b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None).ok());
     // With no leases held, SIGTERM leaves cleanly.
-    drop(_ha);
+    drop(_handles);
     a.terminate();
     assert!(a.log_text().contains("left cleanly"));
 }
@@ -374,16 +381,8 @@ fn fail_the_release_of(h: &Host, g: &mut GuestProc, meanwhile: impl FnOnce()) {
 
 #[test]
 fn a_failed_release_is_retried_until_another_host_can_take_the_disk() {
-    let dir = scratch("retry");
-    let ls = dir.join("ls");
-    init_lockspace(&ls, 300, 64);
-    let a = Host::start(&dir, &ls, 1, "");
-    let b = Host::start(&dir, &ls, 2, "");
+    let TwoHosts { dir, a, b, mut ga, gb, _handles } = two_hosts("retry", 300);
     let d = disk(&dir, "vm.img");
-    let mut ga = GuestProc::spawn();
-    let gb = GuestProc::spawn();
-    let _ha = a.register(ga.pid(), "vm-a", Action::Default);
-    let _hb = b.register(gb.pid(), "vm-b", Action::Default);
     a.acquire(ga.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
     let generation = a.status().lockspaces[0].generation;
 
@@ -434,16 +433,9 @@ fn a_local_acquire_completes_a_pending_release_first() {
 
 #[test]
 fn a_lease_won_but_never_saved_is_released_when_the_daemon_resumes() {
-    let dir = scratch("orphan");
-    let ls = dir.join("ls");
     let io = Duration::from_millis(500);
-    init_lockspace(&ls, io.as_millis() as u64, 64);
-    let mut a = Host::start(&dir, &ls, 1, "");
-    let b = Host::start(&dir, &ls, 2, "");
+    let TwoHosts { dir, mut a, b, ga, gb, _handles } = two_hosts("orphan", io.as_millis() as u64);
     let (kept, orphan) = (disk(&dir, "kept.img"), disk(&dir, "orphan.img"));
-    let (ga, gb) = (GuestProc::spawn(), GuestProc::spawn());
-    let _ha = a.register(ga.pid(), "vm-a", Action::Default);
-    let _hb = b.register(gb.pid(), "vm-b", Action::Default);
     a.acquire(ga.pid(), &[(&kept, Mode::Exclusive)], None).unwrap();
     let generation = a.status().lockspaces[0].generation;
 
@@ -451,7 +443,7 @@ fn a_lease_won_but_never_saved_is_released_when_the_daemon_resumes() {
     // host 1's daemon dead, carry on its host lease (same generation) in this
     // process, win a lease, and stop without telling the daemon.
     a.kill();
-    let mut join = lockd::JoinOptions::new(&ls, 1, "host-1");
+    let mut join = lockd::JoinOptions::new(dir.join("ls"), 1, "host-1");
     join.state_dir = Some(a.state_dir());
     join.require_resume = true;
     let crashed = lockd::Lockspace::join(join).unwrap();
