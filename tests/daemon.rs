@@ -46,12 +46,18 @@ struct TwoHosts {
     _handles: (lockd::daemon::client::Client, lockd::daemon::client::Client),
 }
 
-fn two_hosts(name: &str, io_ms: u64) -> TwoHosts {
+/// Daemons for hosts 1 and 2 on a fresh lockspace in a fresh directory.
+fn two_daemons(name: &str, io_ms: u64) -> (std::path::PathBuf, Host, Host) {
     let dir = scratch(name);
     let ls = dir.join("ls");
     init_lockspace(&ls, io_ms, 64);
     let a = Host::start(&dir, &ls, 1, "");
     let b = Host::start(&dir, &ls, 2, "");
+    (dir, a, b)
+}
+
+fn two_hosts(name: &str, io_ms: u64) -> TwoHosts {
+    let (dir, a, b) = two_daemons(name, io_ms);
     let (ga, gb) = (GuestProc::spawn(), GuestProc::spawn());
     let _handles = (a.register(ga.pid(), "vm-a", Action::Default), b.register(gb.pid(), "vm-b", Action::Default));
     TwoHosts { dir, a, b, ga, gb, _handles }
@@ -204,11 +210,7 @@ fn guest_exit_releases_and_another_host_takes_over() {
 
 #[test]
 fn state_hands_over_and_detects_a_third_party() {
-    let dir = scratch("handover");
-    let ls = dir.join("ls");
-    init_lockspace(&ls, 300, 64);
-    let a = Host::start(&dir, &ls, 1, "");
-    let b = Host::start(&dir, &ls, 2, "");
+    let (dir, a, b) = two_daemons("handover", 300);
     let d = disk(&dir, "vm.img");
     let (src, dst, other) = (GuestProc::spawn(), GuestProc::spawn(), GuestProc::spawn());
     let _h = a.register(src.pid(), "vm", Action::Default);
@@ -261,12 +263,8 @@ fn restart_with_guests_running_keeps_every_lease() {
 
 #[test]
 fn renewal_failure_fences_the_guest_before_its_lease_expires() {
-    let dir = scratch("fence");
-    let ls = dir.join("ls");
     let io = Duration::from_millis(300);
-    init_lockspace(&ls, io.as_millis() as u64, 64);
-    let a = Host::start(&dir, &ls, 1, "");
-    let b = Host::start(&dir, &ls, 2, "");
+    let (dir, a, b) = two_daemons("fence", io.as_millis() as u64);
     let d = disk(&dir, "vm.img");
     let mut ga = GuestProc::spawn();
     let gb = GuestProc::spawn();
@@ -403,11 +401,7 @@ fn a_failed_release_is_retried_until_another_host_can_take_the_disk() {
 
 #[test]
 fn a_local_acquire_completes_a_pending_release_first() {
-    let dir = scratch("pending");
-    let ls = dir.join("ls");
-    init_lockspace(&ls, 300, 64);
-    let a = Host::start(&dir, &ls, 1, "");
-    let b = Host::start(&dir, &ls, 2, "");
+    let (dir, a, b) = two_daemons("pending", 300);
     let d = disk(&dir, "vm.img");
     let (mut g1, g2, gb) = (GuestProc::spawn(), GuestProc::spawn(), GuestProc::spawn());
     let _h1 = a.register(g1.pid(), "vm1", Action::Default);
