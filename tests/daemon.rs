@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use harness::*;
 use lockd::clock::Mono;
 use lockd::daemon::client::ClientError;
+use lockd::timing::Timeouts;
 use lockd::daemon::protocol::{Acquire, Action, Code, Inquire, LeasesResult, Register, Release, Request, Resource, Status, WhoResult};
 use lockd::Mode;
 
@@ -274,9 +275,9 @@ fn renewal_failure_fences_the_guest_before_its_lease_expires() {
 
     std::fs::write(&a.fault, "fail").unwrap();
     // A's last successful renewal started before now: its leases are void
-    // by `lease_expiry` (5T) from now at the latest.
+    // by `lease_expiry` from now at the latest.
     let failed = Mono::now();
-    let valid_until_bound = failed.add(io * 5);
+    let valid_until_bound = failed.add(Timeouts::new(io).unwrap().lease_expiry);
     let mut died: Option<Mono> = None;
     let taken = wait_for("host 2 to take the disk over", Duration::from_secs(10), || {
         if died.is_none() {
@@ -366,7 +367,7 @@ fn bad_configuration_stops_start_up_naming_key_and_line() {
 
 /// Fails host `h`'s lockspace I/O, lets guest `g` exit, and waits until the
 /// release of its lease has failed; then storage answers again. The host
-/// lease is never in danger: the fault lasts milliseconds, fencing starts at 4T.
+/// lease is never in danger: the fault lasts milliseconds, fencing starts at 3.5T.
 /// Kills the guest while storage fails, runs `meanwhile`, then heals storage.
 fn fail_the_release_of(h: &Host, g: &mut GuestProc, meanwhile: impl FnOnce()) {
     std::fs::write(&h.fault, "fail").unwrap();
@@ -494,9 +495,9 @@ fn a_daemon_back_after_the_grace_window_fences_before_joining_afresh() {
     let generation = a.status().lockspaces[0].generation;
 
     a.kill();
-    // Back only once its guests must be fenced (4T after the last renewal),
-    // but before host 2 may call it dead (7T).
-    let fence_at = last_renewal(&a).add(io * 4);
+    // Back only once its guests must be fenced (fence_begin after the last
+    // renewal), but before host 2 may call it dead (host_dead).
+    let fence_at = last_renewal(&a).add(Timeouts::new(io).unwrap().fence_begin);
     wait_for("host 1's resume window to pass", Duration::from_secs(5), || (Mono::now() >= fence_at).then_some(()));
     assert_eq!(refused(b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None)).code, Code::Busy);
     assert!(ga.0.try_wait().unwrap().is_none(), "the guest runs on while its daemon is down");
@@ -540,7 +541,7 @@ fn pause_and_restart_run_the_fence_helper_and_a_guest_still_holding_leases_is_ki
     a.acquire(gr.pid(), &[(&dr, Mode::Exclusive)], None).unwrap();
 
     std::fs::write(&a.fault, "fail").unwrap();
-    let valid_until_bound = Mono::now().add(io * 5);
+    let valid_until_bound = Mono::now().add(Timeouts::new(io).unwrap().lease_expiry);
     let pause_call = format!("pause qemu:///session {} vm-p {}", uuid_for("vm-p"), gp.pid());
     let restart_call = format!("restart qemu:///system {} vm-r {}", uuid_for("vm-r"), gr.pid());
     let (mut paused, mut restarted, mut died) = (None, None, None);

@@ -6,10 +6,10 @@
 //! | name           | value | meaning                                                        |
 //! |----------------|-------|----------------------------------------------------------------|
 //! | io_deadline    | T     | a single sector I/O that takes longer has failed                |
-//! | renew_interval | T     | a host rewrites its slot this often                             |
-//! | fence_begin    | 4T    | no renewal for this long: apply lock-failure actions            |
-//! | lease_expiry   | 5T    | no renewal for this long: our leases are void, locally          |
-//! | host_dead      | 7T    | a peer's slot unchanged this long: the peer is dead             |
+//! | renew_interval | T/2   | a host rewrites its slot (and reads its peers') this often      |
+//! | fence_begin    | 3.5T  | no renewal for this long: apply lock-failure actions            |
+//! | lease_expiry   | 4.5T  | no renewal for this long: our leases are void, locally          |
+//! | host_dead      | 5.5T  | a peer's slot unchanged this long: the peer is dead             |
 //! | join_span      | T/20  | a fast join's read..write must fit in this span                 |
 //! | join_delay     | T/16  | a joiner waits this long before re-reading its slot             |
 //!
@@ -58,10 +58,10 @@ impl Timeouts {
         let timeouts = Timeouts {
             io_timeout: t,
             io_deadline: t,
-            renew_interval: t,
-            fence_begin: t * 4,
-            lease_expiry: t * 5,
-            host_dead: t * 7,
+            renew_interval: t / 2,
+            fence_begin: t * 7 / 2,
+            lease_expiry: t * 9 / 2,
+            host_dead: t * 11 / 2,
             join_span: t / 20,
             join_delay: t / 16,
         };
@@ -82,9 +82,11 @@ impl Timeouts {
             return Err(TimingError::Inequality("fence_begin + io_timeout <= lease_expiry"));
         }
         // A host's leases are void (by its own clock) strictly before any
-        // peer, whose clock may run slow, can call the host dead.
-        if drift(self.lease_expiry) + self.io_deadline > self.host_dead {
-            return Err(TimingError::Inequality("lease_expiry*(1+drift) + io_deadline < host_dead"));
+        // peer, whose clock may run slow, can call the host dead; the proof
+        // needs lease_expiry*(1+drift)^2 < host_dead, half an io_deadline
+        // more is spare.
+        if drift(self.lease_expiry) + self.io_deadline / 2 >= self.host_dead {
+            return Err(TimingError::Inequality("lease_expiry*(1+drift) + io_deadline/2 < host_dead"));
         }
         // Two concurrent joiners of one host id cannot both succeed.
         if drift(self.join_span) >= self.join_delay {
@@ -101,7 +103,7 @@ mod tests {
     #[test]
     fn default_holds_and_beats_sanlock_failover() {
         let t = Timeouts::new(DEFAULT_IO_TIMEOUT).unwrap();
-        assert_eq!(t.host_dead, Duration::from_secs(70));
+        assert_eq!(t.host_dead, Duration::from_secs(55));
         assert!(t.host_dead < Duration::from_secs(140), "sanlock's host_dead at io_timeout 10 s is 140 s");
         assert!(t.join_delay < Duration::from_secs(1));
     }

@@ -75,7 +75,10 @@ CONF
 hl_daemon_start() {
     local h=$1 R
     R=$(hl_root "$h")
-    nsenter -t "$(cat "$R/anchor.pid")" -m -u -- setsid env RUST_LOG=info "$HL_BIN/highlanderd" --config /etc/libvirt/highlanderd.conf \
+    # HL_FAULTS=1: the daemon's lockspace I/O fails while $R/fault says `fail`.
+    local faults=()
+    [ "${HL_FAULTS:-0}" = 1 ] && faults=(HIGHLANDER_TEST_FAULT_FILE="$R/fault")
+    nsenter -t "$(cat "$R/anchor.pid")" -m -u -- setsid env RUST_LOG=info "${faults[@]}" "$HL_BIN/highlanderd" --config /etc/libvirt/highlanderd.conf \
         </dev/null >>"$R/log/highlanderd.log" 2>&1 &
     echo $! > "$R/highlanderd.pid"
     hl_wait 100 hl_cli "$h" status || { echo "host $h: highlanderd did not start:" >&2; tail -5 "$R/log/highlanderd.log" >&2; return 1; }

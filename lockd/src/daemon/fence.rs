@@ -3,8 +3,8 @@
 //!
 //! Per lockspace, a monitor watches `Lockspace::health()`. The engine's
 //! timing (docs/SAFETY.md) gives, from the start of the last successful
-//! renewal: lock-failure actions at `fence_begin` (4T), our leases void at
-//! `lease_expiry` (5T), peers may call us dead at `host_dead` (7T). So:
+//! renewal: lock-failure actions at `fence_begin` (3.5T), our leases void at
+//! `lease_expiry` (4.5T), peers may call us dead at `host_dead` (5.5T). So:
 //! - at fence_at (polled every T/10, so by fence_at + T/10 < valid_until):
 //!   each affected guest's action: poweroff = SIGKILL through its pidfd;
 //!   pause/restart = the fence helper (virsh, which needs no shared
@@ -295,7 +295,7 @@ const WDIOC_SETTIMEOUT: libc::c_ulong = 0xC004_5706;
 fn open_watchdog(daemon: &Daemon, dev: &std::path::Path) -> std::io::Result<Duration> {
     let file = std::fs::OpenOptions::new().write(true).open(dev)?;
     // Fire within one io_timeout of the last pet: pets stop at the latest at
-    // lease_expiry (5T) when fencing failed, peers take over at host_dead (7T).
+    // lease_expiry (4.5T) when fencing failed, peers take over at host_dead (5.5T).
     let t = daemon.spaces.iter().map(|s| s.ls().timeouts().io_timeout).min().expect("at least one lockspace");
     let mut secs: libc::c_int = (t.as_secs() as libc::c_int).max(1);
     // SAFETY: WDIOC_SETTIMEOUT reads and writes one c_int through the pointer.
