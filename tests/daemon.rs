@@ -227,7 +227,7 @@ fn state_hands_over_and_detects_a_third_party() {
     a.release_all(other.pid());
     let e = refused(a.acquire(src.pid(), &[(&d, Mode::Exclusive)], Some(back)));
     assert_eq!(e.code, Code::VersionMismatch, "{}", e.message);
-    assert!(e.message.contains("someone else acquired it in between"), "{}", e.message);
+    assert!(e.message.contains("changed hands since this guest released it") && e.message.contains("last taken by guest \"intruder\" (uuid ") && e.message.contains(") on host 1 \"host-1\""), "{}", e.message);
     // A stale state from before is refused the same way; foreign/garbled states are typed errors.
     assert_eq!(refused(a.acquire(src.pid(), &[(&d, Mode::Exclusive)], Some(state))).code, Code::VersionMismatch);
     let e = refused(a.acquire(src.pid(), &[(&d, Mode::Exclusive)], Some("__LIBVIRT__DISKS__:abc:/x:0:3".into())));

@@ -83,8 +83,9 @@ pub enum Error {
     ResumeExpired { lockspace: String },
     #[error("{0}")]
     Busy(Box<crate::resource::Busy>),
-    #[error("resource {identity}: lease version is {found}, expected {expected}: someone else acquired it in between")]
-    VersionMismatch { identity: String, expected: u64, found: u64 },
+    /// A hand-over (migration, restore) whose lease was taken in between.
+    #[error("disk {identity} changed hands since this guest released it (lease version {found}, expected {expected}; last taken by {taker}): its contents may have changed, so the guest must not resume; destroy it and start it afresh")]
+    VersionMismatch { identity: String, expected: u64, found: u64, taker: String },
     #[error("resource {identity}: not acquired after {attempts} contended ballots; retry")]
     Contended { identity: String, attempts: u32 },
     #[error("lockspace \"{lockspace}\": all {slots} resource slots are in use; re-initialise a larger lockspace (--resources)")]

@@ -308,11 +308,7 @@ impl Ctx<'_> {
                 }
                 _ => {}
             }
-            if let Some(expected) = req.expect_lver {
-                if lver != expected + 1 {
-                    return Err(Error::VersionMismatch { identity: req.identity.clone(), expected, found: lver - 1 });
-                }
-            }
+            // A holder is named first: it is the more useful refusal.
             if self.held_by_other(&area) {
                 if leader.short_hold {
                     drop(guard);
@@ -320,6 +316,13 @@ impl Ctx<'_> {
                     continue;
                 }
                 return Err(self.busy(slot, &area));
+            }
+            if let Some(expected) = req.expect_lver {
+                if lver != expected + 1 {
+                    let i = self.info(slot, &area);
+                    let taker = format!("{} on host {} \"{}\" at {}", describe_holder(&i.holder), i.owner_id, i.owner_name, crate::direct::format_unix(i.since_unix));
+                    return Err(Error::VersionMismatch { identity: req.identity.clone(), expected, found: lver - 1, taker });
+                }
             }
             if req.mode == Mode::Exclusive && self.live_shared_holders(&area) {
                 return Err(self.busy(slot, &area));
@@ -398,7 +401,8 @@ impl Ctx<'_> {
             }
             // Never named: the ballot for version 1 names it.
             if let Some(expected) = req.expect_lver.filter(|&e| e != 0) {
-                return Err(Error::VersionMismatch { identity: req.identity.clone(), expected, found: 0 });
+                let taker = "nobody: the lockspace has no record of this disk (was it re-initialised?)".to_owned();
+                return Err(Error::VersionMismatch { identity: req.identity.clone(), expected, found: 0, taker });
             }
             match site.run(1, value, &mut area)? {
                 BallotOutcome::Aborted => return Ok(Located::Retry),

@@ -24,12 +24,20 @@ hl_wait() {
     return 1
 }
 
-# hl_host_up NAME HOST_ID LOCKSPACE_FILE
+# hl_host_up NAME HOST_ID LOCKSPACE_FILE [LOCK_MANAGER]
+# LOCK_MANAGER: highlander (default: highlanderd on LOCKSPACE_FILE), nop (no
+# lock_manager line, no lock daemon; LOCKSPACE_FILE unused) or sanlock
+# (libvirt's sanlock plugin, auto_disk_leases, with a sanlock daemon of the
+# host's own; LOCKSPACE_FILE unused). Start-to-ready times of the lock daemon
+# and of libvirtd go to $R/ready-ms ("WHAT MILLISECONDS" lines).
 hl_host_up() {
-    local h=$1 id=$2 lockspace=$3 R
+    local h=$1 id=$2 lockspace=$3 manager=${4:-highlander} R t0
     R=$(hl_root "$h")
+    case $manager in highlander | nop | sanlock) ;; *) echo "hl_host_up: unknown lock manager '$manager' (highlander, nop or sanlock)" >&2; return 1 ;; esac
     mkdir -p "$R"/{etc,run/libvirt,run/highlander,lib/qemu,log/qemu,cache/qemu,plugins}
     ln -sf "$HL_BIN/libhighlander.so" "$R/plugins/highlander.so"
+    ln -sf "$HL_SANLOCK_PLUGIN" "$R/plugins/sanlock.so"
+    : > "$R/ready-ms"
     cat > "$R/etc/libvirtd.conf" <<CONF
 host_uuid = "$(printf '%08x-0000-4000-8000-%012x' "$id" "$id")"
 unix_sock_rw_perms = "0700"
@@ -45,7 +53,15 @@ security_driver = "none"
 cgroup_controllers = [ ]
 remember_owner = 0
 stdio_handler = "logd"
-lock_manager = "highlander"
+CONF
+    [ "$manager" = nop ] || echo "lock_manager = \"$manager\"" >> "$R/etc/qemu.conf"
+    # disk_lease_dir: inside the host's private /var/lib/libvirt.
+    mkdir -p "$R/lib/sanlock"
+    cat > "$R/etc/qemu-sanlock.conf" <<CONF
+auto_disk_leases = 1
+disk_lease_dir = "/var/lib/libvirt/sanlock"
+host_id = $id
+require_lease_for_disks = 1
 CONF
     cat > "$R/etc/qemu-highlander.conf" <<CONF
 # highlander plugin: where this host's highlanderd listens
@@ -63,13 +79,83 @@ CONF
     hl_wait 50 test -s "$R/anchor.pid" || { echo "host $h: namespace anchor failed: $(cat "$R/anchor.log")" >&2; return 1; }
 
     hl_in "$h" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root virtlogd -d -f /etc/libvirt/virtlogd.conf -p /run/virtlogd.pid
-    hl_daemon_start "$h"
+    t0=$(hl_now_ms)
+    case $manager in
+        highlander) hl_daemon_start "$h" || return 1; echo "highlanderd $(($(hl_now_ms) - t0))" >> "$R/ready-ms" ;;
+        sanlock) hl_sanlock_start "$h" || return 1; echo "sanlock $(($(hl_now_ms) - t0))" >> "$R/ready-ms" ;;
+    esac
+    # sanlock's plugin joins its lockspace inside libvirtd's start-up (2 x
+    # io_timeout + 1 s, 21 s at its default io_timeout of 10 s).
+    t0=$(hl_now_ms)
+    hl_libvirtd_start "$h" "$([ "$manager" = sanlock ] && echo 120 || echo 30)" || return 1
+    echo "libvirtd $(($(hl_now_ms) - t0))" >> "$R/ready-ms"
+}
+
+# libvirt's sanlock lock-driver plugin (Debian package libvirt-sanlock).
+HL_SANLOCK_PLUGIN=${HL_SANLOCK_PLUGIN:-/usr/lib/x86_64-linux-gnu/libvirt/lock-driver/sanlock.so}
+
+hl_now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# hl_libvirtd_start NAME [SECONDS]: starts the host's libvirtd and waits up to
+# SECONDS (30) until it answers. Fails as soon as libvirtd exits instead
+# (e.g. its lock driver's init failed: libvirtd then logs "Driver state
+# initialization failed" and exits), so a failure costs no timeout.
+hl_libvirtd_start() {
+    local h=$1 secs=${2:-30} R launcher deadline
+    R=$(hl_root "$h")
     # libvirtd under a child subreaper (this sandbox's PID 1 reaps slowly) and
     # pinned to one CPU (an unpinned one re-probes QEMU's capabilities).
+    # Not a process group leader here (no job control), so setsid execs and
+    # $! stays the reaper, which lives as long as the libvirtd it started.
     nsenter -t "$(cat "$R/anchor.pid")" -m -u -- setsid env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C \
         LIBVIRT_LOCK_MANAGER_PLUGIN_DIR="$R/plugins" taskset -c 0 "$HL_LIB_DIR/reaper.py" \
         libvirtd -d -f /etc/libvirt/libvirtd.conf -p /run/libvirtd.pid </dev/null >>"$R/log/libvirtd.stdout" 2>&1 &
-    hl_wait 300 hl_virsh "$h" hostname || { echo "host $h: libvirtd did not start; see $R/log/libvirtd.log" >&2; tail -5 "$R/log/libvirtd.log" >&2; return 1; }
+    launcher=$!
+    deadline=$(($(hl_now_ms) + secs * 1000))
+    until hl_virsh "$h" hostname >/dev/null 2>&1; do
+        if ! kill -0 "$launcher" 2>/dev/null; then
+            echo "host $h: libvirtd exited during start-up; see $R/log/libvirtd.log" >&2; tail -3 "$R/log/libvirtd.log" >&2; return 1
+        fi
+        if [ "$(hl_now_ms)" -gt "$deadline" ]; then
+            echo "host $h: libvirtd did not answer within $secs s; see $R/log/libvirtd.log" >&2; tail -5 "$R/log/libvirtd.log" >&2; return 1
+        fi
+        sleep 0.02
+    done
+}
+
+# hl_libvirtd_stop NAME: stops the host's libvirtd (its recorded pid); the
+# guests' QEMU processes keep running.
+hl_libvirtd_stop() {
+    local R
+    R=$(hl_root "$1")
+    hl_kill "$(cat "$R/run/libvirtd.pid" 2>/dev/null)" libvirtd
+}
+
+# hl_libvirtd_restart NAME [SECONDS]: stop, then start and wait (see above).
+hl_libvirtd_restart() {
+    hl_libvirtd_stop "$1"
+    hl_libvirtd_start "$@"
+}
+
+# hl_sanlock_start NAME: a sanlock daemon in the host's namespace (run dir
+# /run/sanlock, private to the host), unprivileged (this sandbox lacks
+# CAP_SYS_RESOURCE) and without a watchdog (there is no watchdog device).
+hl_sanlock_start() {
+    local h=$1 R
+    R=$(hl_root "$h")
+    nsenter -t "$(cat "$R/anchor.pid")" -m -u -- setsid env SANLOCK_PRIVILEGED=0 sanlock daemon -D -w 0 -l 0 \
+        </dev/null >>"$R/log/sanlock.log" 2>&1 &
+    echo $! > "$R/sanlock.pid"
+    hl_wait 100 hl_in "$h" sanlock client status || { echo "host $h: sanlock daemon did not start:" >&2; tail -5 "$R/log/sanlock.log" >&2; return 1; }
+}
+
+hl_sanlock_stop() {
+    local R
+    R=$(hl_root "$1")
+    [ -s "$R/sanlock.pid" ] || return 0
+    [ -d "/proc/$(cat "$R/sanlock.pid")" ] && hl_in "$1" sanlock client shutdown -f 1 >/dev/null 2>&1
+    hl_kill "$(cat "$R/sanlock.pid")" sanlock
+    rm -f "$R/sanlock.pid"
 }
 
 hl_daemon_start() {
@@ -81,6 +167,7 @@ hl_daemon_start() {
     nsenter -t "$(cat "$R/anchor.pid")" -m -u -- setsid env RUST_LOG=info "${faults[@]}" "$HL_BIN/highlanderd" --config /etc/libvirt/highlanderd.conf \
         </dev/null >>"$R/log/highlanderd.log" 2>&1 &
     echo $! > "$R/highlanderd.pid"
+    disown  # tests kill it by pid; no job-control chatter when they do
     hl_wait 100 hl_cli "$h" status || { echo "host $h: highlanderd did not start:" >&2; tail -5 "$R/log/highlanderd.log" >&2; return 1; }
 }
 
@@ -103,6 +190,7 @@ hl_host_down() {
     hl_kill "$(cat "$R/run/libvirtd.pid" 2>/dev/null)" libvirtd
     hl_kill "$(cat "$R/run/virtlogd.pid" 2>/dev/null)" virtlogd
     hl_kill "$(cat "$R/highlanderd.pid" 2>/dev/null)" highlanderd
+    hl_sanlock_stop "$h"
     hl_kill "$(cat "$R/anchor.pid")" sleep
     rm -f "$R/anchor.pid"
 }
@@ -125,9 +213,20 @@ hl_loops_down() {
     rm -f "$HL_STATE/loopdevs"
 }
 
-# hl_guest_xml NAME DEVICE: a tiny OS-less KVM (or TCG) guest with one raw block disk.
+# hl_guest_xml NAME DEVICE [OPTION...]: a tiny OS-less KVM (or TCG) guest
+# with one raw block disk. Options: `file` (DEVICE is a file: <disk
+# type='file'>), `readonly` (<readonly/>), `shareable` (<shareable/>).
 hl_guest_xml() {
-    local name=$1 dev=$2 type=kvm uuid
+    local name=$1 dev=$2 type=kvm uuid opt disk_type=block source=dev flags=''
+    shift 2
+    for opt in "$@"; do
+        case $opt in
+            file) disk_type=file source=file ;;
+            readonly) flags+='<readonly/>' ;;
+            shareable) flags+='<shareable/>' ;;
+            *) echo "hl_guest_xml: unknown option '$opt' (file, readonly, shareable)" >&2; return 1 ;;
+        esac
+    done
     [ -e /dev/kvm ] || type=qemu
     uuid=$(printf '%s' "$name" | md5sum | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-4\3-8\4-\5/')
     cat <<XML
@@ -141,10 +240,10 @@ hl_guest_xml() {
   <on_lockfailure>poweroff</on_lockfailure>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='block' device='disk'>
+    <disk type='$disk_type' device='disk'>
       <driver name='qemu' type='raw' cache='none'/>
-      <source dev='$dev'/>
-      <target dev='vda' bus='virtio'/>
+      <source $source='$dev'/>
+      <target dev='vda' bus='virtio'/>$flags
     </disk>
     <controller type='usb' model='none'/>
     <console type='pty'/>
