@@ -1,8 +1,11 @@
 //! Time as the lease algorithms see it.
 //!
-//! Every safety decision uses `Mono`, CLOCK_MONOTONIC in nanoseconds: it is
+//! Every safety decision uses `Mono`, CLOCK_BOOTTIME in nanoseconds: it is
 //! system-wide (so a restarted daemon and the torture test's witness read the
-//! same clock), never jumps, and keeps counting while a process is stopped.
+//! same clock), never jumps, and keeps counting while a process is stopped
+//! and while the machine is suspended. (CLOCK_MONOTONIC stops during
+//! suspend: a host that slept past its lease would wake believing it still
+//! valid while a peer has taken it over.)
 //! Wall-clock time (`unix_now`) is stored on disk for humans only and never
 //! compared across hosts.
 
@@ -14,9 +17,9 @@ pub struct Mono(pub u64);
 impl Mono {
     pub fn now() -> Mono {
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC is always supported on Linux.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+        // SAFETY: `ts` is a valid, writable timespec; CLOCK_BOOTTIME exists on Linux since 2.6.39.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_BOOTTIME) failed");
         Mono(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
     }
 

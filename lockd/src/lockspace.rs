@@ -217,7 +217,7 @@ struct ResumeState {
     host_id: u32,
     generation: u64,
     nonce: String,
-    /// CLOCK_MONOTONIC ns of the start of the last successful renewal.
+    /// CLOCK_BOOTTIME ns of the start of the last successful renewal.
     valid_from: u64,
 }
 

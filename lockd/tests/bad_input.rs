@@ -20,7 +20,8 @@ fn formatted(name: &str) -> PathBuf {
     let mut o = InitOptions::new("bad");
     o.max_hosts = 4;
     o.resource_slots = 4;
-    o.io_timeout = Duration::from_millis(100);
+    // join_span is T/20: 15 ms leaves room for a loaded CI machine's O_DSYNC write.
+    o.io_timeout = Duration::from_millis(300);
     lockd::lockspace::init(&p, &o).unwrap();
     p
 }
@@ -218,7 +219,8 @@ fn wrong_sector_size_on_a_block_device() {
     assert!(matches!(e, Error::WrongSectorSize { header: 512, device: 4096, .. }), "{e}");
     // Detected size works.
     o.sector_size = None;
-    o.io_timeout = Duration::from_millis(100);
+    // join_span is T/20: 15 ms leaves room for a loaded CI machine's O_DSYNC write.
+    o.io_timeout = Duration::from_millis(300);
     assert_eq!(lockd::lockspace::init(&dev, &o).unwrap().sector_size, 4096);
     Lockspace::join(JoinOptions::new(&dev, 1, "host-a")).unwrap().leave().unwrap();
 

@@ -1,6 +1,6 @@
 //! The witness: what a torture host records about its resource leases, one
 //! line per event, in its own append-only file. Independent of the engine:
-//! each timestamp is a CLOCK_MONOTONIC reading that the host checked against
+//! each timestamp is a CLOCK_BOOTTIME reading that the host checked against
 //! `Lockspace::valid_until()` just before recording it.
 
 use lockd::Mode;
