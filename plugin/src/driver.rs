@@ -16,8 +16,12 @@ use crate::ffi;
 use crate::manager::{Manager, Param};
 use crate::report::{self, Failure, Kind};
 
-/// Set once by the first drvInit; read without locking (also in libvirt's
-/// forked child, where a lock held by another thread at fork would hang).
+/// Set once by the first drvInit that succeeds; read without locking (also
+/// in libvirt's forked child, where a lock held by another thread at fork
+/// would hang). A later drvInit (another libvirt driver sharing this loaded
+/// copy, e.g. libxl with `libxl-highlander.conf`) keeps it, as libvirt's
+/// sanlock plugin keeps its first configuration. A failed drvInit sets
+/// nothing, so a corrected file loads on the next try.
 static CONFIG: OnceLock<Config> = OnceLock::new();
 /// drvInit runs once per libvirt driver that loads us (qemu, libxl).
 static USERS: AtomicUsize = AtomicUsize::new(0);
@@ -203,7 +207,7 @@ unsafe extern "C" fn drv_acquire(man: *mut ffi::virLockManager, state: *const c_
         // SAFETY: pointers come from libvirt for this call.
         let (m, state) = unsafe { (manager(man)?, opt_str(state)?) };
         let state = state.filter(|s| !s.is_empty()).map(|s| std::ffi::CString::new(s).expect("came from a C string"));
-        if let Some(handle) = m.acquire(config()?, state.as_deref(), flags, action as u32)? {
+        if let Some(handle) = m.acquire(config()?, state.as_deref(), flags, action)? {
             // QEMU must inherit the guest's handle: clear close-on-exec.
             // SAFETY: `handle` is an open fd we own; F_SETFD only changes its flags.
             unsafe { libc::fcntl(handle, libc::F_SETFD, 0) };

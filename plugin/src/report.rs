@@ -4,8 +4,9 @@
 //! (`LIBVIRT_PRIVATE_x.y.z`): linking against it would stop the plugin from
 //! loading on any other libvirt version, so it is looked up at run time
 //! (in drvInit, before any fork).
-//! Where it is missing, the message goes to stderr (the domain log in
-//! libvirt's forked child) and the call still fails.
+//! Where it is missing (a process that loaded us without libvirt, like the
+//! FFI tests), the message goes to stderr as `highlander: MESSAGE` and the
+//! call still fails.
 
 use std::ffi::CString;
 
@@ -75,6 +76,24 @@ pub fn raise(f: &Failure, func: &'static str) {
         Some(helper) => unsafe {
             helper(ffi::VIR_FROM_LOCKING as i32, f.kind.code(), c"highlander".as_ptr(), func_c.as_ptr(), 0, c"%s".as_ptr(), message.as_ptr());
         },
-        None => eprintln!("highlander: {}", message.to_string_lossy()),
+        None => write_stderr(&format!("highlander: {}\n", message.to_string_lossy())),
+    }
+}
+
+/// One write(2) to fd 2: no lock of std's `Stderr` (libvirt's forked child
+/// must take no lock another thread may have held at fork), and one write
+/// keeps concurrent messages from interleaving mid-line.
+fn write_stderr(text: &str) {
+    let mut rest = text.as_bytes();
+    while !rest.is_empty() {
+        // SAFETY: writes `rest.len()` initialised bytes from a live slice.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            return; // nowhere to report it; the call still fails
+        }
+        rest = &rest[n as usize..];
     }
 }
