@@ -388,9 +388,10 @@ fn a_failed_release_is_retried_until_another_host_can_take_the_disk() {
     fail_the_release_of(&a, &mut ga, || {
         // While storage fails, the admin sees why the disk is still taken.
         let pending = a.status().pending_releases;
-        assert!(pending.len() == 1 && pending[0].identity.contains("vm.img"), "{pending:?}");
+        let identity = lockd::identity::of_path(std::path::Path::new(&d)).unwrap();
+        assert!(pending.len() == 1 && pending[0].identity == identity, "{pending:?}");
         let text = String::from_utf8(cli(&["status", "--socket", a.socket.to_str().unwrap()]).stdout).unwrap();
-        assert!(text.contains("being retried") && text.contains("vm.img"), "{text}");
+        assert!(text.contains("being retried") && text.contains(&identity), "{text}");
     });
     wait_for("host 2 to acquire once host 1's release is retried", Duration::from_secs(5), || b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None).ok());
     assert!(a.log_text().contains("retry succeeded, the disk is free on storage"), "{}", a.log_text());

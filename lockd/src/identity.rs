@@ -1,15 +1,22 @@
 //! A disk's stable identity: the same disk gets the same identity on every
-//! host, whatever path each host uses to reach it.
+//! host, whatever path each host uses to reach it. The rules, why each is
+//! stable across hosts and their caveats: docs/IDENTITY.md.
 //!
 //! In order of preference:
 //! - device-mapper (LVM, multipath, dm-crypt): `dm:<dm uuid>`
 //! - SCSI/NVMe disks: `wwid:<wwid>` (a partition adds `-part<N>`)
 //! - loop devices: the identity of the backing file
-//! - anything else: `file:<canonical path>` (stable across hosts on a
-//!   shared filesystem; inode numbers are not, so they are not used)
+//! - a file or directory on a filesystem that is named the same on every
+//!   host and keeps inode numbers: `fs:<filesystem>:ino:<inode>`, the
+//!   filesystem being `uuid:<fs uuid>` (ext4, XFS, GFS2, OCFS2, ...; btrfs
+//!   adds `:subvol:<id>`), `nfs<version>:<server address>:<server fsid>` or
+//!   `ceph:<cluster fsid or monitors>:<fs name>`
+//! - anything else: `file:<canonical path>`
 
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::fs::MetadataExt;
+use std::ffi::{CString, OsString};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::format::IDENTITY_LEN;
@@ -18,19 +25,33 @@ use crate::format::IDENTITY_LEN;
 pub enum IdentityError {
     #[error("disk {path}: does not exist or cannot be resolved ({source}); check the path in the domain XML")]
     Resolve { path: PathBuf, source: std::io::Error },
-    #[error("disk {path}: identity {identity:?} is longer than {IDENTITY_LEN} bytes; use a shorter path or give the identity explicitly")]
+    #[error("disk {path}: cannot {what} ({source}); highlanderd must run as root with /proc and /sys mounted")]
+    Inspect { path: PathBuf, what: String, source: std::io::Error },
+    #[error("disk {path}: a loop device over {backing:?}, which is no longer that file here (deleted, replaced, or in another mount namespace); attach the loop device to a file this host can reach, or give the identity explicitly")]
+    LoopBacking { path: PathBuf, backing: String },
+    #[error("disk {path}: identity {identity:?} is longer than {IDENTITY_LEN} bytes; use a shorter path or give the identity explicitly (docs/IDENTITY.md)")]
     TooLong { path: PathBuf, identity: String },
 }
 
-/// The identity of the disk at `path` (a file or a block device).
+/// This thread's view: the kernel's statx mount ids refer to the caller's
+/// mount namespace, which a thread may have unshared.
+const MOUNTINFO: &str = "/proc/thread-self/mountinfo";
+const NFS_VOLUMES: &str = "/proc/fs/nfsfs/volumes";
+const BY_UUID: &str = "/dev/disk/by-uuid";
+
+/// Filesystems whose inode numbers are stored on disk, so a file keeps its
+/// number across mounts, reboots and hosts.
+const ON_DISK_INODES: &[&str] = &["ext2", "ext3", "ext4", "xfs", "btrfs", "gfs2", "ocfs2", "f2fs", "jfs"];
+
+/// The identity of the disk at `path` (a file, directory or block device).
 pub fn of_path(path: &Path) -> Result<String, IdentityError> {
     let resolve = |source| IdentityError::Resolve { path: path.to_owned(), source };
     let canonical = std::fs::canonicalize(path).map_err(resolve)?;
     let meta = std::fs::metadata(&canonical).map_err(resolve)?;
     let identity = if meta.file_type().is_block_device() {
-        block_identity(&canonical, meta.rdev())?
+        block_identity(path, &canonical, meta.rdev())?
     } else {
-        None
+        fs_identity(path, &canonical, &meta)?
     }
     .unwrap_or_else(|| format!("file:{}", canonical.display()));
     if identity.len() > IDENTITY_LEN {
@@ -39,16 +60,19 @@ pub fn of_path(path: &Path) -> Result<String, IdentityError> {
     Ok(identity)
 }
 
+fn inspect(path: &Path, what: impl Into<String>) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
+    let what = what.into();
+    move |source| IdentityError::Inspect { path: path.to_owned(), what, source }
+}
+
 /// A block device's identity from sysfs; None when it has no stable one.
-fn block_identity(canonical: &Path, rdev: u64) -> Result<Option<String>, IdentityError> {
+fn block_identity(path: &Path, canonical: &Path, rdev: u64) -> Result<Option<String>, IdentityError> {
     let sys = PathBuf::from(format!("/sys/dev/block/{}:{}", libc::major(rdev), libc::minor(rdev)));
     if let Some(uuid) = read_trimmed(&sys.join("dm/uuid")) {
         return Ok(Some(format!("dm:{uuid}")));
     }
     if let Some(backing) = read_trimmed(&sys.join("loop/backing_file")) {
-        // The kernel appends " (deleted)" once the backing file is unlinked.
-        let backing = backing.strip_suffix(" (deleted)").unwrap_or(&backing);
-        return of_path(Path::new(backing)).map(Some);
+        return loop_backing(path, canonical, &backing).map(Some);
     }
     if let Some(wwid) = disk_wwid(&sys) {
         return Ok(Some(format!("wwid:{wwid}")));
@@ -71,73 +95,375 @@ fn read_trimmed(path: &Path) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
+/// The identity of a loop device's backing file. sysfs gives the file's
+/// name as it was when attached, seen from the reader's mount namespace,
+/// with " (deleted)" once unlinked: that name may now lead to another file,
+/// so it is used only if it still leads to the (device, inode) the loop
+/// device really holds.
+fn loop_backing(path: &Path, canonical: &Path, backing: &str) -> Result<String, IdentityError> {
+    let (dev, ino) = loop_status(canonical).map_err(inspect(path, format!("query loop device {}", canonical.display())))?;
+    for name in [Some(backing), backing.strip_suffix(" (deleted)")].into_iter().flatten() {
+        if let Ok(meta) = std::fs::metadata(name) {
+            if same_dev(meta.dev(), dev) && meta.ino() == ino {
+                return of_path(Path::new(name));
+            }
+        }
+    }
+    Err(IdentityError::LoopBacking { path: path.to_owned(), backing: backing.to_owned() })
+}
+
+fn same_dev(a: u64, b: u64) -> bool {
+    (libc::major(a), libc::minor(a)) == (libc::major(b), libc::minor(b))
+}
+
+/// `struct loop_info64` from linux/loop.h; only the first two fields are read.
+#[repr(C)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    _rest: [u8; 216],
+}
+const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
+
+/// The (device, inode) of the file behind a loop device.
+fn loop_status(dev: &Path) -> std::io::Result<(u64, u64)> {
+    let file = std::fs::File::open(dev)?;
+    let mut info = LoopInfo64 { lo_device: 0, lo_inode: 0, _rest: [0; 216] };
+    // SAFETY: LOOP_GET_STATUS64 writes one struct loop_info64 (232 bytes),
+    // which LoopInfo64 matches in size, with the two fields read in place.
+    if unsafe { libc::ioctl(file.as_raw_fd(), LOOP_GET_STATUS64, &mut info) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((info.lo_device, info.lo_inode))
+}
+
+/// `fs:<filesystem>:ino:<inode>` for a file on a filesystem that every host
+/// names alike and whose inode numbers every host sees alike; None, with
+/// the reason logged, for the rest (identified by path).
+fn fs_identity(path: &Path, canonical: &Path, meta: &std::fs::Metadata) -> Result<Option<String>, IdentityError> {
+    let (mnt_id, subvol) = statx_ids(canonical);
+    let dev = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let table = std::fs::read(MOUNTINFO).map_err(inspect(path, format!("read {MOUNTINFO}")))?;
+    let mounts = parse_mountinfo(&table);
+    let Some(mount) = find_mount(&mounts, mnt_id, dev, canonical) else {
+        log::debug!("{}: no entry in {MOUNTINFO} for its filesystem (device {}:{}); identified by path", canonical.display(), dev.0, dev.1);
+        return Ok(None);
+    };
+    let fs = match mount.fstype.as_str() {
+        "nfs" | "nfs4" => match std::fs::read_to_string(NFS_VOLUMES) {
+            Ok(volumes) => nfs_filesystem(&volumes, dev).ok_or_else(|| format!("NFS device {}:{} is not in {NFS_VOLUMES}", dev.0, dev.1)),
+            Err(e) => Err(format!("NFS, and {NFS_VOLUMES} is unreadable ({e})")),
+        },
+        "ceph" => ceph_filesystem(&mount.source, &mount.options, || ceph_cluster_fsid(canonical))
+            .ok_or_else(|| format!("CephFS source {:?} names neither a cluster fsid nor monitors", mount.source)),
+        t if ON_DISK_INODES.contains(&t) => disk_filesystem(path, canonical, mount, subvol)?,
+        t => Err(format!("{t} is not known to keep inode numbers across mounts and hosts")),
+    };
+    match fs {
+        Ok(fs) => Ok(Some(format!("fs:{fs}:ino:{}", meta.ino()))),
+        Err(why) => {
+            log::debug!("{}: {why}; identified by path", canonical.display());
+            Ok(None)
+        }
+    }
+}
+
+/// The mount id (Linux 5.8) and subvolume (6.10) of `path`, where the kernel reports them.
+fn statx_ids(path: &Path) -> (Option<u64>, Option<u64>) {
+    let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else { return (None, None) };
+    // SAFETY: statx is plain integers; all zeroes is a valid value.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpath` is NUL-terminated and `stx` is a statx the kernel fills.
+    if unsafe { libc::statx(libc::AT_FDCWD, cpath.as_ptr(), 0, libc::STATX_MNT_ID | libc::STATX_SUBVOL, &mut stx) } != 0 {
+        return (None, None);
+    }
+    let has = |bit: libc::c_uint| stx.stx_mask & bit != 0;
+    (has(libc::STATX_MNT_ID).then_some(stx.stx_mnt_id), has(libc::STATX_SUBVOL).then_some(stx.stx_subvol))
+}
+
+/// `uuid:<fs uuid>` for a disk filesystem; Ok(Err(reason)) when it has none.
+fn disk_filesystem(path: &Path, canonical: &Path, mount: &Mount, subvol: Option<u64>) -> Result<Result<String, String>, IdentityError> {
+    let btrfs = mount.fstype == "btrfs";
+    if btrfs && subvol.is_none() {
+        // Every btrfs subvolume numbers its inodes afresh.
+        return Ok(Err("btrfs, and this kernel does not report the file's subvolume (statx STATX_SUBVOL, Linux 6.10)".into()));
+    }
+    let Some(uuid) = fs_uuid(path, canonical, mount)? else {
+        return Ok(Err(format!("{} on {} has no filesystem UUID", mount.fstype, mount.source)));
+    };
+    Ok(Ok(match subvol {
+        Some(id) if btrfs => format!("uuid:{uuid}:subvol:{id}"),
+        _ => format!("uuid:{uuid}"),
+    }))
+}
+
+/// `struct fsuuid2` from linux/fs.h.
+#[repr(C)]
+struct FsUuid2 {
+    len: u8,
+    uuid: [u8; 16],
+}
+/// `_IOR(0x15, 0, struct fsuuid2)`
+const FS_IOC_GETFSUUID: libc::c_ulong = 0x8011_1500;
+
+/// The filesystem's UUID as udev names it under /dev/disk/by-uuid, else as
+/// the kernel reports it (FS_IOC_GETFSUUID, Linux 6.9; not btrfs): both are
+/// the UUID blkid shows. A nil UUID (some images are made with one) is none.
+fn fs_uuid(path: &Path, canonical: &Path, mount: &Mount) -> Result<Option<String>, IdentityError> {
+    // btrfs shows an anonymous device number in mountinfo: its source names the disk.
+    let source = || {
+        let meta = std::fs::metadata(mount.source.strip_prefix('/').map(|_| &mount.source)?).ok()?;
+        meta.file_type().is_block_device().then(|| (libc::major(meta.rdev()), libc::minor(meta.rdev())))
+    };
+    if let Some(uuid) = by_uuid(mount.dev).or_else(|| source().and_then(by_uuid)) {
+        return Ok(Some(uuid));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(canonical)
+        .map_err(inspect(path, "open it to read its filesystem's UUID"))?;
+    let mut u = FsUuid2 { len: 0, uuid: [0; 16] };
+    // SAFETY: FS_IOC_GETFSUUID writes one struct fsuuid2, which FsUuid2 matches.
+    if unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_GETFSUUID, &mut u) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            // Older kernel, or a filesystem that keeps no UUID.
+            Some(libc::ENOTTY | libc::EINVAL | libc::EOPNOTSUPP) => Ok(None),
+            _ => Err(inspect(path, "read its filesystem's UUID")(e)),
+        };
+    }
+    let bytes = &u.uuid[..usize::from(u.len).min(u.uuid.len())];
+    Ok((bytes.iter().any(|&b| b != 0)).then(|| format_uuid(bytes)))
+}
+
+/// The /dev/disk/by-uuid name of block device `dev`, lower-cased.
+fn by_uuid(dev: (u32, u32)) -> Option<String> {
+    std::fs::read_dir(BY_UUID).ok()?.flatten().find_map(|entry| {
+        let meta = std::fs::metadata(entry.path()).ok()?;
+        let name = entry.file_name().to_str()?.to_ascii_lowercase();
+        (meta.file_type().is_block_device() && (libc::major(meta.rdev()), libc::minor(meta.rdev())) == dev && name.bytes().any(|b| b != b'0' && b != b'-')).then_some(name)
+    })
+}
+
+fn format_uuid(bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if bytes.len() != 16 {
+        return hex;
+    }
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+/// One line of /proc/<pid>/mountinfo, the fields used here.
+#[derive(Debug, PartialEq, Eq)]
+struct Mount {
+    id: u64,
+    /// major:minor of the filesystem (st_dev of its files, except btrfs).
+    dev: (u32, u32),
+    mount_point: PathBuf,
+    fstype: String,
+    source: String,
+    /// Per-superblock options.
+    options: String,
+}
+
+fn parse_mountinfo(text: &[u8]) -> Vec<Mount> {
+    text.split(|&b| b == b'\n').filter_map(parse_mount_line).collect()
+}
+
+/// `36 35 98:0 /root /mnt rw,noatime master:1 - ext3 /dev/sda1 rw,errors=continue`:
+/// id, parent, major:minor, root, mount point, options, optional fields up
+/// to "-", type, source, superblock options (proc_pid_mountinfo(5)).
+fn parse_mount_line(line: &[u8]) -> Option<Mount> {
+    let mut fields = line.split(|&b| b == b' ').map(unescape);
+    let mut text = || fields.next().map(|f| String::from_utf8_lossy(&f).into_owned());
+    let id = text()?.parse().ok()?;
+    let _parent = text()?;
+    let dev = text()?;
+    let (major, minor) = dev.split_once(':')?;
+    let dev = (major.parse().ok()?, minor.parse().ok()?);
+    let _root = text()?;
+    let mount_point = PathBuf::from(OsString::from_vec(fields.next()?));
+    let _options = fields.next()?;
+    fields.by_ref().find(|f| f == b"-")?;
+    let mut text = || fields.next().map(|f| String::from_utf8_lossy(&f).into_owned());
+    Some(Mount { id, dev, mount_point, fstype: text()?, source: text()?, options: text().unwrap_or_default() })
+}
+
+/// Undoes the kernel's `\ooo` octal escapes (space, tab, newline, backslash).
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field.get(i + 1..i + 4).filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal.and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok()) {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The mount `path` lies on: by statx mount id, else (kernels before 5.8)
+/// the deepest mount of its device that contains the path.
+fn find_mount<'a>(mounts: &'a [Mount], mnt_id: Option<u64>, dev: (u32, u32), path: &Path) -> Option<&'a Mount> {
+    match mnt_id {
+        Some(id) => mounts.iter().find(|m| m.id == id),
+        None => mounts.iter().filter(|m| m.dev == dev && path.starts_with(&m.mount_point)).max_by_key(|m| m.mount_point.as_os_str().len()),
+    }
+}
+
+/// `nfs<version>:<server address>:<fsid>` from /proc/fs/nfsfs/volumes
+/// (`NV SERVER PORT DEV FSID FSC`): the fsid is the server's own name for
+/// the exported filesystem (the scope of its inode numbers), the same
+/// whichever directory of it a host mounts, and where.
+fn nfs_filesystem(volumes: &str, dev: (u32, u32)) -> Option<String> {
+    let dev = format!("{}:{}", dev.0, dev.1);
+    volumes.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let version = f.first()?.strip_prefix('v')?;
+        (f.len() >= 5 && f[3] == dev).then(|| format!("nfs{version}:{}:{}", server_address(f[1]), f[4]))
+    })
+}
+
+/// The kernel prints the server's address in hex: 8 digits IPv4, 32 IPv6.
+fn server_address(hex: &str) -> String {
+    match hex.len() {
+        8 => u32::from_str_radix(hex, 16).map(|a| std::net::Ipv4Addr::from(a).to_string()).ok(),
+        32 => u128::from_str_radix(hex, 16).map(|a| format!("[{}]", std::net::Ipv6Addr::from(a))).ok(),
+        _ => None,
+    }
+    .unwrap_or_else(|| hex.to_owned())
+}
+
+/// `ceph:<cluster>:<fs name>`. The cluster is its fsid, from the new device
+/// syntax `<user>@<fsid>.<fs name>=<path>` (Linux 5.17), the `fsid=` option
+/// or the client (`cluster_fsid`); failing all, the old syntax's monitors
+/// `<mon>[,<mon>...]:<path>`, sorted. The fs name (a cluster may hold
+/// several, each numbering its inodes) is `-` when the mount took the default.
+fn ceph_filesystem(source: &str, options: &str, cluster_fsid: impl FnOnce() -> Option<String>) -> Option<String> {
+    let option = |key: &str| options.split(',').find_map(|o| o.strip_prefix(key)?.strip_prefix('=').filter(|v| !v.is_empty()));
+    let new_syntax = source.rsplit_once('@').and_then(|(_, rest)| {
+        let (fsid, rest) = rest.split_once('.')?;
+        Some((fsid, rest.split_once('=')?.0))
+    });
+    let name = new_syntax.map(|(_, name)| name).or_else(|| option("mds_namespace")).or_else(|| option("fs")).unwrap_or("-");
+    let fsid = new_syntax.map(|(fsid, _)| fsid.to_owned()).or_else(|| option("fsid").map(str::to_owned)).or_else(cluster_fsid);
+    let cluster = match fsid {
+        Some(fsid) => fsid.to_ascii_lowercase(),
+        None => {
+            let (mons, _) = source.split_once(":/")?;
+            let mut mons: Vec<&str> = mons.split(',').filter(|m| !m.is_empty()).collect();
+            if mons.is_empty() {
+                return None;
+            }
+            mons.sort_unstable();
+            mons.join(",")
+        }
+    };
+    Some(format!("ceph:{cluster}:{name}"))
+}
+
+/// The CephFS client's `ceph.cluster_fsid` virtual xattr.
+fn ceph_cluster_fsid(path: &Path) -> Option<String> {
+    let cpath = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut buf = [0u8; 64];
+    // SAFETY: both names are NUL-terminated; the kernel writes at most buf.len() bytes into buf.
+    let n = unsafe { libc::getxattr(cpath.as_ptr(), c"ceph.cluster_fsid".as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let text = String::from_utf8_lossy(buf.get(..usize::try_from(n).ok()?)?).trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_owned();
+    (!text.is_empty()).then_some(text)
+}
+
 #[cfg(test)]
 mod tests {
+    //! Pure parsing, on sample lines: no NFS server or Ceph cluster here.
+    //! Files, loop devices and mounts are tested in lockd/tests/identity.rs.
     use super::*;
-    use std::process::Command;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("hl-identity-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    const MOUNTINFO_SAMPLE: &str = "\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
+63 27 7:0 /vms /srv/my\\040images rw,relatime shared:40 master:3 - ext4 /dev/loop0 rw
+70 27 0:53 / /mnt/nfs rw,relatime shared:50 - nfs4 192.168.1.10:/export/vms rw,vers=4.2,addr=192.168.1.10
+71 27 0:53 / /var/lib/libvirt/images rw,relatime - nfs4 192.168.1.10:/export rw,vers=4.2
+80 27 0:60 / /mnt/ceph rw,relatime - ceph admin@b3acfc0d-575f-41d3-9c91-0e7ed3dbb3fa.cephfs=/vms rw,name=admin,secret=<hidden>,acl
+";
+
+    fn mounts() -> Vec<Mount> {
+        parse_mountinfo(MOUNTINFO_SAMPLE.as_bytes())
     }
 
     #[test]
-    fn files_are_named_by_canonical_path() {
-        let dir = scratch("file");
-        let disk = dir.join("disk.img");
-        std::fs::write(&disk, b"x").unwrap();
-        std::os::unix::fs::symlink(&disk, dir.join("link.img")).unwrap();
-        let canonical = std::fs::canonicalize(&disk).unwrap();
-        let want = format!("file:{}", canonical.display());
-        assert_eq!(of_path(&disk).unwrap(), want);
-        assert_eq!(of_path(&dir.join("link.img")).unwrap(), want);
-        assert!(of_path(&dir.join("sub/../disk.img")).unwrap_err().to_string().contains("does not exist"));
-        std::fs::create_dir(dir.join("sub")).unwrap();
-        assert_eq!(of_path(&dir.join("sub/../disk.img")).unwrap(), want);
-        std::fs::remove_dir_all(&dir).unwrap();
+    fn mountinfo_lines_are_parsed_with_escapes_and_optional_fields() {
+        let m = mounts();
+        assert_eq!(m.len(), 6);
+        assert_eq!(
+            m[2],
+            Mount { id: 63, dev: (7, 0), mount_point: "/srv/my images".into(), fstype: "ext4".into(), source: "/dev/loop0".into(), options: "rw".into() }
+        );
+        assert_eq!((m[3].fstype.as_str(), m[3].source.as_str(), m[3].dev), ("nfs4", "192.168.1.10:/export/vms", (0, 53)));
+        assert_eq!(m[5].options, "rw,name=admin,secret=<hidden>,acl");
+        // Lines cut short or garbled are skipped, not misread.
+        assert!(parse_mountinfo(b"63 27 7:0 /vms /srv rw shared:40\nx y z\n\n").is_empty());
+        assert_eq!(unescape(br"a\134b\011c\0"), b"a\\b\tc\\0");
     }
 
     #[test]
-    fn missing_disk_is_a_clear_error() {
-        let err = of_path(Path::new("/nonexistent/highlander/disk.img")).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/highlander/disk.img"), "{err}");
+    fn the_mount_is_found_by_id_else_by_device_and_deepest_mount_point() {
+        let m = mounts();
+        assert_eq!(find_mount(&m, Some(71), (0, 53), Path::new("/mnt/nfs/disk.img")).unwrap().id, 71);
+        assert!(find_mount(&m, Some(99), (254, 0), Path::new("/x")).is_none());
+        assert_eq!(find_mount(&m, None, (0, 53), Path::new("/var/lib/libvirt/images/a.img")).unwrap().id, 71);
+        assert_eq!(find_mount(&m, None, (0, 53), Path::new("/mnt/nfs/a.img")).unwrap().id, 70);
+        assert_eq!(find_mount(&m, None, (254, 0), Path::new("/srv/a.img")).unwrap().id, 27);
+        assert!(find_mount(&m, None, (0, 99), Path::new("/srv/a.img")).is_none());
     }
 
-    /// Attaches `file` to a free loop device; None when losetup is unusable
-    /// here (not root, no loop support), so the test is skipped.
-    fn attach(file: &Path) -> Option<String> {
-        let out = Command::new("losetup").args(["--find", "--show"]).arg(file).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
+    const VOLUMES: &str = "\
+NV SERVER   PORT DEV          FSID                              FSC
+v4 c0a8010a  801 0:53         5f0b1c2d3e4f5a6b:9a8b7c6d5e4f3a2b  no
+v3 0a000005  801 0:54         1234abcd:0                        no
+v4 20010db8000000000000000000000001  801 0:55         2:0                               no
+";
 
-    fn detach(dev: &str) {
-        let _ = Command::new("losetup").args(["--detach", dev]).status();
+    #[test]
+    fn nfs_is_named_by_server_address_and_server_fsid() {
+        // Both mounts of sample device 0:53 (different export paths) give one name.
+        assert_eq!(nfs_filesystem(VOLUMES, (0, 53)).unwrap(), "nfs4:192.168.1.10:5f0b1c2d3e4f5a6b:9a8b7c6d5e4f3a2b");
+        assert_eq!(nfs_filesystem(VOLUMES, (0, 54)).unwrap(), "nfs3:10.0.0.5:1234abcd:0");
+        assert_eq!(nfs_filesystem(VOLUMES, (0, 55)).unwrap(), "nfs4:[2001:db8::1]:2:0");
+        assert_eq!(nfs_filesystem(VOLUMES, (0, 5)), None);
+        assert_eq!(nfs_filesystem("NV SERVER   PORT DEV          FSID                              FSC\n", (0, 53)), None);
     }
 
     #[test]
-    fn two_loop_devices_over_one_file_are_one_disk() {
-        let dir = scratch("loop");
-        let file = dir.join("backing.img");
-        std::fs::write(&file, vec![0u8; 1 << 20]).unwrap();
-        let Some(a) = attach(&file) else {
-            eprintln!("skipped: losetup is not usable here");
-            return;
-        };
-        let b = attach(&file);
-        let result = std::panic::catch_unwind(|| {
-            let b = b.as_deref().expect("second loop device");
-            let want = format!("file:{}", std::fs::canonicalize(&file).unwrap().display());
-            assert_ne!(a, b);
-            assert_eq!(of_path(Path::new(&a)).unwrap(), want);
-            assert_eq!(of_path(Path::new(b)).unwrap(), want);
-        });
-        detach(&a);
-        if let Some(b) = &b {
-            detach(b);
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-        result.unwrap();
+    fn cephfs_is_named_by_cluster_and_fs_name() {
+        let none = || None;
+        let fsid = "b3acfc0d-575f-41d3-9c91-0e7ed3dbb3fa";
+        // New device syntax: fsid and fs name in the source, whatever subdirectory.
+        assert_eq!(ceph_filesystem("admin@B3ACFC0D-575F-41D3-9C91-0E7ED3DBB3FA.cephfs=/vms", "rw,name=admin", none).unwrap(), format!("ceph:{fsid}:cephfs"));
+        assert_eq!(ceph_filesystem("vm.host1@b3acfc0d-575f-41d3-9c91-0e7ed3dbb3fa.second=/", "rw", none).unwrap(), format!("ceph:{fsid}:second"));
+        // Old syntax: fsid from the options or the client, fs name from the options.
+        let old = "10.0.0.2:6789,10.0.0.1:6789:/vms";
+        assert_eq!(ceph_filesystem(old, &format!("rw,fsid={fsid},mds_namespace=cephfs"), none).unwrap(), format!("ceph:{fsid}:cephfs"));
+        assert_eq!(ceph_filesystem(old, "rw,fs=cephfs", || Some(fsid.to_owned())).unwrap(), format!("ceph:{fsid}:cephfs"));
+        // Nothing names the cluster: its monitors, in an order every host agrees on.
+        assert_eq!(ceph_filesystem(old, "rw,name=admin", none).unwrap(), "ceph:10.0.0.1:6789,10.0.0.2:6789:-");
+        assert_eq!(ceph_filesystem("[2001:db8::2]:6789,[2001:db8::1]:6789:/", "rw", none).unwrap(), "ceph:[2001:db8::1]:6789,[2001:db8::2]:6789:-");
+        assert_eq!(ceph_filesystem("ceph", "rw", none), None);
+    }
+
+    #[test]
+    fn uuids_are_formatted_as_blkid_shows_them() {
+        let bytes = [0x0b, 0x5c, 0x5d, 0x1e, 0x11, 0x11, 0x42, 0x22, 0x83, 0x33, 0x44, 0x44, 0x55, 0x55, 0x66, 0x66];
+        assert_eq!(format_uuid(&bytes), "0b5c5d1e-1111-4222-8333-444455556666");
+        assert_eq!(format_uuid(&[0xab, 0xcd]), "abcd");
+        assert_eq!(server_address("zz"), "zz");
     }
 }
