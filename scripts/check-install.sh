@@ -71,28 +71,22 @@ done < <(installed_files "$d")
 
 plugin=$d$libdir/libvirt/lock-driver/highlander.so
 file -L "$plugin" 2>/dev/null | grep -q 'shared object' || fail "highlander.so is not a shared object"
-if command -v readelf >/dev/null; then
-    readelf --dyn-syms -W "$plugin" | grep -qw virLockDriverImpl || fail "highlander.so does not export virLockDriverImpl"
-fi
+readelf --dyn-syms -W "$plugin" | grep -qw virLockDriverImpl || fail "highlander.so does not export virLockDriverImpl"
 
 unit=$d/usr/lib/systemd/system/highlanderd.service
 grep -q '^ExecStart=/usr/sbin/highlanderd --config /etc/highlander/highlanderd.conf$' "$unit" || fail "unit's ExecStart"
 grep -q '^ExecStartPost=.*/usr/sbin/highlander status' "$unit" || fail "unit's ExecStartPost"
-if command -v systemd-analyze >/dev/null; then
-    # The unit's syntax and commands, with its binaries taken from the stage
-    # (man: links resolve only once the pages are installed for real).
-    sed "s|/usr/sbin/|$d/usr/sbin/|g" "$unit" > "$stage/highlanderd.service"
-    out=$(systemd-analyze verify "$stage/highlanderd.service" 2>&1 | grep -v "Command 'man " || true)
-    [ -z "$out" ] || { echo "$out" >&2; fail "systemd-analyze verify complains about the unit"; }
-fi
+# The unit's syntax and commands, with its binaries taken from the stage
+# (man: links resolve only once the pages are installed for real).
+sed "s|/usr/sbin/|$d/usr/sbin/|g" "$unit" > "$stage/highlanderd.service"
+out=$(systemd-analyze verify "$stage/highlanderd.service" 2>&1 | grep -v "Command 'man " || true)
+[ -z "$out" ] || { echo "$out" >&2; fail "systemd-analyze verify complains about the unit"; }
 
 for page in highlander highlanderd; do
     f=$d/usr/share/man/man8/$page.8
     head -5 "$f" | grep -q "^\.TH $page 8" || fail "$page.8 has no .TH $page 8 line"
-    if command -v groff >/dev/null; then
-        warnings=$(groff -man -Tutf8 -ww -z "$f" 2>&1)
-        [ -z "$warnings" ] || fail "groff warns about $page.8: $warnings"
-    fi
+    warnings=$(groff -man -Tutf8 -ww -z "$f" 2>&1)
+    [ -z "$warnings" ] || fail "groff warns about $page.8: $warnings"
 done
 bash -c "source '$d/usr/share/bash-completion/completions/highlander' && complete -p highlander" >/dev/null || fail "bash completion does not load"
 grep -q '^#compdef highlander' "$d/usr/share/zsh/vendor-completions/_highlander" || fail "zsh completion"
@@ -123,14 +117,12 @@ grep -q '^ExecStart=/usr/local/sbin/highlanderd ' "$d/usr/local/lib/systemd/syst
 grep -q 'file:///usr/local/share/doc/highlander/' "$d/usr/local/lib/systemd/system/highlanderd.service" || fail "unit's Documentation path"
 
 # --- make deb: the same files, configuration as conffiles -------------------------
-if command -v dpkg-deb >/dev/null; then
-    step "make deb"
-    deb=$(make -s deb NO_BUILD=1 | tail -1)
-    [ -f "$deb" ] || fail "make deb did not print the package it built"
-    diff -u <(expected_files /usr "$libdir") <(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print substr($6, 2)}' | sort) || fail "the package's file list differs"
-    diff -u <(printf '%s\n' /etc/highlander/highlanderd.conf /etc/libvirt/qemu-highlander.conf) <(dpkg-deb -I "$deb" conffiles) || fail "conffiles"
-    dpkg-deb -f "$deb" Depends | grep -q 'libc6 (>= ' || fail "the package's Depends"
-fi
+step "make deb"
+deb=$(make -s deb NO_BUILD=1 | tail -1)
+[ -f "$deb" ] || fail "make deb did not print the package it built"
+diff -u <(expected_files /usr "$libdir") <(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print substr($6, 2)}' | sort) || fail "the package's file list differs"
+diff -u <(printf '%s\n' /etc/highlander/highlanderd.conf /etc/libvirt/qemu-highlander.conf) <(dpkg-deb -I "$deb" conffiles) || fail "conffiles"
+dpkg-deb -f "$deb" Depends | grep -q 'libc6 (>= ' || fail "the package's Depends"
 
 step "ok: $(expected_files /usr "$libdir" | wc -l) files, modes, unit, man pages, completions, config kept, uninstall, PREFIX"
 expected_files /usr "$libdir"

@@ -79,7 +79,7 @@ pub enum Error {
     Timing(#[from] TimingError),
     #[error("lockspace \"{lockspace}\": this host's lease was lost ({why}); its resource leases are void")]
     HostLeaseLost { lockspace: String, why: String },
-    #[error("lockspace \"{lockspace}\": the saved host lease can no longer be resumed (fencing time has passed); fence the guests, then join afresh")]
+    #[error("lockspace \"{lockspace}\": the saved host lease can no longer be resumed (fencing time has passed); its guests are fenced before this host joins afresh")]
     ResumeExpired { lockspace: String },
     #[error("{0}")]
     Busy(Box<crate::resource::Busy>),

@@ -469,9 +469,13 @@ impl Shared {
     }
 
     fn health_why(&self) -> String {
+        let secs = |at: Mono| format!("{:.1} s", at.remaining().as_secs_f64());
         match self.health() {
             Health::Lost { why } => why,
-            other => format!("{other:?}"),
+            Health::Failing { fence_at, valid_until, error } => {
+                format!("renewals are failing ({error}); guests are fenced in {} and this host's leases are void in {}", secs(fence_at), secs(valid_until))
+            }
+            Health::Healthy { valid_until } => format!("renewing; this host's leases are valid for another {}", secs(valid_until)),
         }
     }
 

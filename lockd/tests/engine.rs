@@ -30,7 +30,7 @@ fn req(identity: &str, mode: Mode, guest: &str) -> AcquireRequest {
 #[test]
 fn exclusive_is_exclusive_and_release_frees() {
     let path = scratch("excl");
-    init(&path, 200);
+    init(&path, 300);
     let a = Lockspace::join(JoinOptions::new(&path, 1, "host-a")).unwrap();
     let b = Lockspace::join(JoinOptions::new(&path, 2, "host-b")).unwrap();
     let lease = a.acquire(&req("file:/disk1", Mode::Exclusive, "vm1")).unwrap();
@@ -61,7 +61,7 @@ fn exclusive_is_exclusive_and_release_frees() {
 #[test]
 fn shared_excludes_exclusive() {
     let path = scratch("shared");
-    init(&path, 200);
+    init(&path, 300);
     let a = Lockspace::join(JoinOptions::new(&path, 1, "host-a")).unwrap();
     let b = Lockspace::join(JoinOptions::new(&path, 2, "host-b")).unwrap();
     let sa = a.acquire(&req("file:/shared", Mode::Shared, "vm1")).unwrap();
@@ -80,7 +80,7 @@ fn shared_excludes_exclusive() {
 #[test]
 fn dead_host_lease_is_taken_only_after_host_dead() {
     let path = scratch("dead");
-    init(&path, 100);
+    init(&path, 300);
     let a = Lockspace::join(JoinOptions::new(&path, 1, "host-a")).unwrap();
     let b = Lockspace::join(JoinOptions::new(&path, 2, "host-b")).unwrap();
     a.acquire(&req("file:/d", Mode::Exclusive, "vm1")).unwrap();

@@ -3,6 +3,13 @@
 //! cannot attach or mount fails naming the command; none skips. Mounts are
 //! made in a mount namespace of the test's own thread, so the host never
 //! sees them and none outlives the test.
+//!
+//! Device-mapper (multipath maps, their kpartx partitions, LVM) is not
+//! tested here: the test sandbox's kernel has no device-mapper driver
+//! (/dev/mapper/control, where present, fails with ENODEV), so no map can
+//! be made. The multipath rule is a pure function over the dm uuid and the
+//! identities of the devices under the map, unit-tested in
+//! lockd/src/identity.rs together with its reading of a sysfs-like tree.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -25,7 +25,7 @@ const DEFAULT_SOCKET: &str = "/run/highlander/highlanderd.sock";
 /// (`daemon`) or only to storage (`storage`) or to neither (`local`).
 macro_rules! exit_codes {
     (daemon) => {
-        "Exit codes:\n  0  success\n  1  failed; the message on stderr says what and where\n  2  bad command line (a usage message on stderr)\n  3  highlanderd is not running or its socket is not reachable"
+        "Exit codes:\n  0  success\n  1  failed, or not allowed to use highlanderd's socket; the message on stderr says what and where\n  2  bad command line (a usage message on stderr)\n  3  highlanderd is not running or its socket is not reachable"
     };
     (storage) => {
         "Exit codes:\n  0  success\n  1  failed; the message on stderr says what and where\n  2  bad command line (a usage message on stderr)"
@@ -292,7 +292,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("highlander: {e}");
-            let unreachable = matches!(e.downcast_ref::<ClientError>(), Some(ClientError::Unreachable { .. }));
+            // Permission denied is a failure (1), not a missing daemon (3).
+            let unreachable = matches!(e.downcast_ref::<ClientError>(), Some(ClientError::Unreachable { source, .. }) if source.kind() != std::io::ErrorKind::PermissionDenied);
             ExitCode::from(if unreachable { EXIT_NO_DAEMON } else { EXIT_FAILURE })
         }
     }
@@ -307,6 +308,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Lockspace(LockspaceCommand::ClearHost { path, host_id, json }) => {
             let (_, header) = lockd::lockspace::open(&path, false)?;
+            if host_id == 0 || host_id > header.max_hosts {
+                return Err(lockd::Error::HostIdOutOfRange { host_id, max_hosts: header.max_hosts, lockspace: header.name }.into());
+            }
             let host_dead = lockd::timing::Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?.host_dead;
             eprintln!("watching the slot of host id {host_id} for {host_dead:?} to make sure no machine is using it...");
             let freed = lockd::lockspace::clear_host(&path, host_id)?;

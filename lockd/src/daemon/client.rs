@@ -12,7 +12,9 @@ use super::protocol::{Request, Response, WireError, MAX_MESSAGE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("highlanderd is not running or not reachable at {socket} ({source}); start it with `systemctl start highlanderd`")]
+    /// Connecting failed: no daemon, or (`source` PermissionDenied) this
+    /// process may not use the socket.
+    #[error("{}", unreachable(.socket, .source))]
     Unreachable { socket: PathBuf, source: std::io::Error },
     #[error("highlanderd at {socket}: {source}")]
     Io { socket: PathBuf, source: std::io::Error },
@@ -20,6 +22,43 @@ pub enum ClientError {
     Protocol { socket: PathBuf, why: String },
     #[error("{0}")]
     Refused(WireError),
+}
+
+fn unreachable(socket: &Path, source: &std::io::Error) -> String {
+    if source.kind() != std::io::ErrorKind::PermissionDenied {
+        return format!("highlanderd is not running or not reachable at {} ({source}); start it with `systemctl start highlanderd`", socket.display());
+    }
+    // highlanderd makes its socket root's, mode 0660, with the group set by
+    // `group` in its configuration, and admits only root and that group.
+    const CONF: &str = "/etc/highlander/highlanderd.conf";
+    let gid = std::fs::metadata(socket).map(|m| std::os::unix::fs::MetadataExt::gid(&m));
+    let socket = socket.display();
+    match gid {
+        Ok(0) => format!(
+            "permission denied on {socket} ({source}): highlanderd admits only root (no `group` is set in {CONF}); run as root (e.g. with sudo), or set `group` there, restart highlanderd and join that group"
+        ),
+        Ok(gid) => {
+            let group = group_name(gid);
+            format!(
+                "permission denied on {socket} ({source}): highlanderd admits only root and group {group} (the socket's group, `group` in {CONF}); run as root (e.g. with sudo) or as a member of {group} (log in again after joining it)"
+            )
+        }
+        Err(_) => format!(
+            "permission denied on {socket} ({source}): highlanderd admits only root and the group set by `group` in {CONF}; run as root (e.g. with sudo) or as a member of that group"
+        ),
+    }
+}
+
+/// A group's name from /etc/group, else its number.
+fn group_name(gid: u32) -> String {
+    let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            let mut fields = l.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)?.parse() == Ok(gid)).then(|| format!("\"{name}\""))
+        })
+        .unwrap_or_else(|| format!("gid {gid}"))
 }
 
 pub struct Client {
@@ -73,5 +112,43 @@ impl Client {
             Response { error: Some(e), .. } => Err(ClientError::Refused(e)),
             other => Err(ClientError::Protocol { socket: self.socket.clone(), why: format!("{other:?}") }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_denied_is_not_a_missing_daemon_and_says_who_may_connect() {
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        let dir = std::env::temp_dir().join(format!("hl-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("s.sock");
+        std::fs::write(&socket, b"").unwrap();
+        let msg = |source| ClientError::Unreachable { socket: socket.clone(), source }.to_string();
+
+        let gid = std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&socket).unwrap());
+        let m = msg(std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(m.starts_with(&format!("permission denied on {} (", socket.display())) && m.contains("run as root"), "{m}");
+        if gid == 0 {
+            assert!(m.contains("admits only root (no `group` is set"), "{m}");
+        } else {
+            assert!(m.contains(&format!("and group {}", group_name(gid))), "{m}");
+        }
+        // A socket given a group (as root: `group = ...`) names it.
+        if std::os::unix::fs::chown(&socket, None, Some(100)).is_ok() {
+            let m = msg(std::io::Error::from_raw_os_error(libc::EACCES));
+            assert!(m.contains(&format!("admits only root and group {} (the socket's group", group_name(100))), "{m}");
+        }
+        // The socket's group cannot be read: the rule, without a name.
+        std::fs::remove_file(&socket).unwrap();
+        let m = msg(denied);
+        assert!(m.contains("admits only root and the group set by `group`"), "{m}");
+        // Anything else: no daemon.
+        let m = msg(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        assert!(m.starts_with("highlanderd is not running or not reachable at"), "{m}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(group_name(u32::MAX - 7), format!("gid {}", u32::MAX - 7));
     }
 }

@@ -41,7 +41,7 @@ pub enum ConfigError {
     Read { file: PathBuf, why: String },
     #[error("{file}:{line}: expected `key = value`, found {text:?}")]
     Syntax { file: PathBuf, line: usize, text: String },
-    #[error("{file}:{line}: unknown key `{key}` (see examples/highlanderd.conf for the keys)")]
+    #[error("{file}:{line}: unknown key `{key}` (known keys: {}; see `man highlanderd` or /usr/share/doc/highlander/examples/highlanderd.conf)", KEYS.join(", "))]
     UnknownKey { file: PathBuf, line: usize, key: String },
     #[error("{file}:{line}: `{key}` is already set on line {first}; set it once")]
     Repeated { file: PathBuf, line: usize, key: String, first: usize },

@@ -273,7 +273,7 @@ impl Daemon {
 
     pub fn acquire(&self, req: Acquire) -> Result<LeasesResult, WireError> {
         let pid = req.pid;
-        let g = self.table.lock().guests.get(&pid).cloned().ok_or_else(|| err(Code::NotRegistered, format!("pid {pid} is not a registered guest; register it first")))?;
+        let g = self.table.lock().guests.get(&pid).cloned().ok_or_else(|| err(Code::NotRegistered, format!("guest pid {pid} was not started under highlander (was it started before lock_manager = \"highlander\" was set, or before highlanderd restarted without its state?); restart the guest (virsh destroy + start) to protect its disks")))?;
         let wanted = self.wanted(&req.resources)?;
         let expected: Vec<Entry> = match req.state.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => lock_state::decode(s).map_err(|e| err(Code::BadState, format!("{g}: {e}")))?,
