@@ -23,4 +23,12 @@ cargo build --release --workspace --bins
 target/release/hl-bench-engine --dir "${BENCH_DIR:-target/bench}" "$@"
 echo
 # shellcheck disable=SC2086 # DAEMON_ARGS is a list of arguments
-exec target/release/hl-bench-daemon --dir "${BENCH_DIR:-target/bench}" --sanlock ${DAEMON_ARGS:-}
+target/release/hl-bench-daemon --dir "${BENCH_DIR:-target/bench}" --sanlock ${DAEMON_ARGS:-}
+echo
+# virsh start+destroy and libvirtd start-up with highlander, nop and libvirt's
+# sanlock plugin (bench/libvirt.sh; BENCH_ROUNDS etc. there). Needs the plugin.
+if [ ! -e /usr/lib/x86_64-linux-gnu/libvirt/lock-driver/sanlock.so ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libvirt-sanlock
+fi
+cargo build --release -p highlander-plugin
+HL_BIN=target/release HL_STATE="${BENCH_DIR:-target/bench}/libvirt" bash bench/libvirt.sh

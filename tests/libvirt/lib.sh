@@ -55,11 +55,12 @@ remember_owner = 0
 stdio_handler = "logd"
 CONF
     [ "$manager" = nop ] || echo "lock_manager = \"$manager\"" >> "$R/etc/qemu.conf"
-    # disk_lease_dir: inside the host's private /var/lib/libvirt.
+    # disk_lease_dir: inside the host's private /var/lib/libvirt unless
+    # HL_SANLOCK_LEASE_DIR names one the hosts share (two-host benchmarks).
     mkdir -p "$R/lib/sanlock"
     cat > "$R/etc/qemu-sanlock.conf" <<CONF
 auto_disk_leases = 1
-disk_lease_dir = "/var/lib/libvirt/sanlock"
+disk_lease_dir = "${HL_SANLOCK_LEASE_DIR:-/var/lib/libvirt/sanlock}"
 host_id = $id
 require_lease_for_disks = 1
 CONF
@@ -153,8 +154,17 @@ hl_sanlock_stop() {
     local R
     R=$(hl_root "$1")
     [ -s "$R/sanlock.pid" ] || return 0
-    [ -d "/proc/$(cat "$R/sanlock.pid")" ] && hl_in "$1" sanlock client shutdown -f 1 >/dev/null 2>&1
-    hl_kill "$(cat "$R/sanlock.pid")" sanlock
+    local pid ls
+    pid=$(cat "$R/sanlock.pid")
+    if [ -d "/proc/$pid" ]; then
+        # The daemon ignores shutdown while it is in a lockspace: leave them first.
+        for ls in $(hl_in "$1" sanlock client status 2>/dev/null | awk '$1 == "s" {print $2}'); do
+            hl_in "$1" sanlock client rem_lockspace -s "$ls" >/dev/null 2>&1 || true
+        done
+        hl_in "$1" sanlock client shutdown >/dev/null 2>&1 || true
+        hl_wait 50 test ! -d "/proc/$pid" || true
+    fi
+    hl_kill "$pid" sanlock
     rm -f "$R/sanlock.pid"
 }
 

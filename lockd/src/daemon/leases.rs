@@ -47,6 +47,9 @@ pub struct Table {
     /// stay held on storage until a retry lands (`retry`). A key is never
     /// both here and in `disks`.
     pub pending: BTreeMap<DiskKey, Lease>,
+    /// The state of each guest's last release of all its leases, until its
+    /// next acquire or exit (see `release`). Not persisted.
+    pub released_state: BTreeMap<u32, String>,
 }
 
 impl Table {
@@ -273,7 +276,12 @@ impl Daemon {
 
     pub fn acquire(&self, req: Acquire) -> Result<LeasesResult, WireError> {
         let pid = req.pid;
-        let g = self.table.lock().guests.get(&pid).cloned().ok_or_else(|| err(Code::NotRegistered, format!("guest pid {pid} was not started under highlander (was it started before lock_manager = \"highlander\" was set, or before highlanderd restarted without its state?); restart the guest (virsh destroy + start) to protect its disks")))?;
+        let g = {
+            let mut table = self.table.lock();
+            table.released_state.remove(&pid);
+            table.guests.get(&pid).cloned()
+        }
+        .ok_or_else(|| err(Code::NotRegistered, format!("guest pid {pid} was not started under highlander (was it started before lock_manager = \"highlander\" was set, or before highlanderd restarted without its state?); restart the guest (virsh destroy + start) to protect its disks")))?;
         let wanted = self.wanted(&req.resources)?;
         let expected: Vec<Entry> = match req.state.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => lock_state::decode(s).map_err(|e| err(Code::BadState, format!("{g}: {e}")))?,
@@ -481,6 +489,18 @@ impl Daemon {
                 self.drop_holds(pid, &g.to_string(), |k, _| keys.contains(k))
             }
         };
+        // libvirt releases twice for one pause (its STOP event handler and
+        // the API call) into the same saved state: the second call, which
+        // finds nothing held, must hand back the first one's state, or the
+        // resume would skip the version check.
+        let mut table = self.table.lock();
+        let state = match state {
+            Some(s) => {
+                table.released_state.insert(pid, s.clone());
+                Some(s)
+            }
+            None => table.released_state.get(&pid).cloned(),
+        };
         Ok(LeasesResult { pid, leases, state })
     }
 
@@ -498,7 +518,10 @@ impl Daemon {
         let g = {
             let mut table = self.table.lock();
             match table.guests.get(&pid) {
-                Some(g) if g.start_time == start_time => table.guests.remove(&pid).expect("present"),
+                Some(g) if g.start_time == start_time => {
+                    table.released_state.remove(&pid);
+                    table.guests.remove(&pid).expect("present")
+                }
                 _ => return,
             }
         };

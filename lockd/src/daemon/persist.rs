@@ -69,6 +69,7 @@ impl Store {
             guests: saved.guests.into_iter().map(|g| (g.pid, g)).collect(),
             disks: saved.disks.into_iter().map(|d| ((d.lease.lockspace.clone(), d.lease.identity.clone()), d)).collect(),
             pending: saved.pending.into_iter().map(|l| ((l.lockspace.clone(), l.identity.clone()), l)).collect(),
+            released_state: Default::default(),
         })
     }
 
