@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks, side by side with sanlock on the same storage:
+# Benchmarks, side by side with sanlock on the same storage (and libvirt's
+# sanlock plugin for the libvirt-level ones):
 # - hl-bench-engine: join time, acquire and release latency, I/Os per
 #   operation, renewal I/O, bytes per lease;
 # - hl-bench-daemon --sanlock: round trip through each daemon, boot storm of
@@ -32,3 +33,6 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/libvirt/lock-driver/sanlock.so ] && [ "$(id 
 fi
 cargo build --release -p highlander-plugin
 HL_BIN=target/release HL_STATE="${BENCH_DIR:-target/bench}/libvirt" bash bench/libvirt.sh
+echo
+# Failover and live migration across two hosts (bench/twohost.sh; ~6 min).
+HL_BIN=target/release HL_STATE="${BENCH_DIR:-target/bench}/twohost" bash bench/twohost.sh
