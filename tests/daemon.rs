@@ -496,6 +496,9 @@ fn a_daemon_back_after_the_grace_window_fences_before_joining_afresh() {
     let generation = a.status().lockspaces[0].generation;
 
     a.kill();
+    // Its fence sentinel dies with it (`systemctl kill --signal=KILL`, or
+    // both OOM-killed): nothing fences the guests while no daemon runs.
+    a.kill_sentinel();
     // Back only once its guests must be fenced (fence_begin after the last
     // renewal), but before host 2 may call it dead (host_dead).
     let fence_at = last_renewal(&a).add(Timeouts::new(io).unwrap().fence_begin);
@@ -573,4 +576,121 @@ fn pause_and_restart_run_the_fence_helper_and_a_guest_still_holding_leases_is_ki
     assert!(log.contains("fenced: guest \"vm-r\"") && log.contains("after the fence helper ran; killed it"), "{log}");
     assert!(!log.contains(&format!("guest \"vm-p\" (uuid {}, pid {}) still held leases", uuid_for("vm-p"), gp.pid())), "{log}");
     drop(hp);
+}
+
+/// Host 1's daemon is stopped by `stop` while a poweroff guest and a pause
+/// guest hold leases, and stays down: its fence sentinel applies their
+/// actions at fence_begin after the last renewal, before the leases expire,
+/// and host 2 takes the disk only after the guest is dead. A daemon started
+/// after that joins afresh. With `replace_sentinel`, the first sentinel is
+/// killed while the daemon runs: the daemon starts another, which does the job.
+fn guests_of_a_daemon_that_stays_down_are_fenced_by_its_sentinel(name: &str, replace_sentinel: bool, stop: impl FnOnce(&mut Host)) {
+    let dir = scratch(name);
+    let ls = dir.join("ls");
+    let io = Duration::from_millis(400);
+    let t = Timeouts::new(io).unwrap();
+    init_lockspace(&ls, io.as_millis() as u64, 64);
+    let calls = dir.join("helper.calls");
+    let helper = dir.join("fence-helper");
+    std::fs::write(&helper, format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display())).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut a = Host::start(&dir, &ls, 1, &format!("fence_helper = {} {{action}} {{name}}", helper.display()));
+    let b = Host::start(&dir, &ls, 2, "");
+    let (d, dp) = (disk(&dir, "vm.img"), disk(&dir, "paused.img"));
+    let (mut ga, mut gp, gb) = (GuestProc::spawn(), GuestProc::spawn(), GuestProc::spawn());
+    let _ha = a.register(ga.pid(), "victim", Action::Poweroff);
+    let _hp = a.register(gp.pid(), "paused", Action::Pause);
+    let _hb = b.register(gb.pid(), "taker", Action::Default);
+    a.acquire(ga.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+    a.acquire(gp.pid(), &[(&dp, Mode::Exclusive)], None).unwrap();
+    let generation = a.status().lockspaces[0].generation;
+    if replace_sentinel {
+        let first = a.sentinel_pid();
+        a.kill_sentinel();
+        wait_for("highlanderd to start a new sentinel", Duration::from_secs(5), || (a.sentinel_pid() != first).then_some(()));
+        assert!(a.log_text().contains("fence sentinel armed again"), "{}", a.log_text());
+    }
+    let sentinel = a.sentinel();
+
+    stop(&mut a);
+    let renewed = last_renewal(&a);
+    let (fence_at, expiry) = (renewed.add(t.fence_begin), renewed.add(t.lease_expiry));
+    // When the guest was last seen alive, when seen dead, when the helper ran.
+    let (mut alive, mut died, mut paused) = (Mono(0), None, None);
+    wait_for("the sentinel to fence both guests", Duration::from_secs(5), || {
+        let now = Mono::now();
+        match ga.0.try_wait().unwrap() {
+            None => alive = now,
+            Some(status) => {
+                assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+                died.get_or_insert(now);
+            }
+        }
+        if paused.is_none() && std::fs::read_to_string(&calls).unwrap_or_default().lines().any(|l| l == "pause paused") {
+            paused = Some(now);
+        }
+        (died.is_some() && paused.is_some()).then_some(())
+    });
+    let (died, paused) = (died.unwrap(), paused.unwrap());
+    // Polled every few ms: alive until (about) fence_at, dead before expiry.
+    let slack = io / 4;
+    assert!(alive.add(slack) >= fence_at, "the guest was killed {:?} before fence_begin", fence_at.since(alive));
+    assert!(died >= fence_at && died < expiry, "the guest died {:?} after fence_begin, leases expire at {:?}", died.since(fence_at), t.lease_expiry - t.fence_begin);
+    assert!(paused.add(slack) >= fence_at && paused < expiry, "the pause helper ran {:?} after fence_begin", paused.since(fence_at));
+    assert!(gp.0.try_wait().unwrap().is_none(), "a guest whose pause helper succeeded was killed");
+    // Nothing left to guard: the sentinel is done.
+    assert!(sentinel.wait_exit(Duration::from_secs(2)), "the sentinel lingers after fencing");
+    assert_eq!(refused(b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None)).code, Code::Busy);
+    let taken = wait_for("host 2 to take the disk over", Duration::from_secs(5), || b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None).ok().map(|_| Mono::now()));
+    assert!(taken > died);
+    let log = a.log_text();
+    for want in ["fence-sentinel] fenced: guest \"victim\"", "killed: lockspace \"default\": highlanderd (pid", "fenced: guest \"paused\""] {
+        assert!(log.contains(want), "{want:?} missing from {log}");
+    }
+    // Back late: no resume, nothing re-adopted; the paused guest is left paused.
+    a.spawn();
+    let st = a.status();
+    assert!(!st.lockspaces[0].resumed && st.lockspaces[0].generation > generation && st.leases.is_empty(), "{st:?}");
+    assert!(gp.0.try_wait().unwrap().is_none(), "the paused guest was killed by the late daemon");
+}
+
+#[test]
+fn a_stopped_daemon_that_stays_down_cannot_leave_its_guests_running() {
+    guests_of_a_daemon_that_stays_down_are_fenced_by_its_sentinel("sentinel-stop", false, Host::terminate);
+}
+
+#[test]
+fn a_crashed_daemon_that_stays_down_cannot_leave_its_guests_running() {
+    guests_of_a_daemon_that_stays_down_are_fenced_by_its_sentinel("sentinel-crash", true, Host::kill);
+}
+
+#[test]
+fn a_daemon_restarted_in_time_keeps_its_guests_and_the_old_sentinel_stands_down() {
+    let io = Duration::from_millis(400);
+    let t = Timeouts::new(io).unwrap();
+    let TwoHosts { dir, mut a, b, mut ga, gb, _handles } = two_hosts("sentinel-resume", io.as_millis() as u64);
+    let d = disk(&dir, "vm.img");
+    let before = a.acquire(ga.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+    let generation = a.status().lockspaces[0].generation;
+    let old = a.sentinel();
+    // A second daemon on the same state dir is refused before it touches anything.
+    let out = Command::new(bin("highlanderd")).arg("--config").arg(&a.conf).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("another highlanderd (pid"), "{err}");
+
+    a.terminate();
+    let renewed = last_renewal(&a);
+    a.spawn();
+    assert!(old.wait_exit(Duration::from_secs(2)), "the old sentinel did not stand down");
+    assert!(!a.sentinel().exited(), "the restarted daemon has a sentinel of its own");
+    // Past the old fence deadline and even the old lease expiry: the guest
+    // runs on, its lease carried on by the resumed host lease.
+    wait_for("the old lease expiry to pass", Duration::from_secs(5), || (Mono::now() >= renewed.add(t.lease_expiry)).then_some(()));
+    assert!(ga.0.try_wait().unwrap().is_none(), "the guest was fenced although its daemon came back in time");
+    let st = a.status();
+    assert!(st.lockspaces[0].resumed && st.lockspaces[0].generation == generation, "{st:?}");
+    assert!(st.leases.len() == 1 && st.leases[0].lease.lver == before.leases[0].lver && st.leases[0].holders[0].pid == ga.pid(), "{st:?}");
+    assert_eq!(refused(b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None)).code, Code::Busy);
+    let log = a.log_text();
+    assert!(log.contains("took over its guests; standing down") && !log.contains("fenced:"), "{log}");
 }

@@ -200,9 +200,22 @@ hl_host_down() {
     hl_kill "$(cat "$R/run/libvirtd.pid" 2>/dev/null)" libvirtd
     hl_kill "$(cat "$R/run/virtlogd.pid" 2>/dev/null)" virtlogd
     hl_kill "$(cat "$R/highlanderd.pid" 2>/dev/null)" highlanderd
+    hl_sentinels_down "$h"
     hl_sanlock_stop "$h"
     hl_kill "$(cat "$R/anchor.pid")" sleep
     rm -f "$R/anchor.pid"
+}
+
+# highlanderd's fence sentinels (recorded in its state dir) outlive it by
+# design and ignore SIGTERM; with the host's guests gone, SIGKILL them.
+hl_sentinels_down() {
+    local owners pid
+    owners=$(hl_root "$1")/run/highlander/fence-owner.json
+    [ -s "$owners" ] || return 0
+    for pid in $(python3 -c 'import json,sys; print(*{o["sentinel_pid"] for o in json.load(open(sys.argv[1])).values()})' "$owners"); do
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = hl-sentinel ] && kill -KILL "$pid"
+    done
+    return 0
 }
 
 # hl_loop FILE: attaches a loop device to FILE (recorded for hl_loops_down).

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lockd::daemon::client::{Client, ClientError};
+use lockd::daemon::guest::Pidfd;
 use lockd::daemon::protocol::{Acquire, LeasesResult, Register, Release, Request, Resource, Status, Action};
 use lockd::Mode;
 
@@ -159,6 +160,32 @@ impl Host {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The pid of the fence sentinel answering for this host's lockspace
+    /// "default", as the state dir's `fence-owner.json` names it.
+    pub fn sentinel_pid(&self) -> u32 {
+        let text = std::fs::read(self.state_dir().join("fence-owner.json")).expect("fence-owner.json");
+        let owners: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        owners["default"]["sentinel_pid"].as_u64().expect("sentinel_pid") as u32
+    }
+
+    /// That fence sentinel, held by pidfd.
+    pub fn sentinel(&self) -> Pidfd {
+        let pid = self.sentinel_pid();
+        let pidfd = Pidfd::open(pid).expect("the fence sentinel runs");
+        // Opened first: if the command line is a sentinel's now, so is the pidfd.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(String::from_utf8_lossy(&cmdline).contains("--fence-sentinel"), "pid {pid} is no fence sentinel");
+        pidfd
+    }
+
+    /// SIGKILLs the fence sentinel (as `systemctl kill --signal=KILL` would,
+    /// with the daemon) and waits until it is gone.
+    pub fn kill_sentinel(&self) {
+        let sentinel = self.sentinel();
+        sentinel.kill().unwrap();
+        assert!(sentinel.wait_exit(Duration::from_secs(5)), "the fence sentinel survived SIGKILL");
     }
 }
 

@@ -25,8 +25,10 @@ use lockd::daemon::Daemon;
                   Runs in the foreground (systemd Type=simple); logs to stderr (journald). RUST_LOG overrides log_level.\n\
                   SIGTERM/SIGINT: stop. With no leases held it leaves each lockspace cleanly; with leases held it\n\
                   stops renewing but keeps them, and a restart within the resume window (before fencing would\n\
-                  begin) carries on without touching the guests; left stopped, nothing fences those guests (set\n\
-                  `watchdog`). SIGHUP is ignored: restart to apply a new configuration.\n\n\
+                  begin) carries on without touching the guests; left stopped (or if it dies), its fence sentinel,\n\
+                  a process it starts for itself (`highlanderd --fence-sentinel`, in the same cgroup: needs\n\
+                  KillMode=process), applies those guests' lock-failure actions when the window closes.\n\
+                  SIGHUP is ignored: restart to apply a new configuration.\n\n\
                   Examples:\n  \
                   highlanderd --check                          # validate /etc/highlander/highlanderd.conf\n  \
                   highlanderd --config /etc/highlander/highlanderd.conf\n  \
@@ -41,6 +43,10 @@ pub(crate) struct Cli {
     /// Check the configuration file and exit (it does not touch the lockspaces).
     #[arg(long)]
     check: bool,
+    /// Internal: the fence sentinel every highlanderd starts for itself
+    /// (instructions on stdin; see lockd/src/daemon/sentinel.rs).
+    #[arg(long, hide = true)]
+    fence_sentinel: bool,
 }
 
 /// Blocks the stop signals in every thread (they inherit the mask), so
@@ -67,6 +73,9 @@ fn main() -> ExitCode {
     // SAFETY: mallopt only tunes the allocator; called before any thread starts.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let cli = Cli::parse();
+    if cli.fence_sentinel {
+        return lockd::daemon::sentinel::run();
+    }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {

@@ -15,8 +15,13 @@
 //!   dropped from the table and the lockspace is rejoined with a new
 //!   generation as soon as storage answers again.
 //!
+//! When no daemon runs (stopped or dead with leases held, not resumed in
+//! time), the fence sentinel (`sentinel.rs`) applies the same actions with
+//! `fence_now`, as does a daemon back too late (`fence_before_rejoin`).
+//!
 //! The optional watchdog is petted while no fencing has failed; it is what
-//! resets the host if the daemon itself hangs or dies with leases held.
+//! resets the host if the daemon itself hangs, or dies together with its
+//! sentinel, with leases held.
 
 use std::fs::File;
 use std::io::Write;
@@ -114,10 +119,34 @@ fn rejoin(daemon: &Daemon, space: &Space) {
     }
 }
 
+/// What fencing needs of the configuration; the fence sentinel gets it from
+/// the daemon that started it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FenceConfig {
+    pub host_id: u32,
+    pub host_name: String,
+    /// `fence_helper`: argv template for pause/restart; None = virsh.
+    pub fence_helper: Option<Vec<String>>,
+}
+
+impl From<&Config> for FenceConfig {
+    fn from(cfg: &Config) -> FenceConfig {
+        FenceConfig { host_id: cfg.host_id, host_name: cfg.host_name.clone(), fence_helper: cfg.fence_helper.clone() }
+    }
+}
+
+impl FenceConfig {
+    /// `host ID "NAME"`, as every fence message names this host.
+    fn host(&self) -> String {
+        format!("host {} \"{}\"", self.host_id, self.host_name)
+    }
+}
+
 /// Applies `g`'s lock-failure action and marks it fenced.
 pub fn apply(cfg: &Config, g: &mut Guest, pidfd: Option<&Pidfd>, lockspace: &str, why: &str) -> bool {
     g.fenced = true;
-    let host = format!("host {} \"{}\"", cfg.host_id, cfg.host_name);
+    let cfg = FenceConfig::from(cfg);
+    let host = cfg.host();
     match g.action {
         Action::Poweroff | Action::Default => match pidfd.map(Pidfd::kill) {
             Some(Ok(())) => {
@@ -132,7 +161,7 @@ pub fn apply(cfg: &Config, g: &mut Guest, pidfd: Option<&Pidfd>, lockspace: &str
         },
         Action::Pause | Action::Restart => {
             log::error!("fenced: {g} on {host}: running the fence helper ({}): lockspace \"{lockspace}\": {why}", g.action);
-            let commands = helper_commands(cfg, g);
+            let commands = helper_commands(&cfg, g);
             let who = g.to_string();
             std::thread::spawn(move || run_helpers(&commands, &who, None));
             true
@@ -170,36 +199,60 @@ fn run_helpers(commands: &[Vec<String>], who: &str, limit: Option<Duration>) -> 
     })
 }
 
-/// Fences a guest whose leases lapsed while highlanderd was down, before
-/// joining afresh: the new generation frees its disks for every peer at
-/// once, so the fence must already have taken effect. A pause or restart
-/// counts only if its helper succeeds within `limit`; otherwise (and for
-/// poweroff) the guest is killed and waited for.
-pub fn fence_before_rejoin(cfg: &Config, g: &mut Guest, pidfd: &Pidfd, lockspace: &str, limit: Duration) {
+/// How `fence_now` ended for one guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fenced {
+    /// Killed and gone, or paused / restarted by a helper that succeeded in time.
+    Done,
+    /// `on_lockfailure ignore`: logged only, the guest runs on.
+    Ignored,
+    /// SIGKILL could not be sent (logged as `fence FAILED`).
+    KillFailed,
+    /// Killed, but still not gone after the limit (stuck in I/O?).
+    NotGone,
+}
+
+/// Applies `g`'s lock-failure action *now* and waits for it to take effect,
+/// for callers that nobody escalates after (a daemon about to join afresh,
+/// the fence sentinel): a pause or restart counts only if its helper
+/// succeeds within `limit`; otherwise (and for poweroff) the guest is
+/// SIGKILLed and waited for, again up to `limit`.
+pub fn fence_now(cfg: &FenceConfig, g: &mut Guest, pidfd: &Pidfd, lockspace: &str, why: &str, limit: Duration) -> Fenced {
     g.fenced = true;
-    let host = format!("host {} \"{}\"", cfg.host_id, cfg.host_name);
-    let why = "its leases lapsed while highlanderd was down";
+    let host = cfg.host();
     if g.action == Action::Ignore {
         log::error!("NOT fenced (on_lockfailure ignore): {g} on {host} keeps running without leases: lockspace \"{lockspace}\": {why}");
-        return;
+        return Fenced::Ignored;
     }
     if matches!(g.action, Action::Pause | Action::Restart) {
         log::error!("fenced: {g} on {host}: running the fence helper ({}): lockspace \"{lockspace}\": {why}", g.action);
         if run_helpers(&helper_commands(cfg, g), &g.to_string(), Some(limit)) {
-            return;
+            return Fenced::Done;
         }
     }
-    match pidfd.kill() {
-        Ok(()) => log::error!("fenced: {g} on {host} killed: lockspace \"{lockspace}\": {why}"),
-        Err(e) => log::error!("fence FAILED: cannot kill {g} on {host}: {e}; lockspace \"{lockspace}\": {why}"),
+    if let Err(e) = pidfd.kill() {
+        log::error!("fence FAILED: cannot kill {g} on {host}: {e}; lockspace \"{lockspace}\": {why}");
+        return Fenced::KillFailed;
     }
-    if !pidfd.wait_exit(limit) {
+    log::error!("fenced: {g} on {host} killed: lockspace \"{lockspace}\": {why}");
+    if pidfd.wait_exit(limit) {
+        Fenced::Done
+    } else {
+        Fenced::NotGone
+    }
+}
+
+/// Fences a guest whose leases lapsed while highlanderd was down, before
+/// joining afresh: the new generation frees its disks for every peer at
+/// once, so the fence must already have taken effect (`fence_now`).
+pub fn fence_before_rejoin(cfg: &Config, g: &mut Guest, pidfd: &Pidfd, lockspace: &str, limit: Duration) {
+    if fence_now(&cfg.into(), g, pidfd, lockspace, "its leases lapsed while highlanderd was down", limit) == Fenced::NotGone {
         log::error!("fence incomplete: {g} has not exited {limit:?} after SIGKILL (stuck in I/O?); joining afresh anyway, other hosts may take its disks");
     }
 }
 
 /// The helper invocation(s) for a pause or restart.
-fn helper_commands(cfg: &Config, g: &Guest) -> Vec<Vec<String>> {
+fn helper_commands(cfg: &FenceConfig, g: &Guest) -> Vec<Vec<String>> {
     let uri = if g.uri.is_empty() { "qemu:///system".to_owned() } else { g.uri.clone() };
     let uuid = g.uuid_string();
     match &cfg.fence_helper {

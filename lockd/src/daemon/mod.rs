@@ -13,6 +13,7 @@
 //! - `retry`       failed releases on storage, retried until they land
 //! - `watcher`     guest liveness: pidfds and restricted connections
 //! - `fence`       lock-failure actions when renewal fails; the watchdog
+//! - `sentinel`    fences the guests if highlanderd stops or dies unresumed
 //! - `server`      the socket: peer credentials, requests, responses
 
 pub mod client;
@@ -24,11 +25,12 @@ pub mod lock_state;
 pub mod persist;
 pub mod protocol;
 pub mod retry;
+pub mod sentinel;
 pub mod server;
 pub mod watcher;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -52,6 +54,8 @@ pub enum StartError {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("socket {0}: another highlanderd is already serving it; stop it first")]
     AlreadyRunning(PathBuf),
+    #[error(transparent)]
+    Sentinel(#[from] sentinel::SentinelError),
 }
 
 /// One configured lockspace. The handle is replaced when a lost host lease
@@ -82,6 +86,10 @@ pub struct Daemon {
     stopping: AtomicBool,
     /// A lock-failure action could not be carried out: stop petting the watchdog.
     fence_failed: AtomicBool,
+    /// The fence sentinel's pid (for messages).
+    sentinel_pid: AtomicU32,
+    /// One daemon per state dir, for the daemon's whole life.
+    _instance: sentinel::Instance,
 }
 
 /// `HIGHLANDER_TEST_FAULT_FILE=/path`: while that file contains `fail`,
@@ -112,6 +120,13 @@ impl Daemon {
             move |source| StartError::Io { what, path, source }
         };
         std::fs::create_dir_all(&cfg.state_dir).map_err(io("cannot create state dir", &cfg.state_dir))?;
+        let instance = sentinel::Instance::take(&cfg.state_dir)?;
+        // From before the saved table is read until this daemon's sentinel
+        // is armed and answers for the lockspaces joined: the previous
+        // daemon's sentinel decides to fence under the same lock, so it
+        // either fenced before a resume is attempted (which then finds the
+        // window closed) or stands down once we resumed (sentinel.rs).
+        let handover = sentinel::Handover::lock(&cfg.state_dir)?;
         let store = persist::Store::new(&cfg.state_dir);
         let mut saved = store.load(cfg.host_id)?;
         let fault = test_fault_hook();
@@ -127,6 +142,9 @@ impl Daemon {
             let ls = leases::join_resuming(&join, &header, &mut saved, &cfg).map_err(|source| StartError::Lockspace { path: path.clone(), source })?;
             spaces.push(Space { name: header.name.clone(), path: path.clone(), handle: RwLock::new(ls), join });
         }
+        let guard = sentinel::Sentinel::start(&cfg, spaces.iter().map(|s| (s.name.clone(), s.ls().timeouts())))?;
+        handover.take_over(&guard)?;
+        drop(handover);
         let daemon = Arc::new(Daemon {
             watcher: watcher::Watcher::new().map_err(io("cannot create eventfd for", &cfg.state_dir))?,
             cfg,
@@ -137,7 +155,10 @@ impl Daemon {
             ops: RwLock::new(()),
             stopping: AtomicBool::new(false),
             fence_failed: AtomicBool::new(false),
+            sentinel_pid: AtomicU32::new(0),
+            _instance: instance,
         });
+        sentinel::supervise(daemon.clone(), guard);
         daemon.readopt(saved);
         for space in daemon.spaces.iter().filter(|s| s.ls().resumed()) {
             daemon.release_orphans(space);
@@ -166,7 +187,9 @@ impl Daemon {
     /// SIGTERM: finish requests in flight, then leave each lockspace in
     /// which no guest holds a lease (the next join is fast; pending releases
     /// are void with our slot) and merely stop renewing the others (leases,
-    /// pending releases and resume state stay for a restart).
+    /// pending releases and resume state stay for a restart). The fence
+    /// sentinel, which outlives us, fences their guests at fence_begin
+    /// unless a restarted daemon resumes first.
     pub fn shutdown(&self) {
         let _quiesced = self.ops.write();
         self.stopping.store(true, Ordering::SeqCst);
@@ -186,7 +209,12 @@ impl Daemon {
                 }
             } else {
                 ls.stop();
-                log::info!("lockspace \"{}\": stopped with {held} lease(s) held; restart highlanderd within {:?} to keep them", space.name, space.ls().timeouts().fence_begin);
+                log::warn!(
+                    "lockspace \"{}\": stopped with {held} lease(s) held; restart highlanderd within {:?} of the last renewal to keep them, or the fence sentinel (pid {}) applies their guests' lock-failure actions then",
+                    space.name,
+                    space.ls().timeouts().fence_begin,
+                    self.sentinel_pid.load(Ordering::SeqCst)
+                );
             }
         }
         let any_held = !table.disks.is_empty();
