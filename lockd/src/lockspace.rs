@@ -221,6 +221,19 @@ struct ResumeState {
     valid_from: u64,
 }
 
+/// Where a lockspace's resume state lives in a daemon's state dir.
+pub fn resume_file(state_dir: &Path, lockspace: &str) -> PathBuf {
+    state_dir.join(format!("lockspace-{lockspace}.json"))
+}
+
+/// The host id, generation and start of the last successful renewal that a
+/// resume state records (for the fence sentinel's deadline).
+pub fn saved_renewal(file: &Path) -> std::result::Result<(u32, u64, Mono), String> {
+    let text = std::fs::read(file).map_err(|e| e.to_string())?;
+    let saved: ResumeState = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+    Ok((saved.host_id, saved.generation, Mono(saved.valid_from)))
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -233,7 +246,7 @@ impl Lockspace {
         let timeouts = Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?;
         let storage = storage.configured(timeouts.io_deadline, opts.fault.clone(), opts.host_id);
         let me = HostIdentity::local(&opts.host_name);
-        let state_file = opts.state_dir.as_ref().map(|d| d.join(format!("lockspace-{}.json", header.name)));
+        let state_file = opts.state_dir.as_ref().map(|d| resume_file(d, &header.name));
         let resumed = match &state_file {
             Some(f) => try_resume(&storage, &header, &timeouts, opts.host_id, f)?,
             None => None,

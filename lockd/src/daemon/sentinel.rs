@@ -374,16 +374,6 @@ fn block_stop_signals() {
     }
 }
 
-/// The part of a lockspace's resume state the deadline needs. Written by
-/// `Lockspace` (lockspace.rs, `ResumeState`) after every renewal.
-#[derive(Deserialize)]
-struct ResumeStamp {
-    host_id: u32,
-    generation: u64,
-    /// CLOCK_BOOTTIME ns of the start of the last successful renewal.
-    valid_from: u64,
-}
-
 /// One lockspace whose guests this sentinel answers for.
 struct Plan {
     name: String,
@@ -400,11 +390,10 @@ impl Plan {
     /// The start of the last renewal that counted, by the resume state; the
     /// Unix epoch of CLOCK_BOOTTIME (fence at once) when it cannot vouch.
     fn valid_from(&mut self, dir: &Path, host_id: u32) -> Mono {
-        let file = dir.join(format!("lockspace-{}.json", self.name));
-        let stamp = std::fs::read(&file).map_err(|e| e.to_string()).and_then(|t| serde_json::from_slice::<ResumeStamp>(&t).map_err(|e| e.to_string()));
-        let why = match stamp {
-            Ok(s) if s.host_id == host_id && self.generations.len() == 1 && self.generations.contains(&s.generation) => return Mono(s.valid_from),
-            Ok(s) => format!("it is for host {} generation {}, the leases for generation(s) {:?}", s.host_id, s.generation, self.generations),
+        let file = crate::lockspace::resume_file(dir, &self.name);
+        let why = match crate::lockspace::saved_renewal(&file) {
+            Ok((id, generation, valid_from)) if id == host_id && self.generations.len() == 1 && self.generations.contains(&generation) => return valid_from,
+            Ok((id, generation, _)) => format!("it is for host {id} generation {generation}, the leases for generation(s) {:?}", self.generations),
             Err(e) => e,
         };
         if self.no_stamp.as_ref() != Some(&why) {
