@@ -99,7 +99,7 @@ struct Figures {
 fn measure_ours(a: &Args, dir: &Path) -> Figures {
     let ls = dir.join("bench.lockspace");
     init_lockspace(&ls, (a.io_timeout * 1000.0) as u64, (a.guests as u32 * 2 + 16).next_power_of_two());
-    let host = Host::start(&dir, &ls, 1, "log_level = warn");
+    let host = Host::start(dir, &ls, 1, "log_level = warn");
     let daemon_pid = host.pid();
     println!("highlanderd pid {daemon_pid}, io_timeout {} s, lockspace {}", a.io_timeout, ls.display());
 

@@ -23,6 +23,8 @@ impl Mono {
         Mono(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
     }
 
+    // Not `ops::Add`: it saturates instead of overflowing, and reads as a deadline.
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, d: Duration) -> Mono {
         Mono(self.0.saturating_add(d.as_nanos() as u64))
     }

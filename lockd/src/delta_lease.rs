@@ -315,6 +315,8 @@ fn host_dead_of(timeouts: &Timeouts, slot: Option<&HostSlot>) -> Duration {
     theirs.map_or(timeouts.host_dead, |d| d.max(timeouts.host_dead))
 }
 
+// A short-lived return value: boxing the record would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Watched {
     /// Unchanged; the start of the read that confirmed it.
     Quiet(Mono),

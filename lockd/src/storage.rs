@@ -194,7 +194,7 @@ impl Storage {
     /// Writes whole sectors; `data.len()` must be a multiple of the sector size.
     pub fn write(&self, sector: u64, data: &[u8]) -> Result<()> {
         let ss = self.inner.sector_size as usize;
-        assert!(data.len() % ss == 0 && !data.is_empty(), "unaligned write of {} bytes", data.len());
+        assert!(data.len().is_multiple_of(ss) && !data.is_empty(), "unaligned write of {} bytes", data.len());
         let count = (data.len() / ss) as u64;
         let mut buf = AlignedBuf::zeroed(data.len());
         buf.as_mut_slice().copy_from_slice(data);
