@@ -464,9 +464,7 @@ fn a_lease_won_but_never_saved_is_released_when_the_daemon_resumes() {
 
 /// Host `h`'s saved resume state: when its last successful renewal started.
 fn last_renewal(h: &Host) -> Mono {
-    let text = std::fs::read(h.state_dir().join("lockspace-default.json")).unwrap();
-    let state: serde_json::Value = serde_json::from_slice(&text).unwrap();
-    Mono(state["valid_from"].as_u64().expect("valid_from"))
+    lockd::lockspace::saved_renewal(&lockd::lockspace::resume_file(&h.state_dir(), "default")).expect("resume state").2
 }
 
 #[test]
@@ -476,9 +474,7 @@ fn a_daemon_back_after_the_grace_window_fences_before_joining_afresh() {
     let io = Duration::from_millis(400);
     init_lockspace(&ls, io.as_millis() as u64, 64);
     // Pause counts as a fence only if the helper succeeds; it fails for "stuck".
-    let helper = dir.join("fence-helper");
-    std::fs::write(&helper, "#!/bin/sh\n[ \"$2\" != stuck ]\n").unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = fence_helper(&dir, "[ \"$2\" != stuck ]");
     let mut a = Host::start(&dir, &ls, 1, &format!("fence_helper = {} {{action}} {{name}}", helper.display()));
     let b = Host::start(&dir, &ls, 2, "");
     let d = disk(&dir, "vm.img");
@@ -532,9 +528,7 @@ fn pause_and_restart_run_the_fence_helper_and_a_guest_still_holding_leases_is_ki
     init_lockspace(&ls, io.as_millis() as u64, 64);
     // The helper records its argv and does nothing else.
     let calls = dir.join("helper.calls");
-    let helper = dir.join("fence-helper");
-    std::fs::write(&helper, format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display())).unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = fence_helper(&dir, &format!("echo \"$*\" >> {}", calls.display()));
     let a = Host::start(&dir, &ls, 1, &format!("fence_helper = {} {{action}} {{uri}} {{uuid}} {{name}} {{pid}}", helper.display()));
     let (dp, dr) = (disk(&dir, "p.img"), disk(&dir, "r.img"));
     let (mut gp, mut gr) = (GuestProc::spawn(), GuestProc::spawn());
@@ -591,9 +585,7 @@ fn guests_of_a_daemon_that_stays_down_are_fenced_by_its_sentinel(name: &str, rep
     let t = Timeouts::new(io).unwrap();
     init_lockspace(&ls, io.as_millis() as u64, 64);
     let calls = dir.join("helper.calls");
-    let helper = dir.join("fence-helper");
-    std::fs::write(&helper, format!("#!/bin/sh\necho \"$*\" >> {}\n", calls.display())).unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper = fence_helper(&dir, &format!("echo \"$*\" >> {}", calls.display()));
     let mut a = Host::start(&dir, &ls, 1, &format!("fence_helper = {} {{action}} {{name}}", helper.display()));
     let b = Host::start(&dir, &ls, 2, "");
     let (d, dp) = (disk(&dir, "vm.img"), disk(&dir, "paused.img"));

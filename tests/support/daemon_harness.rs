@@ -34,6 +34,15 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes an executable `fence-helper` shell script with `body` into `dir`.
+pub fn fence_helper(dir: &Path, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let helper = dir.join("fence-helper");
+    std::fs::write(&helper, format!("#!/bin/sh\n{body}\n")).expect("write fence helper");
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("make fence helper executable");
+    helper
+}
+
 pub fn init_lockspace(path: &Path, io_ms: u64, resources: u32) {
     let mut o = lockd::InitOptions::new("default");
     o.max_hosts = 8;
