@@ -21,13 +21,16 @@
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use lockd::daemon::client::Client;
 use lockd::daemon::protocol::Request;
 use serde_json::Value;
+
+#[path = "../../tests/support/daemon_harness.rs"]
+mod harness;
+use harness::{init_lockspace, scratch, GuestProc, Host};
 
 // ---- libvirt's lock-driver ABI (x86_64 / LP64) ----
 
@@ -137,26 +140,6 @@ fn artifacts() -> &'static Artifacts {
         }
         a
     })
-}
-
-/// A fresh scratch directory under target/tmp.
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ffi-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-/// Polls `f` until it returns Some; panics naming `what` after `limit`.
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Runs test `name` of this binary in a child process with `env`, checks
@@ -358,67 +341,55 @@ fn assert_xml_safe(state: &str) {
     assert!(state.bytes().all(|c| c.is_ascii_alphanumeric() || b"._~/:@+=,-%;|".contains(&c)), "state has characters unsafe in XML or whitespace: {state:?}");
 }
 
-// ---- a real highlanderd ----
+// ---- a real highlanderd (the daemon tests' harness) ----
 
+/// One highlanderd on a fresh lockspace file named "default". Fields drop
+/// in order: the daemon is gone before its directory is removed.
 struct Daemon {
-    dir: PathBuf,
+    host: Host,
     socket: PathBuf,
     log: PathBuf,
-    child: Option<Child>,
+    dir: ScratchDir,
+}
+
+/// Removed on drop, unless a test failed (its log is worth reading).
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 impl Daemon {
-    /// Formats a lockspace file named "default" and starts highlanderd on it.
     fn start(name: &str) -> Daemon {
-        let dir = scratch(name);
+        artifacts();
+        let dir = scratch(&format!("ffi-{name}"));
         let lockspace = dir.join("default.lockspace");
-        let mut o = lockd::InitOptions::new("default");
-        o.max_hosts = 4;
-        o.resource_slots = 64;
-        o.io_timeout = Duration::from_millis(300);
-        lockd::lockspace::init(&lockspace, &o).expect("init lockspace");
-        let socket = dir.join("hl.sock");
-        let conf = dir.join("highlanderd.conf");
-        fs::write(&conf, format!("host_id = 1\nhost_name = ffi-host\nlockspace = {}\nsocket = {}\nstate_dir = {}\n", lockspace.display(), socket.display(), dir.join("state").display())).unwrap();
-        let log = dir.join("highlanderd.log");
-        let child = Command::new(&artifacts().daemon)
-            .arg("--config")
-            .arg(&conf)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn highlanderd");
-        let mut d = Daemon { dir, socket, log, child: Some(child) };
-        wait_for(&format!("highlanderd to serve (log {})", d.log.display()), Duration::from_secs(20), || {
-            if let Some(status) = d.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("highlanderd exited at start-up ({status}):\n{}", fs::read_to_string(&d.log).unwrap_or_default());
-            }
-            Client::connect(&d.socket).ok()?.call::<Value>(&Request::Status).ok()
-        });
-        d
+        init_lockspace(&lockspace, 300, 64);
+        let host = Host::start(&dir, &lockspace, 1, "");
+        let (socket, log) = (host.socket.clone(), host.log.clone());
+        Daemon { host, socket, log, dir: ScratchDir(dir) }
     }
 
     /// Writes a qemu-highlander.conf pointing at this daemon, plus `extra`.
     fn plugin_conf(&self, extra: &str) -> PathBuf {
-        let conf = self.dir.join("qemu-highlander.conf");
+        let conf = self.dir.0.join("qemu-highlander.conf");
         fs::write(&conf, format!("# written by plugin/tests/ffi.rs\nsocket = \"{}\"\ntimeout = 20\n{extra}", self.socket.display())).unwrap();
         conf
     }
 
     fn disk(&self, name: &str) -> PathBuf {
-        let p = self.dir.join(name);
+        let p = self.dir.0.join(name);
         fs::write(&p, b"disk image").unwrap();
         p
     }
 
     /// SIGTERM and wait: the daemon is down afterwards.
     fn stop(&mut self) {
-        let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = child.wait().unwrap();
-        assert!(status.success(), "highlanderd exited with {status}");
+        self.host.terminate();
     }
 }
 
@@ -438,37 +409,6 @@ fn held_by(socket: &Path, pid: u32) -> Vec<String> {
         .collect();
     ids.sort();
     ids
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// A process standing in for QEMU; killed when dropped.
-struct GuestProc(Child);
-
-impl GuestProc {
-    fn spawn() -> GuestProc {
-        GuestProc(Command::new("sleep").arg("1000").spawn().expect("spawn sleep"))
-    }
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for GuestProc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 // ---- the tests ----
@@ -499,7 +439,7 @@ fn a_malformed_config_fails_init_naming_the_key_and_line() {
         assert_eq!(unsafe { p.drv().deinit.unwrap()() }, 0);
         return;
     }
-    let dir = scratch("badconf");
+    let dir = scratch("ffi-badconf");
     let typo = dir.join("typo.conf");
     fs::write(&typo, "socket = \"/run/highlander/highlanderd.sock\"\n# manual leases only\nauto_disk_lease = 0\n").unwrap();
     let value = dir.join("value.conf");

@@ -1,6 +1,6 @@
 //! Runs real highlanderd processes as "hosts" on one shared lockspace file,
 //! each with its own host id, socket, state dir and log. Shared by
-//! tests/daemon.rs and bench/daemon.rs.
+//! tests/daemon.rs, bench/daemon.rs and plugin/tests/ffi.rs.
 
 #![allow(dead_code)] // each user needs a different subset
 
