@@ -47,11 +47,17 @@ struct TwoHosts {
     _handles: (lockd::daemon::client::Client, lockd::daemon::client::Client),
 }
 
-/// Daemons for hosts 1 and 2 on a fresh lockspace in a fresh directory.
-fn two_daemons(name: &str, io_ms: u64) -> (std::path::PathBuf, Host, Host) {
+/// A fresh directory holding a fresh lockspace file `ls`.
+fn fresh_lockspace(name: &str, io_ms: u64, resources: u32) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = scratch(name);
     let ls = dir.join("ls");
-    init_lockspace(&ls, io_ms, 64);
+    init_lockspace(&ls, io_ms, resources);
+    (dir, ls)
+}
+
+/// Daemons for hosts 1 and 2 on a fresh lockspace in a fresh directory.
+fn two_daemons(name: &str, io_ms: u64) -> (std::path::PathBuf, Host, Host) {
+    let (dir, ls) = fresh_lockspace(name, io_ms, 64);
     let a = Host::start(&dir, &ls, 1, "");
     let b = Host::start(&dir, &ls, 2, "");
     (dir, a, b)
@@ -66,9 +72,7 @@ fn two_hosts(name: &str, io_ms: u64) -> TwoHosts {
 
 #[test]
 fn register_acquire_inquire_release_status_who() {
-    let dir = scratch("basic");
-    let ls = dir.join("ls");
-    init_lockspace(&ls, 300, 64);
+    let (dir, ls) = fresh_lockspace("basic", 300, 64);
     let a = Host::start(&dir, &ls, 1, "");
     let (g1, g2) = (GuestProc::spawn(), GuestProc::spawn());
     let d1 = disk(&dir, "vm1.img");
@@ -143,9 +147,7 @@ fn register_acquire_inquire_release_status_who() {
 
 #[test]
 fn registering_connection_is_restricted_and_register_can_acquire() {
-    let dir = scratch("restrict");
-    let ls = dir.join("ls");
-    init_lockspace(&ls, 300, 64);
+    let (dir, ls) = fresh_lockspace("restrict", 300, 64);
     let a = Host::start(&dir, &ls, 1, "");
     let g = GuestProc::spawn();
     let d = disk(&dir, "vm.img");
@@ -170,9 +172,7 @@ fn registering_connection_is_restricted_and_register_can_acquire() {
 
 #[test]
 fn peers_outside_root_and_group_are_refused() {
-    let dir = scratch("peercred");
-    let ls = dir.join("ls");
-    init_lockspace(&ls, 300, 16);
+    let (dir, ls) = fresh_lockspace("peercred", 300, 16);
     let a = Host::start(&dir, &ls, 1, "");
     // Let everyone reach the socket: the SO_PEERCRED check must still refuse.
     std::fs::set_permissions(&a.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
@@ -309,9 +309,7 @@ fn renewal_failure_fences_the_guest_before_its_lease_expires() {
 
 #[test]
 fn malformed_oversized_and_unknown_requests_get_typed_errors() {
-    let dir = scratch("malformed");
-    let ls = dir.join("ls");
-    init_lockspace(&ls, 300, 16);
+    let (dir, ls) = fresh_lockspace("malformed", 300, 16);
     let a = Host::start(&dir, &ls, 1, "");
     let mut c = a.client();
     let code = |c: &mut lockd::daemon::client::Client, line: &[u8]| c.call_raw(line).unwrap().error.unwrap().code;
@@ -469,10 +467,8 @@ fn last_renewal(h: &Host) -> Mono {
 
 #[test]
 fn a_daemon_back_after_the_grace_window_fences_before_joining_afresh() {
-    let dir = scratch("late");
-    let ls = dir.join("ls");
     let io = Duration::from_millis(400);
-    init_lockspace(&ls, io.as_millis() as u64, 64);
+    let (dir, ls) = fresh_lockspace("late", io.as_millis() as u64, 64);
     // Pause counts as a fence only if the helper succeeds; it fails for "stuck".
     let helper = fence_helper(&dir, "[ \"$2\" != stuck ]");
     let mut a = Host::start(&dir, &ls, 1, &format!("fence_helper = {} {{action}} {{name}}", helper.display()));
@@ -522,10 +518,8 @@ fn a_daemon_back_after_the_grace_window_fences_before_joining_afresh() {
 
 #[test]
 fn pause_and_restart_run_the_fence_helper_and_a_guest_still_holding_leases_is_killed() {
-    let dir = scratch("helper");
-    let ls = dir.join("ls");
     let io = Duration::from_millis(400);
-    init_lockspace(&ls, io.as_millis() as u64, 64);
+    let (dir, ls) = fresh_lockspace("helper", io.as_millis() as u64, 64);
     // The helper records its argv and does nothing else.
     let calls = dir.join("helper.calls");
     let helper = fence_helper(&dir, &format!("echo \"$*\" >> {}", calls.display()));
@@ -579,11 +573,9 @@ fn pause_and_restart_run_the_fence_helper_and_a_guest_still_holding_leases_is_ki
 /// after that joins afresh. With `replace_sentinel`, the first sentinel is
 /// killed while the daemon runs: the daemon starts another, which does the job.
 fn guests_of_a_daemon_that_stays_down_are_fenced_by_its_sentinel(name: &str, replace_sentinel: bool, stop: impl FnOnce(&mut Host)) {
-    let dir = scratch(name);
-    let ls = dir.join("ls");
     let io = Duration::from_millis(400);
     let t = Timeouts::new(io).unwrap();
-    init_lockspace(&ls, io.as_millis() as u64, 64);
+    let (dir, ls) = fresh_lockspace(name, io.as_millis() as u64, 64);
     let calls = dir.join("helper.calls");
     let helper = fence_helper(&dir, &format!("echo \"$*\" >> {}", calls.display()));
     let mut a = Host::start(&dir, &ls, 1, &format!("fence_helper = {} {{action}} {{name}}", helper.display()));
