@@ -34,7 +34,6 @@ if command -v sanlock >/dev/null && [ -e "$HL_SANLOCK_PLUGIN" ]; then have_sanlo
     echo "bench/twohost.sh: sanlock or libvirt's sanlock plugin is missing; sanlock's figures are left out" >&2
 fi
 
-now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 cleanup() { hl_host_down hosta; hl_host_down hostb; hl_loops_down; }
 trap cleanup EXIT
@@ -60,24 +59,23 @@ failover() {
     hl_virsh hostb create "$HL_STATE/vm.xml" >/dev/null 2>&1 && die "$1: hostb started vm while hosta runs it"
     R=$(hl_root hosta)
     daemon=$R/highlanderd.pid; [ "$1" = sanlock ] && daemon=$R/sanlock.pid
-    kill -KILL "$(cat "$R/run/libvirtd.pid")" "$(cat "$daemon")" "$(cat "$R/run/libvirt/qemu/vm.pid")"
-    killed=$(now_ms)
+    kill -KILL "$(cat "$R/run/libvirtd.pid")" "$(cat "$daemon")" "$(hl_qemu_pid hosta vm)"
+    killed=$(hl_now_ms)
     # Paced retries (each attempt starts a QEMU): resolution 0.2 s.
     until hl_virsh hostb create "$HL_STATE/vm.xml" >/dev/null 2>&1; do
-        [ $(($(now_ms) - killed)) -lt 600000 ] || die "$1: hostb never took over"
+        [ $(($(hl_now_ms) - killed)) -lt 600000 ] || die "$1: hostb never took over"
         sleep 0.2
     done
-    taken=$(now_ms)
+    taken=$(hl_now_ms)
     echo $((taken - killed))
 }
 
 # migrate_ms FROM TO: one live migration over unix sockets; prints its milliseconds.
 migrate_ms() {
     local t0
-    t0=$(now_ms)
-    hl_virsh "$1" migrate --live --p2p vm "qemu+unix:///system?socket=$(hl_root "$2")/run/libvirt/libvirt-sock" \
-        --migrateuri "unix://$HL_STATE/shared/migrate.sock" >/dev/null
-    echo $(($(now_ms) - t0))
+    t0=$(hl_now_ms)
+    hl_migrate vm "$1" "$2" >/dev/null
+    echo $(($(hl_now_ms) - t0))
 }
 
 migration() {

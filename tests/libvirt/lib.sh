@@ -95,7 +95,18 @@ CONF
 # libvirt's sanlock lock-driver plugin (Debian package libvirt-sanlock).
 HL_SANLOCK_PLUGIN=${HL_SANLOCK_PLUGIN:-/usr/lib/x86_64-linux-gnu/libvirt/lock-driver/sanlock.so}
 
-hl_now_ms() { echo $(($(date +%s%N) / 1000000)); }
+hl_now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
+# hl_qemu_pid HOST NAME: the pid of guest NAME's QEMU on HOST.
+hl_qemu_pid() { cat "$(hl_root "$1")/run/libvirt/qemu/$2.pid"; }
+# hl_domstate NAME [HOST]: running, paused, shut off... (empty when unknown).
+hl_domstate() { hl_virsh "${2:-hosta}" domstate "$1" 2>/dev/null | head -1 || true; }
+# hl_migrate NAME FROM TO [virsh migrate options]: live migration over unix
+# sockets only (no network needed between the hosts).
+hl_migrate() {
+    local name=$1 from=$2 to=$3; shift 3
+    hl_virsh "$from" migrate --live --p2p "$@" "$name" "qemu+unix:///system?socket=$(hl_root "$to")/run/libvirt/libvirt-sock" \
+        --migrateuri "unix://$HL_STATE/shared/migrate-$name.sock"
+}
 
 # hl_libvirtd_start NAME [SECONDS]: starts the host's libvirtd and waits up to
 # SECONDS (30) until it answers. Fails as soon as libvirtd exits instead

@@ -16,12 +16,10 @@ export HL_STATE=${HL_STATE:?scratch directory}
 fail() { echo "E2E FAILED: $*" >&2; exit 1; }
 step() { echo "-- $*"; }
 say() { sed 's/^/   | /' <<<"$1"; }
-state_of() { hl_virsh "${2:-hosta}" domstate "$1" 2>/dev/null | head -1; }
 lease_holder() { hl_cli "${2:-hosta}" who "$1" --json; }
 # holds DISK PATTERN [HOST]: `who` output matches. (Captured first: a pipe
 # into `grep -q` can close before the writer is done.)
 holds() { local out; out=$(lease_holder "$1" "${3:-hosta}") && grep -q "$2" <<<"$out"; }
-pid_of() { cat "$(hl_root hosta)/run/libvirt/qemu/$1.pid"; }
 uuid_of() { sed -n 's:.*<uuid>\(.*\)</uuid>.*:\1:p' "$HL_STATE/$1.xml"; }
 # holders IDENTITY: "guest:pid" of every holder of that disk's lease on this
 # host, as `highlander status` reports them (empty: no lease).
@@ -127,8 +125,8 @@ hl_guest_xml f1 "$S/mnt/file.raw" file > "$HL_STATE/f1.xml"
 
 step "1. start: the guest's lease shows in 'highlander status' while it runs"
 hl_virsh hosta create "$HL_STATE/web1.xml" >/dev/null
-[ "$(state_of web1)" = running ] || fail "web1 is $(state_of web1)"
-[ "$(holders "$disk_id")" = "web1:$(pid_of web1)" ] || fail "status: $disk_id is held by '$(holders "$disk_id")', want web1:$(pid_of web1)"
+[ "$(hl_domstate web1)" = running ] || fail "web1 is $(hl_domstate web1)"
+[ "$(holders "$disk_id")" = "web1:$(hl_qemu_pid hosta web1)" ] || fail "status: $disk_id is held by '$(holders "$disk_id")', want web1:$(hl_qemu_pid hosta web1)"
 say "$(status_line "$disk_id")"
 holds "$dev2" '"guest": *"web1"' || fail "who $dev2 (the other path) does not name web1: $(lease_holder "$dev2")"
 
@@ -136,25 +134,25 @@ step "2. a second guest on the same disk through another path is refused, naming
 if out=$(hl_virsh hosta create "$HL_STATE/web2.xml" 2>&1); then fail "web2 started on web1's disk"; fi
 expect_said "refusal of web2" "$out" "error: Failed to create domain from $HL_STATE/web2.xml
 $(busy_line web2 "$dev2" "$disk_id" web1)"
-[ "$(state_of web1)" = running ] || fail "web1 is $(state_of web1) after web2 was refused"
-[ "$(holders "$disk_id")" = "web1:$(pid_of web1)" ] || fail "after the refusal $disk_id is held by '$(holders "$disk_id")'"
+[ "$(hl_domstate web1)" = running ] || fail "web1 is $(hl_domstate web1) after web2 was refused"
+[ "$(holders "$disk_id")" = "web1:$(hl_qemu_pid hosta web1)" ] || fail "after the refusal $disk_id is held by '$(holders "$disk_id")'"
 not_listed web2 || fail "web2 is listed after its refusal"
 
 step "6. suspend/resume: no holder while paused, exactly one (web1) after"
 hl_virsh hosta suspend web1 >/dev/null
 [ -z "$(holders "$disk_id")" ] || fail "paused web1: $disk_id still held by '$(holders "$disk_id")'"
 hl_virsh hosta resume web1 >/dev/null
-[ "$(state_of web1)" = running ] || fail "web1 did not resume"
-[ "$(holders "$disk_id")" = "web1:$(pid_of web1)" ] || fail "resumed: $disk_id held by '$(holders "$disk_id")', want exactly web1"
+[ "$(hl_domstate web1)" = running ] || fail "web1 did not resume"
+[ "$(holders "$disk_id")" = "web1:$(hl_qemu_pid hosta web1)" ] || fail "resumed: $disk_id held by '$(holders "$disk_id")', want exactly web1"
 
 step "6. a guest that takes the disk while web1 is paused keeps web1 from resuming"
 hl_virsh hosta suspend web1 >/dev/null
 hl_virsh hosta create "$HL_STATE/web2.xml" >/dev/null || fail "web2 refused although web1 (paused) holds no lease"
 if out=$(hl_virsh hosta resume web1 2>&1); then fail "web1 resumed while web2 runs on its disk"; fi
 expect_said "refusal of web1's resume" "$out" "error: Failed to resume domain 'web1'
-$(busy_line web1 "$dev1" "$disk_id" web2 "$(pid_of web1)")"
-[ "$(state_of web1)" = paused ] || fail "web1 is $(state_of web1) after its refused resume"
-[ "$(holders "$disk_id")" = "web2:$(pid_of web2)" ] || fail "$disk_id held by '$(holders "$disk_id")', want exactly web2"
+$(busy_line web1 "$dev1" "$disk_id" web2 "$(hl_qemu_pid hosta web1)")"
+[ "$(hl_domstate web1)" = paused ] || fail "web1 is $(hl_domstate web1) after its refused resume"
+[ "$(holders "$disk_id")" = "web2:$(hl_qemu_pid hosta web2)" ] || fail "$disk_id held by '$(holders "$disk_id")', want exactly web2"
 hl_virsh hosta destroy web2 >/dev/null
 wait_released "$disk_id" 2 >/dev/null || fail "destroyed web2 still holds $disk_id"
 # The disk was written by web2 while web1 was paused: web1's saved lock
@@ -173,34 +171,34 @@ hl_virsh hosta create "$HL_STATE/web1.xml" >/dev/null
 step "3. hotplug: attach-disk takes a lease; attaching a disk another guest holds is refused; detach-disk releases it"
 # SCSI disks: unplugging one needs no guest OS (a virtio-blk unplug waits for one).
 hl_virsh hosta attach-disk web1 "$extra1" sdb --sourcetype block --targetbus scsi >/dev/null
-[ "$(holders "$extra_id")" = "web1:$(pid_of web1)" ] || fail "attached disk: $extra_id held by '$(holders "$extra_id")', want web1"
+[ "$(holders "$extra_id")" = "web1:$(hl_qemu_pid hosta web1)" ] || fail "attached disk: $extra_id held by '$(holders "$extra_id")', want web1"
 if out=$(hl_virsh hosta create "$HL_STATE/web3.xml" 2>&1); then fail "web3 started on a disk hot-plugged into web1"; fi
 expect_said "refusal of web3" "$out" "error: Failed to create domain from $HL_STATE/web3.xml
 $(busy_line web3 "$extra2" "$extra_id" web1)"
 hl_virsh hosta create "$HL_STATE/db1.xml" >/dev/null
 if out=$(hl_virsh hosta attach-disk db1 "$extra2" sdb --sourcetype block --targetbus scsi 2>&1); then fail "db1 attached the disk web1 holds"; fi
 expect_said "refusal of db1's attach-disk" "$out" "error: Failed to attach disk
-$(busy_line db1 "$extra2" "$extra_id" web1 "$(pid_of db1)")"
+$(busy_line db1 "$extra2" "$extra_id" web1 "$(hl_qemu_pid hosta db1)")"
 [ -z "$(hl_virsh hosta domblklist db1 | awk '$1 == "sdb"')" ] || fail "db1 has an sdb after the refusal"
 hl_virsh hosta detach-disk web1 sdb >/dev/null
 [ -z "$(holders "$extra_id")" ] || fail "detach-disk: $extra_id still held by '$(holders "$extra_id")'"
 holds "$extra1" '"held": *false' || fail "detach-disk: who says $extra1 is still held: $(lease_holder "$extra1")"
-[ "$(holders "$disk_id")" = "web1:$(pid_of web1)" ] || fail "detach-disk of sdb also dropped web1's vda lease"
+[ "$(holders "$disk_id")" = "web1:$(hl_qemu_pid hosta web1)" ] || fail "detach-disk of sdb also dropped web1's vda lease"
 hl_virsh hosta attach-disk db1 "$extra2" sdb --sourcetype block --targetbus scsi >/dev/null || fail "db1 cannot attach the disk web1 detached"
-[ "$(holders "$extra_id")" = "db1:$(pid_of db1)" ] || fail "$extra_id held by '$(holders "$extra_id")', want db1"
+[ "$(holders "$extra_id")" = "db1:$(hl_qemu_pid hosta db1)" ] || fail "$extra_id held by '$(holders "$extra_id")', want db1"
 hl_virsh hosta detach-disk db1 sdb >/dev/null
 
 step "6. save/restore: no holder while saved, exactly one (the restored web1) after"
-old_pid=$(pid_of web1)
+old_pid=$(hl_qemu_pid hosta web1)
 hl_virsh hosta save web1 "$HL_STATE/web1.save" >/dev/null
 wait_released "$disk_id" 2 >/dev/null || fail "saved web1 still holds $disk_id: '$(holders "$disk_id")'"
 hl_virsh hosta restore "$HL_STATE/web1.save" >/dev/null
-[ "$(state_of web1)" = running ] || fail "web1 did not restore"
-[ "$(pid_of web1)" != "$old_pid" ] || fail "restored web1 has its old pid"
-[ "$(holders "$disk_id")" = "web1:$(pid_of web1)" ] || fail "restored: $disk_id held by '$(holders "$disk_id")', want exactly web1:$(pid_of web1)"
+[ "$(hl_domstate web1)" = running ] || fail "web1 did not restore"
+[ "$(hl_qemu_pid hosta web1)" != "$old_pid" ] || fail "restored web1 has its old pid"
+[ "$(holders "$disk_id")" = "web1:$(hl_qemu_pid hosta web1)" ] || fail "restored: $disk_id held by '$(holders "$disk_id")', want exactly web1:$(hl_qemu_pid hosta web1)"
 
 step "4. killing QEMU releases its leases at once"
-qemu_pid=$(pid_of web1)
+qemu_pid=$(hl_qemu_pid hosta web1)
 [ "$(cat "/proc/$qemu_pid/comm")" = qemu-system-x86 ] || fail "pid $qemu_pid is not web1's QEMU"
 kill -KILL "$qemu_pid"
 took=$(wait_released "$disk_id" 2) || fail "2 s after QEMU's SIGKILL $disk_id is still held by '$(holders "$disk_id")'"
@@ -216,12 +214,12 @@ echo "   gone $took after 'virsh destroy' returned"
 
 step "5. restarting libvirtd keeps the running guest's leases; a conflicting start is still refused"
 hl_virsh hosta create "$HL_STATE/web1.xml" >/dev/null
-web1_pid=$(pid_of web1)
+web1_pid=$(hl_qemu_pid hosta web1)
 t0=$(hl_now_ms)
 hl_libvirtd_restart hosta || fail "libvirtd did not come back"
 echo "   libvirtd stopped and answering again in $(($(hl_now_ms) - t0)) ms"
-[ "$(state_of web1)" = running ] || fail "web1 is $(state_of web1) after the libvirtd restart"
-[ "$(pid_of web1)" = "$web1_pid" ] || fail "web1 was restarted (pid $web1_pid -> $(pid_of web1))"
+[ "$(hl_domstate web1)" = running ] || fail "web1 is $(hl_domstate web1) after the libvirtd restart"
+[ "$(hl_qemu_pid hosta web1)" = "$web1_pid" ] || fail "web1 was restarted (pid $web1_pid -> $(hl_qemu_pid hosta web1))"
 [ "$(holders "$disk_id")" = "web1:$web1_pid" ] || fail "after the libvirtd restart $disk_id is held by '$(holders "$disk_id")'"
 if out=$(hl_virsh hosta create "$HL_STATE/web2.xml" 2>&1); then fail "web2 started on web1's disk after the libvirtd restart"; fi
 expect_said "refusal of web2 after the libvirtd restart" "$out" "error: Failed to create domain from $HL_STATE/web2.xml
@@ -232,7 +230,7 @@ hl_virsh hosta suspend web1 >/dev/null && hl_virsh hosta resume web1 >/dev/null 
 step "restarting highlanderd keeps the running guest and its lease"
 hl_kill "$(cat "$R/highlanderd.pid")" highlanderd
 hl_daemon_start hosta
-[ "$(state_of web1)" = running ] || fail "web1 died with the daemon restart"
+[ "$(hl_domstate web1)" = running ] || fail "web1 died with the daemon restart"
 [ "$(holders "$disk_id")" = "web1:$web1_pid" ] || fail "lease lost across the daemon restart: '$(holders "$disk_id")'"
 if out=$(hl_virsh hosta create "$HL_STATE/web2.xml" 2>&1); then fail "web2 started while web1 holds the disk after a daemon restart"; fi
 expect_said "refusal of web2 after the highlanderd restart" "$out" "error: Failed to create domain from $HL_STATE/web2.xml
@@ -242,7 +240,7 @@ step "7. a read-only disk is never leased, even while another guest holds it exc
 hl_virsh hosta create "$HL_STATE/ro1.xml" >/dev/null || fail "read-only ro1 refused"
 hl_virsh hosta create "$HL_STATE/ro2.xml" >/dev/null || fail "read-only ro2 refused"
 for g in ro1 ro2; do
-    [ "$(state_of $g)" = running ] || fail "$g is $(state_of $g)"
+    [ "$(hl_domstate $g)" = running ] || fail "$g is $(hl_domstate $g)"
     [ "$(guest_leases $g)" = 0 ] || fail "read-only guest $g has $(guest_leases $g) lease(s)"
 done
 [ "$(holders "$disk_id")" = "web1:$web1_pid" ] || fail "read-only guests changed the holders of $disk_id: '$(holders "$disk_id")'"
@@ -251,24 +249,24 @@ hl_virsh hosta destroy ro1 >/dev/null; hl_virsh hosta destroy ro2 >/dev/null
 step "7. a shareable disk serves two guests, not a third that wants it exclusively"
 hl_virsh hosta create "$HL_STATE/sh1.xml" >/dev/null || fail "sh1 refused"
 hl_virsh hosta create "$HL_STATE/sh2.xml" >/dev/null || fail "sh2 refused the disk sh1 shares"
-[ "$(holders "$sh_id")" = "sh1:$(pid_of sh1) sh2:$(pid_of sh2)" ] || fail "$sh_id held by '$(holders "$sh_id")', want sh1 and sh2"
+[ "$(holders "$sh_id")" = "sh1:$(hl_qemu_pid hosta sh1) sh2:$(hl_qemu_pid hosta sh2)" ] || fail "$sh_id held by '$(holders "$sh_id")', want sh1 and sh2"
 holds "$sh3" '"shared": *\[' || fail "who does not report a shared lease: $(lease_holder "$sh3")"
 say "$(status_line "$sh_id")"
 if out=$(hl_virsh hosta create "$HL_STATE/ex1.xml" 2>&1); then fail "ex1 started exclusively on a disk sh1 and sh2 share"; fi
 expect_said "refusal of ex1" "$out" "error: Failed to create domain from $HL_STATE/ex1.xml
 error: resource busy: Failed to acquire lock: cannot lock $sh3 for guest \"ex1\" (uuid $(uuid_of ex1), pid {pid}): disk $sh_id is held shared by guest \"sh1\" (uuid $(uuid_of sh1)) on host 1 \"hosta\", guest \"sh2\" (uuid $(uuid_of sh2)) on host 1 \"hosta\""
-[ "$(state_of sh1)" = running ] && [ "$(state_of sh2)" = running ] || fail "a sharer stopped after ex1's refusal"
+[ "$(hl_domstate sh1)" = running ] && [ "$(hl_domstate sh2)" = running ] || fail "a sharer stopped after ex1's refusal"
 hl_virsh hosta destroy sh1 >/dev/null; hl_virsh hosta destroy sh2 >/dev/null
 
 step "a file-backed disk reached through a symlink or a bind mount is the same disk"
 hl_virsh hosta create "$HL_STATE/f1.xml" >/dev/null
-[ "$(holders "$file_id")" = "f1:$(pid_of f1)" ] || fail "$file_id held by '$(holders "$file_id")', want f1"
+[ "$(holders "$file_id")" = "f1:$(hl_qemu_pid hosta f1)" ] || fail "$file_id held by '$(holders "$file_id")', want f1"
 # attach-disk asks the lock manager before QEMU opens the file, so this is
 # highlander's refusal (a second guest started on the file would meet QEMU's
 # own image lock first).
 file_refusal() {
     echo "error: Failed to attach disk
-$(busy_line db1 "$1" "$file_id" f1 "$(pid_of db1)")"
+$(busy_line db1 "$1" "$file_id" f1 "$(hl_qemu_pid hosta db1)")"
 }
 holds "$S/link.raw" '"guest": *"f1"' || fail "who through the symlink: $(lease_holder "$S/link.raw")"
 if out=$(hl_virsh hosta attach-disk db1 "$S/link.raw" sdc --targetbus scsi 2>&1); then fail "db1 attached f1's disk through a symlink"; fi
@@ -276,7 +274,7 @@ expect_said "refusal through the symlink" "$out" "$(file_refusal "$S/link.raw")"
 holds "$S/bind/file.raw" '"guest": *"f1"' || fail "who through the bind mount: $(lease_holder "$S/bind/file.raw")"
 if out=$(hl_virsh hosta attach-disk db1 "$S/bind/file.raw" sdd --targetbus scsi 2>&1); then fail "db1 attached f1's disk through a bind mount"; fi
 expect_said "refusal through the bind mount" "$out" "$(file_refusal "$S/bind/file.raw")"
-[ "$(holders "$file_id")" = "f1:$(pid_of f1)" ] || fail "after the refusals $file_id is held by '$(holders "$file_id")'"
+[ "$(holders "$file_id")" = "f1:$(hl_qemu_pid hosta f1)" ] || fail "after the refusals $file_id is held by '$(holders "$file_id")'"
 hl_virsh hosta destroy f1 >/dev/null
 hl_virsh hosta destroy db1 >/dev/null
 
@@ -305,7 +303,7 @@ done
 [ "$(holders "$disk_id")" = "web1:$web1_pid" ] || fail "web1's lease is gone while libvirtd is down: '$(holders "$disk_id")'"
 cp "$HL_STATE/qemu-highlander.conf.good" "$R/etc/qemu-highlander.conf"
 hl_libvirtd_start hosta || fail "libvirtd did not start with the conf restored"
-[ "$(state_of web1)" = running ] || fail "web1 is $(state_of web1) after libvirtd came back"
+[ "$(hl_domstate web1)" = running ] || fail "web1 is $(hl_domstate web1) after libvirtd came back"
 
 step "8. highlanderd stopped (require_lease_for_disks = 1): start fails saying the daemon is down; nothing runs unprotected"
 echo "require_lease_for_disks = 1" >> "$R/etc/qemu-highlander.conf"
@@ -322,10 +320,10 @@ error: internal error: Process exited prior to exec: libvirt: Lock Driver error 
 list=$(hl_virsh hosta list --all)
 say "$list"
 [ "$(running)" = "web1" ] || fail "running guests with the daemon down: $(running)"
-[ "$(state_of db2)" = "shut off" ] || fail "db2 is $(state_of db2)"
+[ "$(hl_domstate db2)" = "shut off" ] || fail "db2 is $(hl_domstate db2)"
 hl_daemon_start hosta
 [ "$(holders "$disk_id")" = "web1:$web1_pid" ] || fail "web1's lease lost while the daemon was down: '$(holders "$disk_id")'"
 hl_virsh hosta start db2 >/dev/null || fail "db2 does not start once highlanderd is back"
-[ "$(holders "$own_id")" = "db2:$(pid_of db2)" ] || fail "db2 runs without its lease"
+[ "$(holders "$own_id")" = "db2:$(hl_qemu_pid hosta db2)" ] || fail "db2 runs without its lease"
 
 echo "E2E OK ($(($(date +%s) - t_start)) s)"

@@ -21,14 +21,11 @@ LS=$HL_STATE/shared/lockspace
 
 fail() { echo "E2E FAILED: $*" >&2; exit 1; }
 step() { echo "-- $*"; }
-now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }
-state_of() { hl_virsh "${2:-hosta}" domstate "$1" 2>/dev/null | head -1 || true; }
 # who DISK HOST FIELD: one field of the daemon's answer to `highlander who`.
 who() { hl_cli "$2" who "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['$3'])"; }
-qemu_pid() { cat "$(hl_root "$1")/run/libvirt/qemu/$2.pid"; }
 # gone PID: the process has exited (a zombie not yet reaped counts).
 gone() { [ ! -e "/proc/$1/cmdline" ] || [ -z "$(tr -d '\0' < "/proc/$1/cmdline" 2>/dev/null)" ]; }
-not_running() { [ "$(state_of "$2" "$1")" != running ]; }
+not_running() { [ "$(hl_domstate "$2" "$1")" != running ]; }
 healthy() { [ "$(hl_cli "$1" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["lockspaces"][0]["health"])')" = healthy ]; }
 # log_ms HOST PATTERN: time (epoch ms) of the first highlanderd log line matching PATTERN.
 log_ms() {
@@ -44,18 +41,12 @@ disk() {
     printf -v "${1}_a" %s "$(hl_loop "$HL_STATE/shared/$1.raw")"
     printf -v "${1}_b" %s "$(hl_loop "$HL_STATE/shared/$1.raw")"
 }
-# Live migration over unix sockets only (no network needed between the hosts).
-migrate() {
-    local name=$1 from=$2 to=$3; shift 3
-    hl_virsh "$from" migrate --live --p2p "$@" "$name" "qemu+unix:///system?socket=$(hl_root "$to")/run/libvirt/libvirt-sock" \
-        --migrateuri "unix://$HL_STATE/shared/migrate-$name.sock"
-}
 # retry_start HOST XML DEADLINE_MS: `virsh create` until it succeeds; prints the epoch ms of success.
 retry_start() {
     local out
     while :; do
-        if out=$(hl_virsh "$1" create "$2" 2>&1); then now_ms; return 0; fi
-        [ "$(now_ms)" -lt "$3" ] || { echo "last refusal: $out" >&2; return 1; }
+        if out=$(hl_virsh "$1" create "$2" 2>&1); then hl_now_ms; return 0; fi
+        [ "$(hl_now_ms)" -lt "$3" ] || { echo "last refusal: $out" >&2; return 1; }
     done
 }
 
@@ -75,7 +66,7 @@ hl_virsh hosta create "$HL_STATE/web1.xml" >/dev/null
 if out=$(hl_virsh hostb create "$HL_STATE/intruder.xml" 2>&1); then fail "hostb started intruder on the disk web1 holds on hosta"; fi
 echo "   virsh said: $out"
 [[ $out == *"error: resource busy: Failed to acquire lock: cannot lock $web_b for guest \"intruder\""*"is held exclusively by guest \"web1\""*"on host 1 \"hosta\" since "*"(host is live)" ]] || fail "cross-host refusal does not name web1 on hosta (id 1): $out"
-[ "$(state_of web1)" = running ] || fail "web1 stopped after the refused start on hostb"
+[ "$(hl_domstate web1)" = running ] || fail "web1 stopped after the refused start on hostb"
 
 step "live migration hosta -> hostb -> hosta: the lease moves at the switchover, never two holders"
 web_id=$(who "$web_a" hosta identity)
@@ -88,11 +79,11 @@ for route in "hosta hostb" "hostb hosta"; do
     : > "$HL_STATE/sampling"
     ( while [ -e "$HL_STATE/sampling" ]; do "$HL_BIN/highlander" who --lockspace "$LS" --identity "$web_id" --json | tr -d ' \n'; echo; done ) > "$samples" &
     sampler=$!
-    t0=$(now_ms)
-    migrate web1 "$src" "$dst" || fail "virsh migrate --live web1 $src -> $dst failed"
-    t1=$(now_ms)
+    t0=$(hl_now_ms)
+    hl_migrate web1 "$src" "$dst" || fail "virsh migrate --live web1 $src -> $dst failed"
+    t1=$(hl_now_ms)
     rm "$HL_STATE/sampling"; wait $sampler
-    [ "$(state_of web1 "$dst")" = running ] || fail "web1 is not running on $dst after migration"
+    [ "$(hl_domstate web1 "$dst")" = running ] || fail "web1 is not running on $dst after migration"
     [ -z "$(hl_virsh "$src" list --name)" ] || fail "web1 still listed on $src after migration"
     [ "$(who "$web_a" "$dst" owner_name)" = "$dst" ] || fail "lease did not move to $dst"
     # What storage showed, in order: $src's hold, at most a gap (released),
@@ -124,8 +115,8 @@ PY
 done
 
 step "a stale hand-over is refused: the disk changed hands between the source's release and the destination's resume"
-migrate web1 hosta hostb --suspend || fail "virsh migrate --live --suspend failed"
-[ "$(state_of web1 hostb)" = paused ] || fail "web1 is not paused on hostb after migrate --suspend"
+hl_migrate web1 hosta hostb --suspend || fail "virsh migrate --live --suspend failed"
+[ "$(hl_domstate web1 hostb)" = paused ] || fail "web1 is not paused on hostb after migrate --suspend"
 [ "$(who "$web_a" hosta held)" = False ] || fail "the lease is still held after the source handed it over"
 guest thief "$web_a"
 hl_virsh hosta create "$HL_STATE/thief.xml" >/dev/null || fail "thief could not take the released disk"
@@ -136,7 +127,7 @@ hl_virsh hosta destroy thief >/dev/null
 if out=$(hl_virsh hostb resume web1 2>&1); then fail "web1 resumed on hostb although thief used its disk after the hand-over"; fi
 echo "   virsh said: $out"
 [[ $out == *"changed hands since this guest released it (lease version "*"last taken by guest \"thief\""*"on host 1 \"hosta\""*"the guest must not resume; destroy it and start it afresh" ]] || fail "stale resume refusal does not say the disk changed hands: $out"
-[ "$(state_of web1 hostb)" = paused ] || fail "web1 is $(state_of web1 hostb) on hostb after the refused resume"
+[ "$(hl_domstate web1 hostb)" = paused ] || fail "web1 is $(hl_domstate web1 hostb) on hostb after the refused resume"
 hl_virsh hostb destroy web1 >/dev/null
 
 step "frozen host: hosta's daemon and guest stopped past host_dead; hostb takes over; on wake the guest is fenced"
@@ -145,9 +136,9 @@ guest frozen "$frz_a"
 guest frozen-b "$frz_b"
 hl_virsh hosta create "$HL_STATE/frozen.xml" >/dev/null
 daemon_a=$(cat "$(hl_root hosta)/highlanderd.pid")
-frozen_qemu=$(qemu_pid hosta frozen)
+frozen_qemu=$(hl_qemu_pid hosta frozen)
 kill -STOP "$daemon_a" "$frozen_qemu"
-stopped=$(now_ms)
+stopped=$(hl_now_ms)
 taken=$(retry_start hostb "$HL_STATE/frozen-b.xml" $((stopped + 4 * HOST_DEAD_MS))) || { kill -CONT "$daemon_a" "$frozen_qemu"; fail "hostb never took over from the frozen host"; }
 # The last renewal began at most T/2 before the freeze; peers wait
 # host_dead of their own clock (1% drift) from seeing it.
@@ -155,9 +146,9 @@ earliest=$(( (HOST_DEAD_MS * 100 / 101) - RENEW_MS ))
 [ $((taken - stopped)) -ge $earliest ] || { kill -CONT "$daemon_a" "$frozen_qemu"; fail "hostb took over $((taken - stopped)) ms after the freeze, before host_dead allows ($earliest ms)"; }
 echo "   hostb started frozen-b $((taken - stopped)) ms after hosta froze (host_dead $HOST_DEAD_MS ms)"
 kill -CONT "$daemon_a" "$frozen_qemu"
-woke=$(now_ms)
+woke=$(hl_now_ms)
 hl_wait 100 gone "$frozen_qemu" || fail "hosta's frozen guest still runs 10 s after waking"
-fenced=$(now_ms)
+fenced=$(hl_now_ms)
 grep -q "fenced: guest \"frozen\"" "$(hl_root hosta)/log/highlanderd.log" || fail "hosta's daemon did not log fencing the frozen guest"
 echo "   on wake, hosta's daemon killed its guest within $((fenced - woke)) ms"
 [ "$(who "$frz_b" hostb guest)" = frozen-b ] || fail "the lease left frozen-b after hosta woke"
@@ -174,7 +165,7 @@ guest sl-pause-b "$sl2_b"
 hl_virsh hosta create "$HL_STATE/sl-off.xml" >/dev/null
 hl_virsh hosta create "$HL_STATE/sl-pause.xml" >/dev/null
 echo fail > "$(hl_root hosta)/fault"
-lost=$(now_ms)
+lost=$(hl_now_ms)
 off_b=$(retry_start hostb "$HL_STATE/sl-off-b.xml" $((lost + 4 * HOST_DEAD_MS))) || fail "hostb never took over sl1"
 pause_b=$(retry_start hostb "$HL_STATE/sl-pause-b.xml" $((lost + 4 * HOST_DEAD_MS))) || fail "hostb never took over sl2"
 off_fenced=$(log_ms hosta "fenced: guest \"sl-off\"") || fail "hosta never fenced sl-off"
@@ -185,9 +176,9 @@ echo "   storage lost at 0; hosta fenced sl-off (poweroff) at +$((off_fenced - l
 echo "   hostb acquired sl1 at +$((off_taken - lost)) ms and sl2 at +$((pause_taken - lost)) ms"
 [ "$off_fenced" -lt "$off_taken" ] || fail "hostb took sl1 before hosta fenced sl-off"
 [ "$pause_fenced" -lt "$pause_taken" ] || fail "hostb took sl2 before hosta fenced sl-pause"
-state=$(state_of sl-off)
+state=$(hl_domstate sl-off)
 [ "$state" != running ] && [ "$state" != paused ] || fail "sl-off (on_lockfailure poweroff) is $state on hosta"
-[ "$(state_of sl-pause)" = paused ] || fail "sl-pause (on_lockfailure pause) is $(state_of sl-pause) on hosta, not paused"
+[ "$(hl_domstate sl-pause)" = paused ] || fail "sl-pause (on_lockfailure pause) is $(hl_domstate sl-pause) on hosta, not paused"
 : > "$(hl_root hosta)/fault"
 hl_wait 300 healthy hosta || fail "hosta's daemon did not rejoin the lockspace once storage answered again"
 hl_virsh hostb destroy sl-off-b >/dev/null; hl_virsh hostb destroy sl-pause-b >/dev/null
@@ -199,8 +190,8 @@ guest hf "$hf_a"
 guest hf-b "$hf_b"
 hl_virsh hosta create "$HL_STATE/hf.xml" >/dev/null
 R=$(hl_root hosta)
-kill -KILL "$(cat "$R/run/libvirtd.pid")" "$(cat "$R/highlanderd.pid")" "$(qemu_pid hosta hf)"
-killed=$(now_ms)
+kill -KILL "$(cat "$R/run/libvirtd.pid")" "$(cat "$R/highlanderd.pid")" "$(hl_qemu_pid hosta hf)"
+killed=$(hl_now_ms)
 taken=$(retry_start hostb "$HL_STATE/hf-b.xml" $((killed + 4 * HOST_DEAD_MS))) || fail "hostb never took over from the dead host"
 [ $((taken - killed)) -ge $earliest ] || fail "hostb took over $((taken - killed)) ms after hosta died, before host_dead allows ($earliest ms)"
 echo "   FAILOVER: hostb started hf-b $((taken - killed)) ms after hosta was killed (io_timeout ${T} s, host_dead $HOST_DEAD_MS ms)"
