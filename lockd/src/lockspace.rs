@@ -476,8 +476,7 @@ impl Shared {
             if let Err(e) = self.observe_peers() {
                 self.state.lock().failing.get_or_insert_with(|| e.to_string());
             }
-            let failing = self.state.lock().failing.is_some();
-            next = start.add(if failing { self.timeouts.io_timeout / 2 } else { self.timeouts.renew_interval });
+            next = start.add(self.timeouts.renew_interval);
         }
     }
 
