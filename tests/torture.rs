@@ -1,4 +1,6 @@
-//! Multi-host torture test: HOSTS host processes (tests/support/torture_host.rs)
+//! Multi-host torture test: HOSTS host processes (tests/support/torture_host.rs),
+//! plus TWINS more configured with the host ids of the first TWINS (a
+//! duplicate host id: they must take turns, never write at once),
 //! contend for a few resources on one lockspace file while the driver kills
 //! and restarts them, freezes them past host_dead, and makes their I/O fail,
 //! stall and hang. Each host writes every use of a lease, checked against the
@@ -27,6 +29,9 @@ use rng::Rng;
 use witness::{Event, Kind};
 
 const HOSTS: u32 = 8;
+/// Processes 9 and 10 are twins of hosts 1 and 2: same host id, own name.
+const TWINS: u32 = 2;
+const PROCS: u32 = HOSTS + TWINS;
 const RESOURCES: u32 = 3;
 const IO_TIMEOUT: Duration = Duration::from_millis(200);
 /// Per-I/O faults every host always runs with: 0.2% fail, 0.5% delayed by up
@@ -45,6 +50,7 @@ const EXIT_DEADLINE: Duration = Duration::from_secs(30);
 struct Session {
     resource: u32,
     host: u32,
+    proc: u64,
     generation: u64,
     lver: u64,
     mode: Mode,
@@ -54,15 +60,15 @@ struct Session {
 
 impl std::fmt::Display for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "host {} gen {} lver {} {} [{}..{}]", self.host, self.generation, self.lver, self.mode, self.from, self.to)
+        write!(f, "host {} (process {}) gen {} lver {} {} [{}..{}]", self.host, self.proc, self.generation, self.lver, self.mode, self.from, self.to)
     }
 }
 
 fn sessions(events: &[Event]) -> Vec<Session> {
-    let mut by_lease: BTreeMap<(u32, u32, u64, u64, bool), Session> = BTreeMap::new();
+    let mut by_lease: BTreeMap<(u32, u32, u64, u64, u64, bool), Session> = BTreeMap::new();
     for e in events {
-        let key = (e.resource, e.host, e.generation, e.lver, e.mode == Mode::Shared);
-        let s = by_lease.entry(key).or_insert(Session { resource: e.resource, host: e.host, generation: e.generation, lver: e.lver, mode: e.mode, from: e.t, to: e.t });
+        let key = (e.resource, e.host, e.proc, e.generation, e.lver, e.mode == Mode::Shared);
+        let s = by_lease.entry(key).or_insert(Session { resource: e.resource, host: e.host, proc: e.proc, generation: e.generation, lver: e.lver, mode: e.mode, from: e.t, to: e.t });
         s.from = s.from.min(e.t);
         s.to = s.to.max(e.t);
     }
@@ -86,7 +92,7 @@ fn violations(sessions: &[Session]) -> Vec<String> {
     for (resource, list) in by_resource {
         for (i, a) in list.iter().enumerate() {
             for b in &list[i + 1..] {
-                if (a.host, a.generation) == (b.host, b.generation) && a.lver == b.lver {
+                if (a.host, a.proc, a.generation) == (b.host, b.proc, b.generation) && a.lver == b.lver {
                     continue;
                 }
                 if a.mode == Mode::Shared && b.mode == Mode::Shared {
@@ -110,11 +116,29 @@ fn violations(sessions: &[Session]) -> Vec<String> {
 
 fn read_witness(dir: &Path) -> Vec<Event> {
     let mut events = Vec::new();
-    for id in 1..=HOSTS {
-        let text = std::fs::read_to_string(dir.join(format!("witness-{id}.log"))).unwrap_or_default();
+    for slot in 1..=PROCS {
+        let text = std::fs::read_to_string(dir.join(format!("witness-{}.log", proc_name(slot)))).unwrap_or_default();
         events.extend(text.lines().map(|l| Event::parse(l).unwrap()));
     }
     events
+}
+
+/// The host id process slot `slot` runs as.
+fn host_of(slot: u32) -> u32 {
+    if slot > HOSTS {
+        slot - HOSTS
+    } else {
+        slot
+    }
+}
+
+/// The host name of process slot `slot` (as torture_host.rs names itself).
+fn proc_name(slot: u32) -> String {
+    if slot > HOSTS {
+        format!("torture-{}-twin", host_of(slot))
+    } else {
+        format!("torture-{slot}")
+    }
 }
 
 // --------------------------------------------------------------- fleet ---
@@ -155,13 +179,15 @@ fn signal(child: &Child, sig: libc::c_int) {
 impl Fleet {
     fn spawn(&mut self, id: u32) {
         self.starts += 1;
-        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("host-{id}.stderr"))).unwrap();
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{}.stderr", proc_name(id)))).unwrap();
         let mut child = Command::new(&self.exe)
             .arg(&self.lockspace)
-            .arg(id.to_string())
+            .arg(host_of(id).to_string())
             .arg(&self.dir)
             .arg((self.seed ^ (u64::from(id) << 40) ^ self.starts.wrapping_mul(0x9E37_79B9)).to_string())
             .arg(RESOURCES.to_string())
+            .arg(self.starts.to_string())
+            .arg(if id > HOSTS { "1" } else { "0" })
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -183,7 +209,7 @@ impl Fleet {
     fn reap(&mut self) {
         let dead: Vec<(u32, std::process::ExitStatus)> = self.hosts.iter_mut().filter_map(|(&id, h)| h.child.try_wait().unwrap().map(|s| (id, s))).collect();
         for (id, status) in dead {
-            self.failures.push(format!("host {id} exited by itself with {status}; see {}", self.dir.join(format!("host-{id}.stderr")).display()));
+            self.failures.push(format!("process {} exited by itself with {status}; see {}", proc_name(id), self.dir.join(format!("{}.stderr", proc_name(id))).display()));
             self.spawn(id);
         }
     }
@@ -225,7 +251,7 @@ impl Fleet {
     /// Asks every host to stop and waits for each to exit cleanly.
     fn shutdown(&mut self) {
         self.thaw(true);
-        for id in 1..=HOSTS {
+        for id in 1..=PROCS {
             self.send(id, "stop");
         }
         let deadline = Instant::now() + EXIT_DEADLINE;
@@ -241,9 +267,9 @@ impl Fleet {
             };
             match status {
                 Some(s) if s.success() => {}
-                Some(s) => self.failures.push(format!("host {id} exited with {s} when asked to stop")),
+                Some(s) => self.failures.push(format!("process {} exited with {s} when asked to stop", proc_name(id))),
                 None => {
-                    self.failures.push(format!("host {id} did not exit within {EXIT_DEADLINE:?} of being asked to stop (deadlock?)"));
+                    self.failures.push(format!("process {} did not exit within {EXIT_DEADLINE:?} of being asked to stop (deadlock?)", proc_name(id)));
                     let _ = h.child.kill();
                     let _ = h.child.wait();
                 }
@@ -277,7 +303,7 @@ fn idle_since(dir: &Path, since: Mono) -> Vec<u32> {
 fn torture() {
     let seed = env_u64("HL_TORTURE_SEED").unwrap_or_else(|| u64::from_le_bytes(lockd::delta_lease::random_bytes()[..8].try_into().unwrap()));
     let secs = env_u64("HL_TORTURE_SECS").unwrap_or(60);
-    println!("torture: HL_TORTURE_SEED={seed} HL_TORTURE_SECS={secs}, {HOSTS} hosts, {RESOURCES} resources, io_timeout {IO_TIMEOUT:?}");
+    println!("torture: HL_TORTURE_SEED={seed} HL_TORTURE_SECS={secs}, {HOSTS} hosts + {TWINS} twins sharing host ids 1..={TWINS}, {RESOURCES} resources, io_timeout {IO_TIMEOUT:?}");
     let t = Timeouts::new(IO_TIMEOUT).unwrap();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("torture-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -300,7 +326,7 @@ fn torture() {
         starts: 0,
         failures: Vec::new(),
     };
-    for id in 1..=HOSTS {
+    for id in 1..=PROCS {
         fleet.spawn(id);
     }
 
@@ -312,7 +338,7 @@ fn torture() {
         std::thread::sleep(rng.between(Duration::from_millis(200), Duration::from_millis(700)));
         fleet.thaw(false);
         fleet.reap();
-        let id = 1 + rng.below(HOSTS as u64) as u32;
+        let id = 1 + rng.below(PROCS as u64) as u32;
         let frozen = fleet.hosts.values().filter(|h| h.frozen_until.is_some()).count();
         let action = match rng.below(100) {
             0..=11 => {
@@ -344,14 +370,14 @@ fn torture() {
             }
             _ => continue,
         };
-        println!("{:>8.3} s  host {id}: {action}", Instant::now().saturating_duration_since(end - Duration::from_secs(secs)).as_secs_f64());
+        println!("{:>8.3} s  {}: {action}", Instant::now().saturating_duration_since(end - Duration::from_secs(secs)).as_secs_f64(), proc_name(id));
         *counts.entry(action).or_default() += 1;
     }
     println!("faults injected: {counts:?}");
 
     // Calm phase: every host must acquire again.
     fleet.thaw(true);
-    for id in 1..=HOSTS {
+    for id in 1..=PROCS {
         fleet.send(id, &io_command(0, 0, Duration::ZERO));
     }
     let calm = Mono::now();
@@ -378,6 +404,13 @@ fn torture() {
     }
     let summary: Vec<String> = per_host.iter().map(|(id, (n, gens))| format!("{id}: {n} leases in {} generations", gens.len())).collect();
     println!("{} witness events, {} leases held; host {}", events.len(), sessions.len(), summary.join(", "));
+    let twins: Vec<String> = (HOSTS + 1..=PROCS)
+        .map(|slot| {
+            let starts = std::fs::read_to_string(dir.join(format!("witness-{}.log", proc_name(slot)))).unwrap_or_default().lines().filter(|l| l.starts_with("start ")).count();
+            format!("{} {starts}", proc_name(slot))
+        })
+        .collect();
+    println!("leases started by the twins: {}", twins.join(", "));
     let bad = violations(&sessions);
     let mut problems = std::mem::take(&mut fleet.failures);
     problems.extend(bad.iter().take(20).cloned());
@@ -468,7 +501,7 @@ fn a_release_recorded_only_in_the_dblock_is_final() {
 // The checker must be able to fail: synthetic histories.
 
 fn ev(kind: Kind, host: u32, lver: u64, mode: Mode, t: u64) -> Event {
-    Event { kind, resource: 0, host, generation: 1, lver, mode, t }
+    Event { kind, resource: 0, host, proc: u64::from(host), generation: 1, lver, mode, t }
 }
 
 fn check_lines(events: &[Event]) -> Vec<String> {
@@ -514,4 +547,7 @@ fn checker_catches_overlaps_and_stale_holders() {
     assert_eq!(check_lines(&same_version).len(), 1);
     let same_version_shared = [ev(Start, 1, 7, Shared, 10), ev(End, 1, 7, Shared, 11), ev(Start, 2, 7, Exclusive, 30)];
     assert_eq!(check_lines(&same_version_shared).len(), 1);
+    // Two processes with one host id (twins) both using one lease.
+    let twin = Event { proc: 99, ..ev(Use, 1, 7, Exclusive, 12) };
+    assert_eq!(check_lines(&[ev(Start, 1, 7, Exclusive, 10), twin, ev(End, 1, 7, Exclusive, 20)]).len(), 1);
 }

@@ -59,6 +59,8 @@ pub enum HostState {
     Failing,
     /// Not seen renewing for `host_dead`: its leases may be taken.
     Dead,
+    /// The slot does not decode (torn or overwritten); counts as alive.
+    Corrupt,
 }
 
 /// One slot as an observer sees it.
@@ -91,14 +93,27 @@ pub struct Peers {
 
 pub type SlotRead = std::result::Result<Option<HostSlot>, FormatError>;
 
+/// A slot that an observation found newly corrupt (to be logged once).
+pub struct NewlyCorrupt {
+    pub host_id: u32,
+    pub error: FormatError,
+}
+
 impl Peers {
     pub fn new(max_hosts: u32, timeouts: Timeouts) -> Peers {
         Peers { timeouts, watches: (0..max_hosts).map(|_| None).collect() }
     }
 
-    /// Records one read of all slots that started at `start` and completed at `done`.
-    pub fn observe(&mut self, start: Mono, done: Mono, slots: &[SlotRead]) {
-        for (watch, slot) in self.watches.iter_mut().zip(slots) {
+    /// Records one read of all slots that started at `start` and completed
+    /// at `done`; returns the slots that have just turned corrupt.
+    pub fn observe(&mut self, start: Mono, done: Mono, slots: &[SlotRead]) -> Vec<NewlyCorrupt> {
+        let mut newly_corrupt = Vec::new();
+        for (i, (watch, slot)) in self.watches.iter_mut().zip(slots).enumerate() {
+            if let Err(error) = slot {
+                if !watch.as_ref().is_some_and(|w| w.corrupt) {
+                    newly_corrupt.push(NewlyCorrupt { host_id: i as u32 + 1, error: error.clone() });
+                }
+            }
             let (record, corrupt) = match slot {
                 Ok(r) => (r.clone(), false),
                 Err(_) => (None, true),
@@ -113,6 +128,13 @@ impl Peers {
                 }
             }
         }
+        newly_corrupt
+    }
+
+    /// Host ids come from records that passed a checksum, not from us: an
+    /// id of 0 or beyond max_hosts names no slot.
+    fn watch(&self, host_id: u32) -> Option<&Watch> {
+        self.watches.get((host_id as usize).checked_sub(1)?)?.as_ref()
     }
 
     fn host_dead(&self, record: &HostSlot) -> Duration {
@@ -120,11 +142,11 @@ impl Peers {
     }
 
     pub fn state(&self, host_id: u32) -> HostState {
-        let Some(Some(w)) = self.watches.get(host_id as usize - 1) else {
+        let Some(w) = self.watch(host_id) else {
             return HostState::Unknown;
         };
         if w.corrupt {
-            return HostState::Unknown;
+            return HostState::Corrupt;
         }
         let Some(record) = &w.record else { return HostState::Free };
         if record.free {
@@ -150,7 +172,7 @@ impl Peers {
     }
 
     pub fn record(&self, host_id: u32) -> Option<&HostSlot> {
-        self.watches.get(host_id as usize - 1)?.as_ref()?.record.as_ref()
+        self.watch(host_id)?.record.as_ref()
     }
 
     /// True when leases owned by `host_id` at `generation` can no longer be
@@ -166,7 +188,7 @@ impl Peers {
 
     /// When an alive owner could be declared dead at the earliest.
     pub fn takeover_in(&self, host_id: u32) -> Option<Duration> {
-        let w = self.watches.get(host_id as usize - 1)?.as_ref()?;
+        let w = self.watch(host_id)?;
         let record = w.record.as_ref()?;
         Some(w.last_change.add(self.host_dead(record)).remaining())
     }
@@ -236,15 +258,39 @@ pub struct Joined {
     pub valid_from: Mono,
 }
 
+/// One write of a host lease, as its writer knows it: the join's
+/// generation and random nonce, and the write's renewal counter. Each
+/// write a process makes has its own counter; nobody else writes our nonce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Incarnation {
+    pub generation: u64,
+    pub nonce: [u8; 16],
+    pub renewal: u64,
+}
+
+impl Incarnation {
+    pub fn of(slot: &HostSlot) -> Incarnation {
+        Incarnation { generation: slot.generation, nonce: slot.nonce, renewal: slot.renewal }
+    }
+
+    /// True when `slot` holds exactly this write.
+    pub fn is(&self, slot: &HostSlot) -> bool {
+        !slot.free && Incarnation::of(slot) == *self
+    }
+}
+
 /// Joins host id `host_id`.
 ///
-/// Fast path (slot free, never used, or left by our own previous
-/// incarnation): read, write, wait `join_delay`, re-read. The read..write
-/// span must fit in `join_span`, which is what makes two concurrent joiners
-/// of one id unable to both succeed. Slow path (slot held by someone else,
-/// unreadable, or our own fast attempt was too slow): watch the slot for
-/// `host_dead`; any change means the id is in use.
-pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, me: &HostIdentity) -> Result<Joined> {
+/// Fast path: the slot was never used, was left cleanly, or holds exactly
+/// the last write `predecessor` (this daemon's previous incarnation, from
+/// its own state) completed within its lease: read, write, wait
+/// `join_delay`, re-read. The read..write span must fit in `join_span`,
+/// which is what makes two concurrent joiners of one id unable to both
+/// succeed. Anything else, including a slot whose owner fields match ours
+/// (a second daemon, a cloned or reinstalled machine look the same), takes
+/// the slow path: watch the slot for `host_dead`; any change means the id
+/// is in use. docs/SAFETY.md ("Joining a host id").
+pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, me: &HostIdentity, predecessor: Option<Incarnation>) -> Result<Joined> {
     if host_id == 0 || host_id > header.max_hosts {
         return Err(Error::HostIdOutOfRange { host_id, max_hosts: header.max_hosts, lockspace: header.name.clone() });
     }
@@ -256,7 +302,7 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
         let fast = may_take_fast
             && match &seen {
                 None => true,
-                Some(s) => s.free || (s.host_name == me.name && s.machine_id == me.machine_id),
+                Some(s) => s.free || predecessor.is_some_and(|p| p.is(s)),
             };
         if !fast {
             start = wait_until_unchanged(storage, header, timeouts, host_id, &mut seen, &raw)?;
@@ -284,11 +330,27 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
         std::thread::sleep(timeouts.join_delay);
         return match read_own(storage, header, host_id)?.0 {
             Some(now) if now == slot => Ok(Joined { slot, valid_from: start }),
-            Some(other) => Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder: other.host_name }),
+            Some(other) => Err(busy(header, host_id, Some(&other))),
             None => Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "our write vanished" }),
         };
     }
     Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "storage too slow for a fast join; the slow path timed out" })
+}
+
+/// The refusal for a host id someone else writes, naming that writer.
+fn busy(header: &Header, host_id: u32, other: Option<&HostSlot>) -> Error {
+    Error::HostIdBusy {
+        host_id,
+        lockspace: header.name.clone(),
+        holder: other.map_or_else(|| "<unreadable slot>".to_owned(), |s| s.host_name.clone()),
+        machine_id: other.map_or_else(String::new, |s| hex(&s.machine_id)),
+        generation: other.map_or(0, |s| s.generation),
+        same_machine: other.is_some_and(|s| s.machine_id == machine_id()),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Watches a held slot until it has not changed for `host_dead`. Returns the
@@ -302,7 +364,7 @@ fn wait_until_unchanged(storage: &Storage, header: &Header, timeouts: &Timeouts,
                 *seen = Some(s);
                 Ok(start)
             }
-            Some(s) => Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder: s.host_name }),
+            Some(s) => Err(busy(header, host_id, Some(&s))),
             None => Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "the slot was wiped while we watched it" }),
         },
     }
@@ -358,8 +420,7 @@ pub fn clear_slot(storage: &Storage, header: &Header, timeouts: &Timeouts, host_
     }
     let slot = HostSlot::decode(&raw).ok().flatten();
     if let Watched::Changed(_, now) = watch_sector(storage, sector, &raw, host_dead_of(timeouts, slot.as_ref()), timeouts.renew_interval)? {
-        let holder = HostSlot::decode(&now).ok().flatten().map_or_else(|| "<unreadable slot>".to_owned(), |s| s.host_name);
-        return Err(Error::HostIdBusy { host_id, lockspace: header.name.clone(), holder });
+        return Err(busy(header, host_id, HostSlot::decode(&now).ok().flatten().as_ref()));
     }
     let free = HostSlot {
         free: true,
@@ -375,6 +436,56 @@ pub fn clear_slot(storage: &Storage, header: &Header, timeouts: &Timeouts, host_
     };
     storage.write_record(sector, &free.encode())?;
     Ok(true)
+}
+
+/// What a renewal's read found in our own slot.
+#[derive(Debug)]
+pub enum OwnSlot {
+    /// One of our own writes: the host id is still ours.
+    Ours,
+    /// Undecodable. Not from us (sector writes are atomic), so not trusted;
+    /// the renewal rewrites it, and a writer that tore it will find our
+    /// record at its own next renewal.
+    Corrupt(FormatError),
+    /// Another record (another writer with our host id, a `clear-host`, a
+    /// re-format) or none at all: the host id is no longer ours.
+    Taken(Option<HostSlot>),
+}
+
+/// Checks our slot against the writes we may have landed: the last one
+/// known to have landed (`confirmed`) or a later attempt (renewal counter
+/// up to `last_attempt`) that timed out and may have landed since.
+pub fn check_own(found: &SlotRead, confirmed: &HostSlot, last_attempt: u64) -> OwnSlot {
+    match found {
+        Err(e) => OwnSlot::Corrupt(e.clone()),
+        Ok(Some(s))
+            if !s.free
+                && s.generation == confirmed.generation
+                && s.nonce == confirmed.nonce
+                && s.lockspace_uuid == confirmed.lockspace_uuid
+                && (confirmed.renewal..=last_attempt).contains(&s.renewal) =>
+        {
+            OwnSlot::Ours
+        }
+        Ok(other) => OwnSlot::Taken(other.clone()),
+    }
+}
+
+/// Why a slot that is not ours any more was lost, naming what is there now.
+pub fn taken_why(host_id: u32, found: Option<&HostSlot>) -> String {
+    let what = match found {
+        None => "was wiped (all zeros)".to_owned(),
+        Some(s) if s.free => format!("was marked free (generation {}) by someone else: `highlander lockspace clear-host`?", s.generation),
+        Some(s) => format!(
+            "now holds host \"{}\" (machine id {}, generation {}, renewal {}){}",
+            s.host_name,
+            hex(&s.machine_id),
+            s.generation,
+            s.renewal,
+            if s.machine_id == machine_id() { ": a second highlanderd on this machine, or a clone of this machine" } else { "" }
+        ),
+    };
+    format!("another writer uses host id {host_id}: our slot {what}. Host ids must be unique: give every host its own host_id")
 }
 
 /// Writes the next renewal of `current`; returns what was written.

@@ -84,7 +84,8 @@ pub fn dump(path: &Path) -> Result<Dump> {
         }
     }
     // One read judges only "held" or "free"; liveness needs watching over time.
-    let judge = |id: u32, generation: u64| match slots.get(id as usize - 1).cloned().flatten() {
+    // Host ids come from records: id 0 wraps to no slot rather than panicking.
+    let judge = |id: u32, generation: u64| match slots.get((id as usize).wrapping_sub(1)).cloned().flatten() {
         Some(s) if s.generation > generation || (s.free && s.generation == generation) => (s.host_name, HostState::Free),
         Some(s) => (s.host_name, HostState::Unknown),
         None => (String::new(), HostState::Unknown),
@@ -139,7 +140,7 @@ pub fn who(path: &Path, identity: &str) -> Result<Option<LeaseInfo>> {
     let (storage, header) = lockspace::open(path, false)?;
     let Some((slot, area)) = resource::find(&storage, &header, identity)? else { return Ok(None) };
     let slots = crate::delta_lease::read_all(&storage, &header)?;
-    Ok(Some(resource::describe(&header, slot, &area, |id, generation| match slots.get(id as usize - 1) {
+    Ok(Some(resource::describe(&header, slot, &area, |id, generation| match slots.get((id as usize).wrapping_sub(1)) {
         Some(Ok(Some(s))) if s.generation > generation || (s.free && s.generation == generation) => (s.host_name.clone(), HostState::Free),
         Some(Ok(Some(s))) => (s.host_name.clone(), HostState::Unknown),
         _ => (String::new(), HostState::Unknown),

@@ -71,8 +71,8 @@ pub enum Error {
     InvalidInit { path: PathBuf, what: String },
     #[error("host id {host_id} is out of range: lockspace \"{lockspace}\" has host ids 1..={max_hosts}")]
     HostIdOutOfRange { host_id: u32, max_hosts: u32, lockspace: String },
-    #[error("host id {host_id} in lockspace \"{lockspace}\" is in use by host \"{holder}\" (its slot changed while we watched); give every host a unique host_id")]
-    HostIdBusy { host_id: u32, lockspace: String, holder: String },
+    #[error("host id {host_id} in lockspace \"{lockspace}\" is in use by host \"{holder}\" (machine id {machine_id}, generation {generation}): its slot changed while we watched it{}. Host ids must be unique: give every host a unique host_id", if *.same_machine { "; that is this machine's id, so it is another highlanderd on this machine or a clone of this machine (same /etc/machine-id)" } else { "" })]
+    HostIdBusy { host_id: u32, lockspace: String, holder: String, machine_id: String, generation: u64, same_machine: bool },
     #[error("lockspace \"{lockspace}\": join of host id {host_id} was not confirmed ({why}); retry")]
     JoinUnconfirmed { host_id: u32, lockspace: String, why: &'static str },
     #[error(transparent)]

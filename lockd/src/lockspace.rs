@@ -156,11 +156,17 @@ pub struct JoinOptions {
     pub state_dir: Option<PathBuf>,
     /// Fail with `Error::ResumeExpired` rather than join with a new generation.
     pub require_resume: bool,
+    /// The last write of this process's previous `Lockspace` on this id
+    /// (`Lockspace::incarnation`): if the slot still holds exactly it, the
+    /// join may take the fast path. The resume state in `state_dir` gives
+    /// the same proof across a restart; the caller must hold `state_dir`
+    /// exclusively (highlanderd does, with its lock file).
+    pub predecessor: Option<delta_lease::Incarnation>,
 }
 
 impl JoinOptions {
     pub fn new(path: impl Into<PathBuf>, host_id: u32, host_name: &str) -> JoinOptions {
-        JoinOptions { path: path.into(), host_id, host_name: host_name.to_owned(), fault: None, state_dir: None, require_resume: false }
+        JoinOptions { path: path.into(), host_id, host_name: host_name.to_owned(), fault: None, state_dir: None, require_resume: false, predecessor: None }
     }
 }
 
@@ -219,6 +225,32 @@ struct ResumeState {
     nonce: String,
     /// CLOCK_BOOTTIME ns of the start of the last successful renewal.
     valid_from: u64,
+    /// That renewal's counter (absent in files of older versions).
+    #[serde(default)]
+    renewal: Option<u64>,
+}
+
+impl ResumeState {
+    fn load(file: &Path) -> Option<ResumeState> {
+        let text = std::fs::read(file).ok()?;
+        let saved = serde_json::from_slice(&text);
+        if saved.is_err() {
+            log::warn!("{}: unreadable resume state ignored", file.display());
+        }
+        saved.ok()
+    }
+
+    fn is_for(&self, header: &Header, host_id: u32) -> bool {
+        self.host_id == host_id && self.lockspace_uuid == hex(&header.uuid)
+    }
+
+    /// The last write the saved process landed within its lease: proof for
+    /// a fast join when the slot still holds exactly it.
+    fn incarnation(&self, header: &Header, host_id: u32) -> Option<delta_lease::Incarnation> {
+        let nonce = (0..16).map(|i| self.nonce.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok())).collect::<Option<Vec<u8>>>()?;
+        let nonce: [u8; 16] = nonce.try_into().ok()?;
+        (self.is_for(header, host_id) && self.nonce.len() == 32).then_some(delta_lease::Incarnation { generation: self.generation, nonce, renewal: self.renewal? })
+    }
 }
 
 /// Where a lockspace's resume state lives in a daemon's state dir.
@@ -247,8 +279,9 @@ impl Lockspace {
         let storage = storage.configured(timeouts.io_deadline, opts.fault.clone(), opts.host_id);
         let me = HostIdentity::local(&opts.host_name);
         let state_file = opts.state_dir.as_ref().map(|d| resume_file(d, &header.name));
-        let resumed = match &state_file {
-            Some(f) => try_resume(&storage, &header, &timeouts, opts.host_id, f)?,
+        let saved = state_file.as_deref().and_then(ResumeState::load).filter(|s| s.is_for(&header, opts.host_id));
+        let resumed = match &saved {
+            Some(saved) => try_resume(&storage, &header, &timeouts, opts.host_id, saved)?,
             None => None,
         };
         let (joined, was_resumed) = match resumed {
@@ -256,7 +289,10 @@ impl Lockspace {
             None if opts.require_resume => {
                 return Err(Error::ResumeExpired { lockspace: header.name.clone() });
             }
-            None => (delta_lease::join(&storage, &header, &timeouts, opts.host_id, &me)?, false),
+            None => {
+                let predecessor = opts.predecessor.or_else(|| saved.as_ref().and_then(|s| s.incarnation(&header, opts.host_id)));
+                (delta_lease::join(&storage, &header, &timeouts, opts.host_id, &me, predecessor)?, false)
+            }
         };
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let shared = Arc::new(Shared {
@@ -323,6 +359,12 @@ impl Lockspace {
 
     pub fn health(&self) -> Health {
         self.shared.health()
+    }
+
+    /// Our last write known to have landed within the lease: what the next
+    /// `JoinOptions::predecessor` of this host id in this process should be.
+    pub fn incarnation(&self) -> delta_lease::Incarnation {
+        delta_lease::Incarnation::of(&self.shared.state.lock().slot)
     }
 
     /// Until when our leases are valid by our own clock; None once lost.
@@ -424,6 +466,13 @@ impl Lockspace {
         if state.lost.is_some() || Mono::now() >= state.valid_from.add(s.timeouts.lease_expiry) {
             return Ok(());
         }
+        // Marking free a slot another writer holds would hand it to a third.
+        let own = delta_lease::read_all(&s.storage, &s.header)?.swap_remove(s.host_id as usize - 1);
+        if let delta_lease::OwnSlot::Taken(found) = delta_lease::check_own(&own, &state.slot, state.last_attempt) {
+            let why = delta_lease::taken_why(s.host_id, found.as_ref());
+            log::error!("lockspace {}: not leaving: {why}", s.header.name);
+            return Ok(());
+        }
         delta_lease::leave(&s.storage, &s.header, &HostSlot { renewal: state.last_attempt, ..state.slot.clone() })?;
         if let Some(f) = &s.state_file {
             let _ = std::fs::remove_file(f);
@@ -469,12 +518,9 @@ impl Shared {
                 return;
             }
             let start = Mono::now();
-            if self.renew_once(start).is_err() {
+            if self.renew_once().is_err() {
                 log::error!("lockspace {}: host lease lost: {}", self.header.name, self.health_why());
                 return;
-            }
-            if let Err(e) = self.observe_peers() {
-                self.state.lock().failing.get_or_insert_with(|| e.to_string());
             }
             next = start.add(self.timeouts.renew_interval);
         }
@@ -491,17 +537,42 @@ impl Shared {
         }
     }
 
-    /// One renewal write. Err(()) once the host lease is lost.
-    fn renew_once(&self, start: Mono) -> std::result::Result<(), ()> {
-        let (current, valid_until) = {
+    /// One renewal: read every slot (observing the peers, and checking that
+    /// ours still holds our own write), then rewrite ours. Reading first is
+    /// what catches another writer of our host id: its write lands in the
+    /// interval between our renewals, where our read finds it
+    /// (docs/SAFETY.md, "Renewal checks ownership"). Err(()) once lost.
+    fn renew_once(&self) -> std::result::Result<(), ()> {
+        let slots = match self.observe_peers() {
+            Ok(slots) => slots,
+            Err(e) => {
+                log::warn!("lockspace {}: renewal failed: cannot read the host slots: {e}", self.header.name);
+                self.state.lock().failing = Some(e.to_string());
+                return self.lapsed(Mono::now());
+            }
+        };
+        let (current, valid_until, start) = {
             let mut state = self.state.lock();
+            match delta_lease::check_own(&slots[self.host_id as usize - 1], &state.slot, state.last_attempt) {
+                delta_lease::OwnSlot::Ours => {}
+                delta_lease::OwnSlot::Corrupt(e) => {
+                    log::error!("lockspace {}: our slot (host id {}) was found corrupt ({e}); rewriting it with our renewal", self.header.name, self.host_id);
+                }
+                delta_lease::OwnSlot::Taken(found) => {
+                    let why = delta_lease::taken_why(self.host_id, found.as_ref());
+                    log::error!("lockspace {}: {why}; this host's leases are void and its guests are fenced now", self.header.name);
+                    state.lost = Some(why);
+                    return Err(());
+                }
+            }
+            let start = Mono::now();
             let valid_until = state.valid_from.add(self.timeouts.lease_expiry);
             if start >= valid_until {
                 state.lost.get_or_insert_with(|| format!("no successful renewal for {:?}", self.timeouts.lease_expiry));
                 return Err(());
             }
             state.last_attempt += 1;
-            (HostSlot { renewal: state.last_attempt - 1, ..state.slot.clone() }, valid_until)
+            (HostSlot { renewal: state.last_attempt - 1, ..state.slot.clone() }, valid_until, start)
         };
         match delta_lease::renew(&self.storage, &self.header, &current) {
             Ok(written) if Mono::now() < valid_until => {
@@ -527,23 +598,35 @@ impl Shared {
         }
     }
 
-    /// Reads all slots, feeds the observations, and checks our own slot
-    /// still carries our join (another host with our id would overwrite it).
-    fn observe_peers(&self) -> Result<()> {
+    /// Err(()) (and lost) once the lease has run out by `now`.
+    fn lapsed(&self, now: Mono) -> std::result::Result<(), ()> {
+        let mut state = self.state.lock();
+        if now >= state.valid_from.add(self.timeouts.lease_expiry) {
+            state.lost.get_or_insert_with(|| format!("no successful renewal for {:?}", self.timeouts.lease_expiry));
+            return Err(());
+        }
+        Ok(())
+    }
+
+    /// Reads all slots and feeds the observations (logging peers' slots
+    /// that turn corrupt; our own is `renew_once`'s business).
+    fn observe_peers(&self) -> Result<Vec<delta_lease::SlotRead>> {
         let start = Mono::now();
         let slots = delta_lease::read_all(&self.storage, &self.header)?;
         let done = Mono::now();
-        if let Some(Ok(Some(own))) = slots.get(self.host_id as usize - 1) {
-            let mut state = self.state.lock();
-            let mine = &state.slot;
-            if own.nonce != mine.nonce || own.generation != mine.generation || own.host_name != mine.host_name {
-                let why = format!("our slot (host id {}) was overwritten by host \"{}\" generation {}: two hosts are configured with the same host id", self.host_id, own.host_name, own.generation);
-                log::error!("lockspace {}: {why}", self.header.name);
-                state.lost = Some(why);
+        for c in self.peers.lock().observe(start, done, &slots) {
+            if c.host_id != self.host_id {
+                log::error!(
+                    "lockspace {}: the slot of host id {} is corrupt ({}); that host counts as live until its slot is readable again or freed with `highlander lockspace clear-host {} --host-id {}`",
+                    self.header.name,
+                    c.host_id,
+                    c.error,
+                    self.storage.path().display(),
+                    c.host_id
+                );
             }
         }
-        self.peers.lock().observe(start, done, &slots);
-        Ok(())
+        Ok(slots)
     }
 
     fn persist(&self) {
@@ -555,6 +638,7 @@ impl Shared {
             generation: state.slot.generation,
             nonce: hex(&state.slot.nonce),
             valid_from: state.valid_from.0,
+            renewal: Some(state.slot.renewal),
         };
         drop(state);
         let tmp = file.with_extension("tmp");
@@ -567,15 +651,7 @@ impl Shared {
 
 /// Carries on a previous process's host lease if the saved state matches
 /// our slot on storage and there is time left before fencing would begin.
-fn try_resume(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, file: &Path) -> Result<Option<delta_lease::Joined>> {
-    let Ok(text) = std::fs::read(file) else { return Ok(None) };
-    let Ok(saved) = serde_json::from_slice::<ResumeState>(&text) else {
-        log::warn!("{}: unreadable resume state ignored", file.display());
-        return Ok(None);
-    };
-    if saved.host_id != host_id || saved.lockspace_uuid != hex(&header.uuid) {
-        return Ok(None);
-    }
+fn try_resume(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, saved: &ResumeState) -> Result<Option<delta_lease::Joined>> {
     let valid_from = Mono(saved.valid_from);
     if Mono::now() >= valid_from.add(timeouts.fence_begin) {
         return Ok(None);

@@ -125,6 +125,7 @@ impl LeaseInfo {
             HostState::Unknown => "not yet observed; counted as live",
             HostState::Failing => "is failing to renew",
             HostState::Dead => "is dead",
+            HostState::Corrupt => "has a corrupt slot; counted as live",
         }
     }
 }

@@ -3,7 +3,10 @@
 //! checked use to its witness file, while a fault hook fails and delays its
 //! I/O. Rejoins whenever its host lease is lost.
 //!
-//! Usage: hl-torture-host LOCKSPACE HOST_ID RUN_DIR SEED RESOURCES
+//! Usage: hl-torture-host LOCKSPACE HOST_ID RUN_DIR SEED RESOURCES PROC TWIN
+//! PROC numbers this process in the witness; TWIN (0 or 1) names it
+//! `torture-ID` or `torture-ID-twin`: the twin is a second process
+//! configured with the same host id, which must never make two writers.
 //! Commands on stdin, one per line (EOF means stop):
 //!   io FAIL_PPM DELAY_PPM DELAY_MAX_MS   per-I/O failure and delay odds
 //!   hang MS                              hold every I/O issued in the next MS until then
@@ -76,7 +79,7 @@ impl Chaos {
 }
 
 /// Errors that the injected faults, contention or a lost host lease explain.
-fn expected(e: &Error, own_name: &str) -> bool {
+fn expected(e: &Error, host_id: u32) -> bool {
     match e {
         Error::Busy(_)
         | Error::Contended { .. }
@@ -86,8 +89,8 @@ fn expected(e: &Error, own_name: &str) -> bool {
         | Error::IoInjected { .. }
         | Error::HostLeaseLost { .. }
         | Error::JoinUnconfirmed { .. } => true,
-        // A late write of one of our own earlier join attempts.
-        Error::HostIdBusy { holder, .. } => holder == own_name,
+        // A late write of one of our own earlier join attempts, or the twin.
+        Error::HostIdBusy { holder, .. } => *holder == format!("torture-{host_id}") || *holder == format!("torture-{host_id}-twin"),
         _ => false,
     }
 }
@@ -95,6 +98,7 @@ fn expected(e: &Error, own_name: &str) -> bool {
 struct Host {
     path: PathBuf,
     id: u32,
+    proc: u64,
     name: String,
     resources: u32,
     rng: Rng,
@@ -106,15 +110,17 @@ struct Host {
 
 impl Host {
     fn check(&self, what: &str, e: Error) {
-        if !expected(&e, &self.name) {
+        if !expected(&e, self.id) {
             eprintln!("host {}: unexpected error from {what}: {e} ({e:?})", self.id);
             std::process::exit(2);
         }
     }
 
-    fn join(&mut self) -> Option<Lockspace> {
+    /// `predecessor`: our previous lockspace's last write, for a fast rejoin.
+    fn join(&mut self, predecessor: Option<lockd::delta_lease::Incarnation>) -> Option<Lockspace> {
         let mut opts = JoinOptions::new(&self.path, self.id, &self.name);
         opts.fault = Some(self.chaos.clone());
+        opts.predecessor = predecessor;
         while !self.stop.load(Ordering::Relaxed) {
             match Lockspace::join(opts.clone()) {
                 Ok(ls) => {
@@ -138,7 +144,7 @@ impl Host {
     }
 
     fn record(&mut self, kind: Kind, resource: u32, lease: &Lease, t: u64) {
-        let e = Event { kind, resource, host: self.id, generation: lease.generation, lver: lease.lver, mode: lease.mode, t };
+        let e = Event { kind, resource, host: self.id, proc: self.proc, generation: lease.generation, lver: lease.lver, mode: lease.mode, t };
         // One write(2) per line on an O_APPEND file: lines never interleave
         // and survive SIGKILL.
         self.witness.write_all(e.to_line().as_bytes()).expect("witness write");
@@ -194,10 +200,12 @@ impl Host {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, path, id, dir, seed, resources] = &args[..] else {
-        panic!("usage: hl-torture-host LOCKSPACE HOST_ID RUN_DIR SEED RESOURCES");
+    let [_, path, id, dir, seed, resources, proc, twin] = &args[..] else {
+        panic!("usage: hl-torture-host LOCKSPACE HOST_ID RUN_DIR SEED RESOURCES PROC TWIN");
     };
     let id: u32 = id.parse().expect("host id");
+    let proc: u64 = proc.parse().expect("proc");
+    let name = if twin == "1" { format!("torture-{id}-twin") } else { format!("torture-{id}") };
     let seed: u64 = seed.parse().expect("seed");
     let chaos = Arc::new(Chaos(Mutex::new(ChaosState {
         rng: Rng::new(seed ^ 0xC4A0_5C4A_05C4_A05C),
@@ -219,11 +227,12 @@ fn main() {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let witness = std::fs::OpenOptions::new().create(true).append(true).open(PathBuf::from(dir).join(format!("witness-{id}.log"))).expect("open witness file");
+    let witness = std::fs::OpenOptions::new().create(true).append(true).open(PathBuf::from(dir).join(format!("witness-{name}.log"))).expect("open witness file");
     let mut host = Host {
         path: PathBuf::from(path),
         id,
-        name: format!("torture-{id}"),
+        proc,
+        name,
         resources: resources.parse().expect("resource count"),
         rng: Rng::new(seed),
         chaos,
@@ -231,7 +240,8 @@ fn main() {
         witness,
         acquired: 0,
     };
-    while let Some(ls) = host.join() {
+    let mut predecessor = None;
+    while let Some(ls) = host.join(predecessor) {
         host.work(&ls);
         if host.stop.load(Ordering::Relaxed) {
             if let Err(e) = ls.leave() {
@@ -240,7 +250,8 @@ fn main() {
             break;
         }
         eprintln!("host {}: host lease lost ({:?}); rejoining", id, ls.health());
-        ls.stop();
+        ls.clone().stop();
+        predecessor = Some(ls.incarnation());
     }
     eprintln!("host {id}: stopped after {} acquisitions", host.acquired);
 }

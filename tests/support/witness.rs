@@ -15,14 +15,17 @@ pub enum Kind {
     End,
 }
 
-/// One line: `kind resource host generation lver mode t_mono_ns`.
+/// One line: `kind resource host proc generation lver mode t_mono_ns`.
 /// (host, generation, lver) names one lease: lver is the lease version the
-/// Disk Paxos ballot chose, unique per resource.
+/// Disk Paxos ballot chose, unique per resource. `proc` tells apart the
+/// processes that ran as one host id (restarts, and twins that share it),
+/// so two of them reporting one lease is caught, not merged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub kind: Kind,
     pub resource: u32,
     pub host: u32,
+    pub proc: u64,
     pub generation: u64,
     pub lver: u64,
     pub mode: Mode,
@@ -36,13 +39,13 @@ impl Event {
             Kind::Use => "use",
             Kind::End => "end",
         };
-        format!("{kind} {} {} {} {} {} {}\n", self.resource, self.host, self.generation, self.lver, self.mode, self.t)
+        format!("{kind} {} {} {} {} {} {} {}\n", self.resource, self.host, self.proc, self.generation, self.lver, self.mode, self.t)
     }
 
     pub fn parse(line: &str) -> Result<Event, String> {
         let bad = || format!("malformed witness line {line:?}");
         let f: Vec<&str> = line.split(' ').collect();
-        let [kind, resource, host, generation, lver, mode, t] = f[..] else { return Err(bad()) };
+        let [kind, resource, host, proc, generation, lver, mode, t] = f[..] else { return Err(bad()) };
         let num = |s: &str| s.parse::<u64>().map_err(|_| bad());
         Ok(Event {
             kind: match kind {
@@ -53,6 +56,7 @@ impl Event {
             },
             resource: num(resource)? as u32,
             host: num(host)? as u32,
+            proc: num(proc)?,
             generation: num(generation)?,
             lver: num(lver)?,
             mode: match mode {

@@ -100,7 +100,8 @@ enum Command {
     /// not (the line says when guests will be fenced and when the leases
     /// lapse); "lost" once its leases are void. Hosts are "live", "failing",
     /// "dead" (their leases may be taken over), "unknown" (not watched long
-    /// enough yet; counted as live) or "free" (left cleanly).
+    /// enough yet; counted as live), "corrupt" (the slot does not decode;
+    /// counted as live) or "free" (left cleanly).
     #[command(after_help = concat!(
         "Examples:\n",
         "  highlander status\n",
@@ -586,7 +587,8 @@ fn print_status(s: &Status) {
         println!("lockspace \"{}\" at {}: generation {}{}, {health}, io_timeout {} ms", ls.name, ls.path, ls.generation, if ls.resumed { " (resumed)" } else { "" }, ls.io_timeout_ms);
         for h in &ls.hosts {
             let me = if h.host_id == s.host_id { "  (this host)".to_owned() } else { format!("  {}", ago(h.last_change_ago_ms)) };
-            println!("  host {:>4}  {:<24} gen {:<6} {:<8}{me}", h.host_id, format!("\"{}\"", h.host_name), h.generation, h.state);
+            let name = if h.state == "corrupt" { "<slot unreadable>".to_owned() } else { format!("\"{}\"", h.host_name) };
+            println!("  host {:>4}  {:<24} gen {:<6} {:<8}{me}", h.host_id, name, h.generation, h.state);
         }
     }
     println!("leases held on this host:");

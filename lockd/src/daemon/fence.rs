@@ -104,6 +104,8 @@ fn monitor(daemon: &Daemon, space: &Space) {
 /// Joins again with a new generation once storage answers.
 fn rejoin(daemon: &Daemon, space: &Space) {
     let t = space.ls().timeouts();
+    // No write of the lost lease may be issued after the join's first read.
+    space.ls().stop();
     while !daemon.stopping() {
         match crate::Lockspace::join(space.join.clone()) {
             Ok(ls) => {

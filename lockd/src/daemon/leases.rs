@@ -713,6 +713,7 @@ pub fn state_word(s: HostState) -> &'static str {
         HostState::Unknown => "unknown",
         HostState::Failing => "failing",
         HostState::Dead => "dead",
+        HostState::Corrupt => "corrupt",
     }
 }
 
