@@ -678,3 +678,59 @@ fn a_daemon_restarted_in_time_keeps_its_guests_and_the_old_sentinel_stands_down(
     let log = a.log_text();
     assert!(log.contains("took over its guests; standing down") && !log.contains("fenced:"), "{log}");
 }
+
+/// The outside test's split brain: a second highlanderd on this machine
+/// with host id 1, its own socket and state dir, on the same lockspace.
+#[test]
+fn a_second_daemon_with_a_host_id_in_use_is_refused_and_the_first_keeps_its_lease() {
+    let (dir, ls) = fresh_lockspace("dup-id", 300, 8);
+    let a = Host::start(&dir, &ls, 1, "");
+    let d = disk(&dir, "x.img");
+    let mut g = GuestProc::spawn();
+    let _h = a.register(g.pid(), "web1", Action::Poweroff);
+    a.acquire(g.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+    let second = dir.join("second");
+    std::fs::create_dir_all(&second).unwrap();
+    let conf = second.join("highlanderd.conf");
+    std::fs::write(&conf, format!("host_id = 1\nhost_name = host-1\nlockspace = {}\nsocket = {}\nstate_dir = {}\n", ls.display(), second.join("hl.sock").display(), second.join("state").display())).unwrap();
+    let out = Command::new(bin("highlanderd")).arg("--config").arg(&conf).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the second daemon started:\n{err}");
+    assert!(err.contains("host id 1") && err.contains("in use by host \"host-1\"") && err.contains("unique host_id"), "{err}");
+    assert!(err.contains("another highlanderd on this machine"), "{err}");
+    let st = a.status();
+    assert_eq!(st.lockspaces[0].health, "healthy");
+    assert_eq!(st.leases.len(), 1);
+    assert!(g.0.try_wait().unwrap().is_none(), "the first daemon's guest was fenced");
+}
+
+/// Another writer overwrites host 1's slot anyway: host 1 finds it at its
+/// next renewal, fences its guests at once rather than at fence_begin, and
+/// says why.
+#[test]
+fn a_daemon_whose_slot_is_overwritten_fences_at_once_and_says_why() {
+    use std::os::unix::fs::FileExt;
+    let io = Duration::from_millis(1000);
+    let (dir, ls) = fresh_lockspace("overwritten", io.as_millis() as u64, 8);
+    let a = Host::start(&dir, &ls, 1, "");
+    let d = disk(&dir, "x.img");
+    let mut g = GuestProc::spawn();
+    let _h = a.register(g.pid(), "web1", Action::Poweroff);
+    a.acquire(g.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&ls).unwrap();
+    let mut raw = [0u8; 512];
+    file.read_exact_at(&mut raw, 512).unwrap();
+    let mine = lockd::format::HostSlot::decode(&raw).unwrap().unwrap();
+    let intruder = lockd::format::HostSlot { generation: mine.generation + 1, nonce: [7; 16], machine_id: [9; 16], host_name: "intruder".into(), ..mine };
+    file.write_all_at(&intruder.encode(), 512).unwrap();
+    file.sync_data().unwrap();
+    let written = Mono::now();
+    let status = wait_for("the guest to be fenced", Duration::from_secs(10), || g.0.try_wait().unwrap());
+    let fenced = Mono::now();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    let t = Timeouts::new(io).unwrap();
+    assert!(fenced.since(written) < t.fence_begin, "fenced {:?} after the overwrite: it waited for the fencing time", fenced.since(written));
+    let log = a.log_text();
+    assert!(log.contains("another writer uses host id 1") && log.contains("\"intruder\""), "{log}");
+    assert!(log.contains("fenced: guest \"web1\""), "{log}");
+}
