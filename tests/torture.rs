@@ -498,6 +498,63 @@ fn a_release_recorded_only_in_the_dblock_is_final() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// Holds writes to one sector past the deadline (they land later, as on a
+/// hung device) and fails writes to another.
+struct LateAndFailed {
+    late: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    hold: Duration,
+}
+
+impl lockd::storage::FaultHook for LateAndFailed {
+    fn on_io(&self, op: lockd::error::IoOp, sector: u64, _count: u64) -> lockd::storage::Fault {
+        use std::sync::atomic::Ordering::Relaxed;
+        match op {
+            lockd::error::IoOp::Write if sector == self.late.load(Relaxed) => lockd::storage::Fault::Delay(self.hold),
+            lockd::error::IoOp::Write if sector == self.failed.load(Relaxed) => lockd::storage::Fault::Fail,
+            _ => lockd::storage::Fault::Proceed,
+        }
+    }
+}
+
+/// A's release times out on the leader (the write lands later) and fails
+/// on its dblock. A's next acquire read the leader still naming A and took
+/// "already mine" for the old version; the late release then freed it and
+/// B took the next version while A used the old one (found by a 10-minute
+/// soak, seed 892070139997564096). A must not trust what it read while its
+/// own write was in flight.
+#[test]
+fn a_release_still_in_flight_is_not_taken_for_a_hold() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t = Timeouts::new(IO_TIMEOUT).unwrap();
+    let hook = std::sync::Arc::new(LateAndFailed { late: u64::MAX.into(), failed: u64::MAX.into(), hold: t.io_deadline * 3 });
+    let (path, a, b) = two_hosts("release-in-flight", Some(hook.clone()));
+    let disk = "file:/release-in-flight";
+    let la = a.acquire(&exclusive(disk)).unwrap();
+    let leader = a.header().layout().resource_base(la.slot);
+    hook.late.store(leader, Relaxed);
+    hook.failed.store(a.header().layout().dblock(la.slot, a.host_id()), Relaxed);
+    assert!(matches!(a.release(&la), Err(lockd::Error::IoTimeout { .. })));
+    hook.late.store(u64::MAX, Relaxed);
+    hook.failed.store(u64::MAX, Relaxed);
+    match a.acquire(&exclusive(disk)) {
+        Err(lockd::Error::IoOutstanding { .. }) => {}
+        other => panic!("acquire while our release is in flight: {other:?}"),
+    }
+    // Once the late release has landed, the lease is free for anyone, at the next version.
+    let deadline = Instant::now() + t.io_deadline * 10;
+    let lb = loop {
+        match b.acquire(&exclusive(disk)) {
+            Ok(l) => break l,
+            Err(lockd::Error::Busy(_)) if Instant::now() < deadline => std::thread::sleep(t.renew_interval / 4),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(lb.lver, 2);
+    assert!(matches!(a.acquire(&exclusive(disk)), Err(lockd::Error::Busy(_))));
+    let _ = std::fs::remove_file(&path);
+}
+
 // The checker must be able to fail: synthetic histories.
 
 fn ev(kind: Kind, host: u32, lver: u64, mode: Mode, t: u64) -> Event {

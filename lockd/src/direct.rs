@@ -113,7 +113,7 @@ pub fn dump(path: &Path) -> Result<Dump> {
                 })
             })
             .collect();
-        let lease = resource::describe(&header, slot, &ResourceArea { leader: Some(leader), dblocks }, judge);
+        let lease = resource::describe(&header, slot, &ResourceArea { leader: Some(leader), dblocks, own_write_in_flight: false }, judge);
         let mode = if lease.held { "exclusive" } else if lease.shared.is_empty() { "free" } else { "shared" };
         resources.push(DumpResource { mode: mode.into(), lease });
     }

@@ -19,6 +19,10 @@ pub struct ResourceArea {
     pub leader: Option<Leader>,
     /// Index 0 is host id 1.
     pub dblocks: Vec<Dblock>,
+    /// A write of ours to the leader or to our dblock was still in flight
+    /// when the read started: it may land after the read, so what the read
+    /// shows of our own lease may be about to change.
+    pub own_write_in_flight: bool,
 }
 
 /// Where a ballot runs, and as whom.
@@ -47,6 +51,7 @@ impl BallotSite<'_> {
     pub fn read_area(&self) -> Result<ResourceArea> {
         let base = self.layout.resource_base(self.slot);
         let ss = self.storage.sector_size() as usize;
+        let own_write_in_flight = self.storage.write_in_flight(base) || self.storage.write_in_flight(self.layout.dblock(self.slot, self.host_id));
         let buf = self.storage.read(base, self.layout.sectors_per_resource())?;
         let mut sectors = buf.chunks(ss);
         let leader = Leader::decode(&sectors.next().unwrap()[..RECORD_LEN]).map_err(|e| self.corrupt(base, RecordKind::Leader, e))?;
@@ -60,7 +65,7 @@ impl BallotSite<'_> {
         for (i, d) in dblocks.iter().enumerate().filter(|(_, d)| d.lver != 0) {
             self.check_uuid(base + 1 + i as u64, &d.lockspace_uuid)?;
         }
-        Ok(ResourceArea { leader, dblocks })
+        Ok(ResourceArea { leader, dblocks, own_write_in_flight })
     }
 
     /// A record from another lockspace (a copied or overwritten file) is never trusted.

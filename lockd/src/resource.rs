@@ -289,7 +289,13 @@ impl Ctx<'_> {
             // leader alone does not prove we hold it exclusively: our release
             // may have landed only as a RELEASED dblock (peers then take it),
             // or a peer that finished our shared acquire's ballot wrote it
-            // as an exclusive hold (shared holders may be live).
+            // as an exclusive hold (shared holders may be live). Nor does
+            // anything we read while a write of ours to this lease was in
+            // flight: a timed-out release landing after the read frees the
+            // lease under us (docs/SAFETY.md, "A release still in flight").
+            if area.own_write_in_flight {
+                return Err(Error::IoOutstanding { path: self.storage.path().to_owned(), op: crate::error::IoOp::Write, sector: self.header.layout().resource_base(slot) });
+            }
             match req.mode {
                 Mode::Exclusive
                     if top <= leader.lver

@@ -215,6 +215,12 @@ impl Storage {
         result.map(drop)
     }
 
+    /// True while a write of ours (this writer, any handle) to `sector` has
+    /// outlived its deadline and may still land.
+    pub fn write_in_flight(&self, sector: u64) -> bool {
+        OUTSTANDING.lock().get(&self.inner.writer).is_some_and(|o| o.iter().any(|&(a, b)| a <= sector && sector < b))
+    }
+
     /// Reads the 512-byte record at the start of one sector.
     pub fn read_record(&self, sector: u64) -> Result<[u8; RECORD_LEN]> {
         let buf = self.read(sector, 1)?;
