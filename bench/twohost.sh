@@ -64,6 +64,9 @@ failover() {
     # Paced retries (each attempt starts a QEMU): resolution 0.2 s.
     until hl_virsh hostb create "$HL_STATE/vm.xml" >/dev/null 2>&1; do
         [ $(($(hl_now_ms) - killed)) -lt 600000 ] || die "$1: hostb never took over"
+        # A host that is down never takes over: fail now, not in 10 minutes.
+        hl_virsh hostb hostname >/dev/null 2>&1 || die "$1: hostb's libvirtd stopped answering"
+        [ "$1" = sanlock ] || hl_cli hostb status >/dev/null 2>&1 || die "$1: hostb's highlanderd stopped answering"
         sleep 0.2
     done
     taken=$(hl_now_ms)

@@ -32,7 +32,8 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/libvirt/lock-driver/sanlock.so ] && [ "$(id 
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libvirt-sanlock
 fi
 cargo build --release -p highlander-plugin
-HL_BIN=target/release HL_STATE="${BENCH_DIR:-target/bench}/libvirt" bash bench/libvirt.sh
+# Absolute: the hosts resolve it inside their own mount namespaces.
+HL_BIN=$PWD/target/release HL_STATE="${BENCH_DIR:-target/bench}/libvirt" bash bench/libvirt.sh
 echo
 # Failover and live migration across two hosts (bench/twohost.sh; ~6 min).
-HL_BIN=target/release HL_STATE="${BENCH_DIR:-target/bench}/twohost" bash bench/twohost.sh
+HL_BIN=$PWD/target/release HL_STATE="${BENCH_DIR:-target/bench}/twohost" bash bench/twohost.sh
