@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing highlander needs, on Debian 12, when
 # missing: a C compiler and libclang (bindgen reads include/lock_driver.h),
-# libvirt, QEMU and jq for the end-to-end tests, e2fsprogs (mkfs.ext4) for
+# libvirt, QEMU and jq for the end-to-end tests, GlusterFS (server, FUSE
+# client, attr) for the replicated-storage tests, e2fsprogs (mkfs.ext4) for
 # the disk identity tests, make, file, binutils, groff and systemd-analyze for
 # the install check, sanlock and libvirt's
 # sanlock plugin (libvirt-sanlock) for side-by-side benchmarks. Idempotent; does nothing when everything is present.
@@ -11,7 +12,7 @@ command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust (ht
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in gcc libclang-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux e2fsprogs python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock; do
+for pkg in gcc libclang-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux e2fsprogs python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock glusterfs-server glusterfs-client attr; do
     have "$pkg" || need+=("$pkg")
 done
 

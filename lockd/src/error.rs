@@ -92,6 +92,10 @@ pub enum Error {
     Full { lockspace: String, slots: u32 },
     #[error("resource {identity}: not held by this host (lease version {lver})")]
     NotHeld { identity: String, lver: u64 },
+    #[error("{path}: on GlusterFS volume {volume}, whose options let a read on one host miss a write another host completed (O_DIRECT writes held in a client cache, or reads served from one), and Disk Paxos on stale reads can grant a disk twice: {}. On a gluster server run {}, or `gluster volume set {volume} group virt` (sets them all), then start again", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "), problems.iter().map(|p| format!("`gluster volume set {volume} {} {}`", p.option, p.wanted)).collect::<Vec<_>>().join(", "))]
+    UnsafeGluster { path: PathBuf, volume: String, problems: Vec<crate::gluster::UnsafeOption> },
+    #[error("{path}: on the GlusterFS mount {mount}, but {what}; a lockspace is joined only where the volume's options can be checked")]
+    GlusterUnchecked { path: PathBuf, mount: PathBuf, what: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -14,6 +14,7 @@
 //!   filesystem being `uuid:<fs uuid>` (ext4, XFS, GFS2, OCFS2, ...; btrfs
 //!   adds `:subvol:<id>`), `nfs<version>:<server address>:<server fsid>` or
 //!   `ceph:<cluster fsid or monitors>:<fs name>`
+//! - a file on a GlusterFS FUSE mount: `gluster:<volume id>:gfid:<gfid>`
 //! - anything else: `file:<canonical path>`
 
 use std::ffi::{CString, OsString};
@@ -23,6 +24,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::format::IDENTITY_LEN;
+use crate::gluster;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -34,6 +36,8 @@ pub enum IdentityError {
     LoopBacking { path: PathBuf, backing: String },
     #[error("disk {path}: identity {identity:?} is longer than {IDENTITY_LEN} bytes; use a shorter path or give the identity explicitly (docs/IDENTITY.md)")]
     TooLong { path: PathBuf, identity: String },
+    #[error("disk {path}: on the GlusterFS mount {mount}, {what}; highlander names such files by volume and GFID only (docs/IDENTITY.md): check that the mount is a FUSE mount of a GlusterFS ≥ 3.x volume with its .meta tree")]
+    Gluster { path: PathBuf, mount: PathBuf, what: String },
     #[error("disk {path}: multipath map {map} (dm uuid {uuid}) has paths to different LUNs ({}), so it has no one identity; fix the multipath configuration (`multipath -ll {map}`, blacklist or wwids) so that the map holds paths to one LUN", paths_text(.paths))]
     MultipathPaths { path: PathBuf, map: String, uuid: String, paths: Vec<(String, String)> },
 }
@@ -242,14 +246,16 @@ fn loop_status(dev: &Path) -> std::io::Result<(u64, u64)> {
 /// names alike and whose inode numbers every host sees alike; None, with
 /// the reason logged, for the rest (identified by path).
 fn fs_identity(path: &Path, canonical: &Path, meta: &std::fs::Metadata) -> Result<Option<String>, IdentityError> {
-    let (mnt_id, subvol) = statx_ids(canonical);
     let dev = (libc::major(meta.dev()), libc::minor(meta.dev()));
-    let table = std::fs::read(MOUNTINFO).map_err(inspect(path, format!("read {MOUNTINFO}")))?;
-    let mounts = parse_mountinfo(&table);
-    let Some(mount) = find_mount(&mounts, mnt_id, dev, canonical) else {
+    let (mount, subvol) = mount_of(canonical, meta).map_err(inspect(path, format!("read {MOUNTINFO}")))?;
+    let Some(mount) = mount else {
         log::debug!("{}: no entry in {MOUNTINFO} for its filesystem (device {}:{}); identified by path", canonical.display(), dev.0, dev.1);
         return Ok(None);
     };
+    let mount = &mount;
+    if mount.fstype == gluster::FSTYPE {
+        return gluster_identity(path, canonical, mount).map(Some);
+    }
     let fs = match mount.fstype.as_str() {
         "nfs" | "nfs4" => match std::fs::read_to_string(NFS_VOLUMES) {
             Ok(volumes) => nfs_filesystem(&volumes, dev).ok_or_else(|| format!("NFS device {}:{} is not in {NFS_VOLUMES}", dev.0, dev.1)),
@@ -267,6 +273,34 @@ fn fs_identity(path: &Path, canonical: &Path, meta: &std::fs::Metadata) -> Resul
             Ok(None)
         }
     }
+}
+
+/// The mount `canonical` lies on (from this thread's mountinfo), and its btrfs subvolume.
+fn mount_of(canonical: &Path, meta: &std::fs::Metadata) -> std::io::Result<(Option<Mount>, Option<u64>)> {
+    let (mnt_id, subvol) = statx_ids(canonical);
+    let dev = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    let mut mounts = parse_mountinfo(&std::fs::read(MOUNTINFO)?);
+    let found = find_mount(&mounts, mnt_id, dev, canonical).map(|m| m.id);
+    Ok((found.and_then(|id| mounts.iter().position(|m| m.id == id)).map(|i| mounts.swap_remove(i)), subvol))
+}
+
+/// The type and mount point of the filesystem `path` is on, None when
+/// mountinfo has no entry for it.
+pub fn filesystem_of(path: &Path) -> std::io::Result<Option<(String, PathBuf)>> {
+    let canonical = std::fs::canonicalize(path)?;
+    let meta = std::fs::metadata(&canonical)?;
+    Ok(mount_of(&canonical, &meta)?.0.map(|m| (m.fstype, m.mount_point)))
+}
+
+/// `gluster:<volume id>:gfid:<gfid>`. Never the path: a host that could not
+/// read these and fell back to its mount path would split from one that could.
+fn gluster_identity(path: &Path, canonical: &Path, mount: &Mount) -> Result<String, IdentityError> {
+    let failed = |what: String| IdentityError::Gluster { path: path.to_owned(), mount: mount.mount_point.clone(), what };
+    let graph = gluster::active_graph(&mount.mount_point)
+        .map_err(|e| failed(format!("cannot read its client graph {} ({e})", gluster::volfile_path(&mount.mount_point).display())))?;
+    let volume = graph.volume_id().ok_or_else(|| failed("its client graph names no single volume-id".into()))?;
+    let gfid = gluster::gfid(canonical).map_err(|e| failed(format!("cannot read the file's GFID (xattr glusterfs.gfid.string: {e})")))?;
+    Ok(format!("gluster:{volume}:gfid:{gfid}"))
 }
 
 /// The mount id (Linux 5.8) and subvolume (6.10) of `path`, where the kernel reports them.

@@ -21,6 +21,7 @@ pub mod delta_lease;
 pub mod direct;
 pub mod error;
 pub mod format;
+pub mod gluster;
 pub mod identity;
 pub mod lockspace;
 pub mod paxos_lease;

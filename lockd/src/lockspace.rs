@@ -274,6 +274,7 @@ impl Lockspace {
     /// Joins (or, with a valid resume state, rejoins without a new
     /// generation) and starts renewing.
     pub fn join(opts: JoinOptions) -> Result<Lockspace> {
+        crate::gluster::check_lockspace(&opts.path)?;
         let (storage, header) = open(&opts.path, true)?;
         let timeouts = Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?;
         let storage = storage.configured(timeouts.io_deadline, opts.fault.clone(), opts.host_id);

@@ -1,0 +1,210 @@
+//! highlander on a real GlusterFS `replica 3 arbiter 1` volume (glusterd on
+//! this machine, FUSE mounts at different paths standing in for hosts):
+//! one identity per file on every mount, lockspaces refused on unsafe
+//! volume options, and leases through brick failures.
+
+#[path = "support/gluster.rs"]
+mod gluster;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use gluster::Gluster;
+use lockd::clock::Mono;
+use lockd::{AcquireRequest, Health, Holder, JoinOptions, Lockspace, Mode};
+
+fn scratch(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gluster-{name}-{}", std::process::id()))
+}
+
+/// A bed with the volume mounted at `<dir>/a` and `<dir>/b`.
+fn bed(name: &str) -> (Gluster, PathBuf) {
+    let dir = scratch(name);
+    let mut g = Gluster::start(&dir.join("bed"), "hltest");
+    g.mount(None, &dir.join("a"));
+    g.mount(None, &dir.join("b"));
+    (g, dir)
+}
+
+fn group_virt(g: &Gluster) {
+    g.set(&["group", "virt"], |m| !gluster::volfile(m).contains("performance/quick-read") && gluster::direct_io(m));
+}
+
+#[test]
+fn a_file_has_one_identity_through_every_mount_path_subdirectory_and_rename() {
+    let (mut g, dir) = bed("identity");
+    std::fs::create_dir(dir.join("a/vms")).unwrap();
+    std::fs::write(dir.join("a/vms/disk.img"), b"guest").unwrap();
+    std::fs::write(dir.join("a/vms/other.img"), b"other").unwrap();
+    g.mount(Some("vms"), &dir.join("sub"));
+
+    let id = lockd::identity::of_path(&dir.join("a/vms/disk.img")).unwrap();
+    let volume_id = gluster_volume_id(&dir.join("a"));
+    assert!(id.starts_with(&format!("gluster:{volume_id}:gfid:")), "{id}");
+    assert_eq!(lockd::identity::of_path(&dir.join("b/vms/disk.img")).unwrap(), id, "second mount path");
+    assert_eq!(lockd::identity::of_path(&dir.join("sub/disk.img")).unwrap(), id, "subdirectory mount");
+    std::os::unix::fs::symlink(dir.join("b/vms/disk.img"), dir.join("link.img")).unwrap();
+    assert_eq!(lockd::identity::of_path(&dir.join("link.img")).unwrap(), id, "symlink from outside the volume");
+    std::fs::rename(dir.join("a/vms/disk.img"), dir.join("a/vms/renamed.img")).unwrap();
+    assert_eq!(lockd::identity::of_path(&dir.join("sub/renamed.img")).unwrap(), id, "renamed");
+    assert_ne!(lockd::identity::of_path(&dir.join("b/vms/other.img")).unwrap(), id, "another file");
+    drop(g);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What `gluster volume info` says the volume id is, to check the mount's own view.
+fn gluster_volume_id(_mount: &Path) -> String {
+    let out = std::process::Command::new("gluster").args(["--mode=script", "volume", "info", "hltest"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.strip_prefix("Volume ID: ")).expect("gluster volume info names the volume id").trim().to_owned()
+}
+
+fn init(path: &Path, io_timeout: Duration) {
+    let mut o = lockd::InitOptions::new("gl");
+    o.max_hosts = 4;
+    o.resource_slots = 4;
+    o.io_timeout = io_timeout;
+    lockd::lockspace::init(path, &o).unwrap();
+}
+
+#[test]
+fn a_lockspace_is_joined_only_once_the_volume_options_are_safe() {
+    let (g, dir) = bed("options");
+    let path = dir.join("a/lockspace");
+    init(&path, Duration::from_secs(1));
+    let refused = Lockspace::join(JoinOptions::new(&path, 1, "gl-a")).err().expect("joined a lockspace on default options");
+    let text = refused.to_string();
+    for needed in ["GlusterFS volume hltest", "performance.strict-o-direct must be on", "performance.quick-read is on (must be off)", "`gluster volume set hltest performance.strict-o-direct on`", "group virt"] {
+        assert!(text.contains(needed), "missing {needed:?} in: {text}");
+    }
+
+    g.set(&["performance.strict-o-direct", "on"], gluster::direct_io);
+    let text = Lockspace::join(JoinOptions::new(&path, 1, "gl-a")).err().expect("joined with quick-read on").to_string();
+    assert!(text.contains("performance.quick-read is on") && !text.contains("strict-o-direct must"), "{text}");
+
+    g.set(&["network.remote-dio", "enable"], |m| !gluster::direct_io(m));
+    let text = Lockspace::join(JoinOptions::new(&path, 1, "gl-a")).err().expect("joined with remote-dio").to_string();
+    assert!(text.contains("network.remote-dio must be disable") && text.contains("`gluster volume set hltest network.remote-dio disable`"), "{text}");
+
+    group_virt(&g);
+    let ls = Lockspace::join(JoinOptions::new(dir.join("b/lockspace"), 1, "gl-b")).expect("join once the options are safe");
+    ls.leave().unwrap();
+    drop(g);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One writer on mount a, one reader on mount b, through the engine's own
+/// O_DIRECT storage: how many of `rounds` reads miss the write just done.
+fn stale_reads(dir: &Path, name: &str, rounds: u32) -> u32 {
+    let a = dir.join("a").join(name);
+    std::fs::write(&a, vec![0u8; 8192]).unwrap();
+    let writer = lockd::storage::Storage::open(&a, true, Some(512)).unwrap().configured(Duration::from_secs(10), None, 1);
+    let reader = lockd::storage::Storage::open(&dir.join("b").join(name), false, Some(512)).unwrap().configured(Duration::from_secs(10), None, 0);
+    let mut stale = 0;
+    for round in 0..rounds {
+        let mut sector = vec![0u8; 512];
+        sector[..4].copy_from_slice(&round.to_le_bytes());
+        writer.write(1, &sector).unwrap();
+        if reader.read(1, 1).unwrap()[..4] != round.to_le_bytes() {
+            stale += 1;
+        }
+    }
+    stale
+}
+
+#[test]
+fn reads_across_mounts_are_stale_on_default_options_and_fresh_on_group_virt() {
+    let (g, dir) = bed("stale");
+    let rounds = 200;
+    let default = stale_reads(&dir, "default", rounds);
+    g.set(&["performance.strict-o-direct", "on"], gluster::direct_io);
+    let strict_only = stale_reads(&dir, "strict", rounds);
+    group_virt(&g);
+    let virt = stale_reads(&dir, "virt", rounds);
+    println!("stale O_DIRECT reads across two mounts, 8 KiB file, {rounds} rounds: default options {default}, strict-o-direct on {strict_only}, group virt {virt}");
+    // The refusal's premise: the options it refuses do serve stale data here.
+    assert!(default > 0, "default options gave no stale reads: the refusal would rest on nothing");
+    assert!(strict_only > 0, "strict-o-direct alone gave no stale reads");
+    assert_eq!(virt, 0, "group virt served stale reads");
+    drop(g);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn exclusive(identity: &str) -> AcquireRequest {
+    AcquireRequest { identity: identity.into(), mode: Mode::Exclusive, holder: Holder { uuid: [7; 16], name: "vm-1".into() }, expect_lver: None }
+}
+
+fn wait_health(ls: &Lockspace, what: &str, timeout: Duration, cond: impl Fn(&Health) -> bool) -> Health {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let h = ls.health();
+        if cond(&h) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "{what}: health still {h:?} after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn one_brick_down_keeps_leases_and_two_down_fence_before_a_peer_takes_over() {
+    let (g, dir) = bed("bricks");
+    group_virt(&g);
+    let io = Duration::from_secs(1);
+    init(&dir.join("a/lockspace"), io);
+    let t = lockd::timing::Timeouts::new(io).unwrap();
+    let a = Lockspace::join(JoinOptions::new(dir.join("a/lockspace"), 1, "gl-a")).unwrap();
+    let b = Lockspace::join(JoinOptions::new(dir.join("b/lockspace"), 2, "gl-b")).unwrap();
+    let lease = a.acquire(&exclusive("disk-1")).unwrap();
+
+    // One data brick down: the two left are a majority; renewals go on.
+    g.kill_brick(1);
+    let since = Mono::now();
+    while Mono::now().since(since) < t.host_dead {
+        assert!(matches!(a.health(), Health::Healthy { .. }), "one brick down made host a {:?}", a.health());
+        assert!(b.acquire(&exclusive("disk-1")).is_err(), "host b took disk-1 while host a held it");
+        std::thread::sleep(t.renew_interval);
+    }
+    println!("one brick down for {:?}: host a stayed healthy, disk-1 stayed exclusive", t.host_dead);
+    g.restart_bricks();
+
+    // Two bricks down: no majority, no writes. Host a must fence its guests
+    // before host b could take the disk over.
+    g.kill_brick(1);
+    g.kill_brick(2);
+    let down = Mono::now();
+    let (fence_at, valid_until) = match wait_health(&a, "host a failing with two bricks down", t.host_dead, |h| !matches!(h, Health::Healthy { .. })) {
+        Health::Failing { fence_at, valid_until, .. } => (fence_at, valid_until),
+        other => panic!("expected Failing, got {other:?}"),
+    };
+    // Bricks back only once host a's leases are void, so b may take over.
+    wait_health(&a, "host a's lease void", 2 * t.host_dead, |h| matches!(h, Health::Lost { .. }) || Mono::now() > valid_until);
+    g.restart_bricks();
+    // Host b lost its own lease in the outage too: it rejoins, as highlanderd would.
+    let predecessor = b.incarnation();
+    b.stop();
+    let mut rejoin = JoinOptions::new(dir.join("b/lockspace"), 2, "gl-b");
+    rejoin.predecessor = Some(predecessor);
+    let b = Lockspace::join(rejoin).expect("host b rejoins once the bricks are back");
+    let taken = loop {
+        match b.acquire(&exclusive("disk-1")) {
+            Ok(_) => break Mono::now(),
+            Err(e) => {
+                assert!(Mono::now().since(down) < 6 * t.host_dead, "host b never took disk-1 over: {e}");
+                std::thread::sleep(t.renew_interval);
+            }
+        }
+    };
+    println!(
+        "two bricks down at 0 s: host a fencing at {:.1} s, its leases void at {:.1} s; host b took disk-1 over at {:.1} s",
+        fence_at.since(down).as_secs_f64(),
+        valid_until.since(down).as_secs_f64(),
+        taken.since(down).as_secs_f64()
+    );
+    assert!(fence_at < valid_until && valid_until < taken, "host b took disk-1 over before host a's leases were void");
+    drop(lease);
+    a.stop();
+    let _ = b.leave();
+    drop(g);
+    let _ = std::fs::remove_dir_all(&dir);
+}
