@@ -15,6 +15,8 @@
 mod rng;
 #[path = "support/witness.rs"]
 mod witness;
+#[path = "support/gluster.rs"]
+mod gluster;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -160,7 +162,8 @@ struct HostProc {
 /// The host processes. Dropping it (also on panic) kills every one.
 struct Fleet {
     exe: PathBuf,
-    lockspace: PathBuf,
+    /// Process `id` uses `lockspaces[id % len]`: one lockspace reached by several paths.
+    lockspaces: Vec<PathBuf>,
     dir: PathBuf,
     seed: u64,
     baseline: String,
@@ -181,7 +184,7 @@ impl Fleet {
         self.starts += 1;
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{}.stderr", proc_name(id)))).unwrap();
         let mut child = Command::new(&self.exe)
-            .arg(&self.lockspace)
+            .arg(&self.lockspaces[id as usize % self.lockspaces.len()])
             .arg(host_of(id).to_string())
             .arg(&self.dir)
             .arg((self.seed ^ (u64::from(id) << 40) ^ self.starts.wrapping_mul(0x9E37_79B9)).to_string())
@@ -299,27 +302,66 @@ fn idle_since(dir: &Path, since: Mono) -> Vec<u32> {
     (1..=HOSTS).filter(|&id| !events.iter().any(|e| e.host == id && e.kind == Kind::Start && e.t > since.0)).collect()
 }
 
-#[test]
-fn torture() {
-    let seed = env_u64("HL_TORTURE_SEED").unwrap_or_else(|| u64::from_le_bytes(lockd::delta_lease::random_bytes()[..8].try_into().unwrap()));
-    let secs = env_u64("HL_TORTURE_SECS").unwrap_or(60);
-    println!("torture: HL_TORTURE_SEED={seed} HL_TORTURE_SECS={secs}, {HOSTS} hosts + {TWINS} twins sharing host ids 1..={TWINS}, {RESOURCES} resources, io_timeout {IO_TIMEOUT:?}");
-    let t = Timeouts::new(IO_TIMEOUT).unwrap();
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("torture-{}", std::process::id()));
+/// The fleets share two cores: one at a time.
+static ONE_FLEET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let lockspace = dir.join("lockspace");
+    dir
+}
+
+fn init_torture_lockspace(path: &Path, io_timeout: Duration) {
     let mut opts = InitOptions::new("torture");
     opts.max_hosts = 16;
     opts.resource_slots = 8;
-    opts.io_timeout = IO_TIMEOUT;
-    lockd::lockspace::init(&lockspace, &opts).unwrap();
+    opts.io_timeout = io_timeout;
+    lockd::lockspace::init(path, &opts).unwrap();
+}
 
+#[test]
+fn torture() {
+    let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("torture");
+    let lockspace = dir.join("lockspace");
+    init_torture_lockspace(&lockspace, IO_TIMEOUT);
+    run_torture(&dir, vec![lockspace], IO_TIMEOUT, env_u64("HL_TORTURE_SECS").unwrap_or(60));
+}
+
+/// The same on a GlusterFS replica 3 arbiter 1 volume (options: `group
+/// virt`), the hosts split over two FUSE mounts of it. A slower io_timeout:
+/// every I/O crosses FUSE and three brick processes on these two cores.
+#[test]
+fn torture_on_glusterfs() {
+    let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("torture-gluster");
+    let mut g = gluster::Gluster::start(&dir.join("bed"), "hltorture");
+    let mounts = [dir.join("mnt-a"), dir.join("mnt-b")];
+    for m in &mounts {
+        g.mount(None, m);
+    }
+    g.set(&["group", "virt"], |m| !gluster::volfile(m).contains("performance/quick-read") && gluster::direct_io(m));
+    let io_timeout = Duration::from_millis(500);
+    init_torture_lockspace(&mounts[0].join("lockspace"), io_timeout);
+    let witness = dir.join("run");
+    std::fs::create_dir_all(&witness).unwrap();
+    run_torture(&witness, mounts.iter().map(|m| m.join("lockspace")).collect(), io_timeout, env_u64("HL_GLUSTER_TORTURE_SECS").unwrap_or(30));
+    drop(g);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the fleet on `lockspaces` (one lockspace, by one or more paths),
+/// its witness files in `dir`, and checks the history.
+fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs: u64) {
+    let seed = env_u64("HL_TORTURE_SEED").unwrap_or_else(|| u64::from_le_bytes(lockd::delta_lease::random_bytes()[..8].try_into().unwrap()));
+    println!("torture: HL_TORTURE_SEED={seed} {secs} s, {HOSTS} hosts + {TWINS} twins sharing host ids 1..={TWINS}, {RESOURCES} resources, io_timeout {io_timeout:?}, lockspace {lockspaces:?}");
+    let t = Timeouts::new(io_timeout).unwrap();
     let delay_max = t.io_timeout * 3 / 2;
     let mut fleet = Fleet {
         exe: PathBuf::from(env!("CARGO_BIN_EXE_hl-torture-host")),
-        lockspace,
-        dir: dir.clone(),
+        lockspaces,
+        dir: dir.to_owned(),
         seed,
         baseline: io_command(BASELINE_FAIL_PPM, BASELINE_DELAY_PPM, delay_max),
         hosts: BTreeMap::new(),
@@ -384,7 +426,7 @@ fn torture() {
     let calm_deadline = Instant::now() + CALM_DEADLINE;
     let idle = loop {
         fleet.reap();
-        let idle = idle_since(&dir, calm);
+        let idle = idle_since(dir, calm);
         if idle.is_empty() || Instant::now() >= calm_deadline {
             break idle;
         }
@@ -393,7 +435,7 @@ fn torture() {
     println!("calm phase: {:.1} s, hosts still idle: {idle:?}", Mono::now().since(calm).as_secs_f64());
     fleet.shutdown();
 
-    let events = read_witness(&dir);
+    let events = read_witness(dir);
     let sessions = sessions(&events);
     // Per host: leases held, and generations (joins) that held any.
     let mut per_host: BTreeMap<u32, (u32, std::collections::BTreeSet<u64>)> = BTreeMap::new();
@@ -418,7 +460,7 @@ fn torture() {
         problems.push(format!("hosts {idle:?} never acquired within {CALM_DEADLINE:?} after the faults stopped"));
     }
     assert!(problems.is_empty(), "seed {seed}: {} safety violations; run dir {} kept\n{}", bad.len(), dir.display(), problems.join("\n"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 // Deterministic replays of the engine bugs this test found.

@@ -5,6 +5,8 @@
 //! bed holds an exclusive lock while it lives. Dropping it unmounts, stops
 //! and deletes the volume and stops every gluster process it started, by pid.
 
+#![allow(dead_code)] // each user needs a different subset
+
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
