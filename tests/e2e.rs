@@ -3,10 +3,17 @@
 //! Never skipped: without root, libvirtd or QEMU they fail and say how to
 //! fix it (scripts/setup.sh installs them).
 
+#[path = "support/gluster.rs"]
+mod gluster;
+
 use std::path::Path;
 use std::process::Command;
 
 fn run_script(script: &str) {
+    run_script_with(script, &[]);
+}
+
+fn run_script_with(script: &str, env: &[(&str, &str)]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let bin = root.join("target/debug");
     for needed in ["highlanderd", "highlander", "libhighlander.so"] {
@@ -16,7 +23,7 @@ fn run_script(script: &str) {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(unsafe { libc::geteuid() }, 0, "the end-to-end tests need root (namespaces, loop devices, libvirtd)");
     let state = root.join(format!("target/e2e-{}-{}", script.trim_end_matches(".sh"), std::process::id()));
-    let status = Command::new("bash").arg(root.join("tests/libvirt").join(script)).env("HL_BIN", &bin).env("HL_STATE", &state).status().expect("run bash");
+    let status = Command::new("bash").arg(root.join("tests/libvirt").join(script)).env("HL_BIN", &bin).env("HL_STATE", &state).envs(env.iter().copied()).status().expect("run bash");
     let _ = std::fs::remove_dir_all(&state);
     assert!(status.success(), "tests/libvirt/{script} failed (its output above says which step)");
 }
@@ -32,4 +39,18 @@ fn plugin_end_to_end() {
 #[test]
 fn two_hosts_end_to_end() {
     run_script("twohost.sh");
+}
+
+/// Two hosts on a GlusterFS replica 3 arbiter 1 volume, each mounting it
+/// at its own path: one identity, cross-host refusal, live migration.
+#[test]
+fn glusterfs_two_hosts_end_to_end() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-gluster-{}", std::process::id()));
+    let mut g = gluster::Gluster::start(&dir.join("bed"), "hle2e");
+    let probe = dir.join("probe-mount");
+    g.mount(None, &probe);
+    g.set(&["group", "virt"], |m| !gluster::volfile(m).contains("performance/quick-read") && gluster::direct_io(m));
+    run_script_with("gluster.sh", &[("HL_GLUSTER_VOLUME", &g.volume)]);
+    drop(g);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -89,6 +89,17 @@ fn a_lockspace_is_joined_only_once_the_volume_options_are_safe() {
     group_virt(&g);
     let ls = Lockspace::join(JoinOptions::new(dir.join("b/lockspace"), 1, "gl-b")).expect("join once the options are safe");
     ls.leave().unwrap();
+
+    // group virt shards the volume; through a subdirectory mount of a
+    // sharded volume, files read as zeros (the refusal's premise, checked).
+    let mut g = g;
+    std::fs::create_dir(dir.join("a/vms")).unwrap();
+    init(&dir.join("a/vms/lockspace"), Duration::from_secs(1));
+    g.mount(Some("vms"), &dir.join("sub"));
+    let header = std::fs::read(dir.join("sub/lockspace")).unwrap();
+    assert!(header[..512].iter().all(|&b| b == 0), "a sharded subdirectory mount read the header: the refusal below is needless");
+    let text = Lockspace::join(JoinOptions::new(dir.join("sub/lockspace"), 1, "gl-sub")).err().expect("joined through a sharded subdirectory mount").to_string();
+    assert!(text.contains("subdirectory 127.0.0.2:/hltest/vms of a sharded GlusterFS volume") && text.contains("Mount the volume itself"), "{text}");
     drop(g);
     let _ = std::fs::remove_dir_all(&dir);
 }

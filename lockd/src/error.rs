@@ -96,6 +96,8 @@ pub enum Error {
     UnsafeGluster { path: PathBuf, volume: String, problems: Vec<crate::gluster::UnsafeOption> },
     #[error("{path}: on the GlusterFS mount {mount}, but {what}; a lockspace is joined only where the volume's options can be checked")]
     GlusterUnchecked { path: PathBuf, mount: PathBuf, what: String },
+    #[error("{path}: on {mount}, a mount of the subdirectory {subdirectory} of a sharded GlusterFS volume (features.shard on, as `group virt` sets it); through such a mount GlusterFS 10.3 reads files as zeros, and a lease area of zeros reads as free. Mount the volume itself (server:/VOLUME) and use the directory below it")]
+    GlusterShardedSubdirectory { path: PathBuf, mount: PathBuf, subdirectory: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -116,9 +116,18 @@ impl ClientGraph {
             .collect()
     }
 
+    fn sharded(&self) -> bool {
+        self.of_kind("features/shard").next().is_some()
+    }
+
     fn replicates(&self) -> impl Iterator<Item = &str> {
         self.of_kind("cluster/replicate").map(|t| t.name.as_str())
     }
+}
+
+/// `server:/volume/dir` rather than `server:/volume` (or `server:volume`).
+fn is_subdirectory_mount(source: &str) -> bool {
+    source.split_once(':').is_some_and(|(_, volume)| volume.trim_matches('/').contains('/'))
 }
 
 /// A replicate translator's live client quorum, from its state dump
@@ -162,12 +171,19 @@ impl Translator {
 /// for it; other filesystems pass (they are not checked here).
 pub fn check_lockspace(path: &Path) -> crate::Result<()> {
     // A path that cannot be resolved fails at open, with its own message.
-    let Ok(Some((fstype, mount))) = crate::identity::filesystem_of(path) else { return Ok(()) };
-    if fstype != FSTYPE {
+    let Ok(Some(fs)) = crate::identity::filesystem_of(path) else { return Ok(()) };
+    if fs.fstype != FSTYPE {
         return Ok(());
     }
+    let mount = fs.mount_point;
     let unchecked = |what: String| crate::Error::GlusterUnchecked { path: path.to_owned(), mount: mount.clone(), what };
     let graph = active_graph(&mount).map_err(|e| unchecked(format!("its client graph {} cannot be read ({e}); is the mount's .meta tree disabled?", volfile_path(&mount).display())))?;
+    // Measured on GlusterFS 10.3: through a mount of a subdirectory
+    // (`server:/volume/dir`) of a sharded volume, reads return zeros, and a
+    // lease area of zeros reads as free.
+    if graph.sharded() && is_subdirectory_mount(&fs.source) {
+        return Err(crate::Error::GlusterShardedSubdirectory { path: path.to_owned(), mount, subdirectory: fs.source });
+    }
     let mut problems = graph.read_caches();
     for replicate in graph.replicates() {
         let dump = mount.join(".meta/graphs/active").join(replicate).join("private");
@@ -244,6 +260,15 @@ mod tests {
         assert_eq!(quorum_problem(&dump("fixed", "quorum-count = 2\n")), None);
         assert_eq!(quorum_problem(&dump("none", "")).unwrap().to_string(), "cluster.quorum-type is none (must be auto)");
         assert_eq!(quorum_problem(&dump("fixed", "quorum-count = 1\n")).unwrap().to_string(), "cluster.quorum-type is fixed with quorum-count 1 of 3 bricks (must be auto)");
+    }
+
+    #[test]
+    fn subdirectory_mounts_are_told_from_volume_mounts() {
+        assert!(is_subdirectory_mount("127.0.0.2:/vol/vms"));
+        assert!(is_subdirectory_mount("server:/vol/a/b/"));
+        assert!(!is_subdirectory_mount("server:/vol"));
+        assert!(!is_subdirectory_mount("server:vol"));
+        assert!(!is_subdirectory_mount("server:/vol/"));
     }
 
     #[test]

@@ -284,12 +284,18 @@ fn mount_of(canonical: &Path, meta: &std::fs::Metadata) -> std::io::Result<(Opti
     Ok((found.and_then(|id| mounts.iter().position(|m| m.id == id)).map(|i| mounts.swap_remove(i)), subvol))
 }
 
-/// The type and mount point of the filesystem `path` is on, None when
-/// mountinfo has no entry for it.
-pub fn filesystem_of(path: &Path) -> std::io::Result<Option<(String, PathBuf)>> {
+/// The filesystem a path is on, as mountinfo names it.
+pub struct Filesystem {
+    pub fstype: String,
+    pub mount_point: PathBuf,
+    pub source: String,
+}
+
+/// The filesystem `path` is on, None when mountinfo has no entry for it.
+pub fn filesystem_of(path: &Path) -> std::io::Result<Option<Filesystem>> {
     let canonical = std::fs::canonicalize(path)?;
     let meta = std::fs::metadata(&canonical)?;
-    Ok(mount_of(&canonical, &meta)?.0.map(|m| (m.fstype, m.mount_point)))
+    Ok(mount_of(&canonical, &meta)?.0.map(|m| Filesystem { fstype: m.fstype, mount_point: m.mount_point, source: m.source }))
 }
 
 /// `gluster:<volume id>:gfid:<gfid>`. Never the path: a host that could not

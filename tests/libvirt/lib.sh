@@ -79,6 +79,9 @@ CONF
     setsid unshare --mount --uts --propagation private -- "$HL_LIB_DIR/anchor.sh" "$R" "$h" </dev/null >"$R/anchor.log" 2>&1 &
     hl_wait 50 test -s "$R/anchor.pid" || { echo "host $h: namespace anchor failed: $(cat "$R/anchor.log")" >&2; return 1; }
 
+    # HL_BEFORE_DAEMON: a command run with the host's name once its
+    # namespace exists (e.g. to mount shared storage only that host sees).
+    [ -z "${HL_BEFORE_DAEMON:-}" ] || "$HL_BEFORE_DAEMON" "$h" || return 1
     hl_in "$h" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root virtlogd -d -f /etc/libvirt/virtlogd.conf -p /run/virtlogd.pid
     t0=$(hl_now_ms)
     case $manager in
@@ -251,14 +254,15 @@ hl_loops_down() {
 # with one raw block disk. Options: `file` (DEVICE is a file: <disk
 # type='file'>), `readonly` (<readonly/>), `shareable` (<shareable/>).
 hl_guest_xml() {
-    local name=$1 dev=$2 type=kvm uuid opt disk_type=block source=dev flags=''
+    local name=$1 dev=$2 type=kvm uuid opt disk_type=block source=dev format=raw flags=''
     shift 2
     for opt in "$@"; do
         case $opt in
             file) disk_type=file source=file ;;
+            qcow2) format=qcow2 ;;
             readonly) flags+='<readonly/>' ;;
             shareable) flags+='<shareable/>' ;;
-            *) echo "hl_guest_xml: unknown option '$opt' (file, readonly, shareable)" >&2; return 1 ;;
+            *) echo "hl_guest_xml: unknown option '$opt' (file, qcow2, readonly, shareable)" >&2; return 1 ;;
         esac
     done
     [ -e /dev/kvm ] || type=qemu
@@ -275,7 +279,7 @@ hl_guest_xml() {
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <disk type='$disk_type' device='disk'>
-      <driver name='qemu' type='raw' cache='none'/>
+      <driver name='qemu' type='$format' cache='none'/>
       <source $source='$dev'/>
       <target dev='vda' bus='virtio'/>$flags
     </disk>
