@@ -28,7 +28,8 @@ impl HostIdentity {
     }
 }
 
-fn machine_id() -> [u8; 16] {
+/// /etc/machine-id as bytes; zeros when it is missing.
+pub(crate) fn machine_id() -> [u8; 16] {
     let text = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
     let mut id = [0u8; 16];
     for (i, chunk) in text.trim().as_bytes().chunks(2).take(16).enumerate() {

@@ -13,7 +13,9 @@
 //!   host and keeps inode numbers: `fs:<filesystem>:ino:<inode>`, the
 //!   filesystem being `uuid:<fs uuid>` (ext4, XFS, GFS2, OCFS2, ...; btrfs
 //!   adds `:subvol:<id>`), `nfs<version>:<server address>:<server fsid>` or
-//!   `ceph:<cluster fsid or monitors>:<fs name>`
+//!   `ceph:<cluster fsid or monitors>:<fs name>`; a disk filesystem with no
+//!   UUID is `dev:<its block device's identity>`, a tmpfs or ramfs
+//!   `local:<machine id>:dev:<major>:<minor>`
 //! - a file on a GlusterFS FUSE mount: `gluster:<volume id>:gfid:<gfid>`
 //! - anything else: `file:<canonical path>`
 
@@ -264,6 +266,8 @@ fn fs_identity(path: &Path, canonical: &Path, meta: &std::fs::Metadata) -> Resul
         "ceph" => ceph_filesystem(&mount.source, &mount.options, || ceph_cluster_fsid(canonical))
             .ok_or_else(|| format!("CephFS source {:?} names neither a cluster fsid nor monitors", mount.source)),
         t if ON_DISK_INODES.contains(&t) => disk_filesystem(path, canonical, mount, subvol)?,
+        // No other host sees these: this machine's instance of the filesystem will do.
+        "tmpfs" | "ramfs" => Ok(format!("local:{}:dev:{}:{}", format_uuid(&crate::delta_lease::machine_id()), dev.0, dev.1)),
         t => Err(format!("{t} is not known to keep inode numbers across mounts and hosts")),
     };
     match fs {
@@ -330,7 +334,17 @@ fn disk_filesystem(path: &Path, canonical: &Path, mount: &Mount, subvol: Option<
         return Ok(Err("btrfs, and this kernel does not report the file's subvolume (statx STATX_SUBVOL, Linux 6.10)".into()));
     }
     let Some(uuid) = fs_uuid(path, canonical, mount)? else {
-        return Ok(Err(format!("{} on {} has no filesystem UUID", mount.fstype, mount.source)));
+        // A nil UUID: the block device holding the filesystem names it, when
+        // it has a name of its own (LUN, LV, a loop device's file).
+        let device = Path::new(&mount.source);
+        let rdev = libc::makedev(mount.dev.0, mount.dev.1);
+        let is_the_device = std::fs::metadata(device).is_ok_and(|m| m.file_type().is_block_device() && m.rdev() == rdev);
+        if !btrfs && is_the_device {
+            if let Some(device) = block_identity(path, device, rdev)? {
+                return Ok(Ok(format!("dev:{device}")));
+            }
+        }
+        return Ok(Err(format!("{} on {} has no filesystem UUID, and its device no identity", mount.fstype, mount.source)));
     };
     Ok(Ok(match subvol {
         Some(id) if btrfs => format!("uuid:{uuid}:subvol:{id}"),

@@ -223,21 +223,42 @@ fn a_loop_device_over_a_deleted_or_replaced_file_is_refused() {
 }
 
 #[test]
-fn a_file_on_tmpfs_is_named_by_its_canonical_path() {
+fn a_file_on_tmpfs_is_this_machine_s_filesystem_and_inode_through_every_mount() {
     let dir = Scratch::new("tmpfs");
     in_private_mount_namespace(|| {
         let _t = mount(&["-t", "tmpfs", "tmpfs"], &dir.join("t"));
         let disk = dir.join("t/disk.img");
-        write_disk(&disk);
+        let ino = write_disk(&disk);
         std::fs::create_dir(dir.join("t/sub")).unwrap();
         std::os::unix::fs::symlink(&disk, dir.join("link.img")).unwrap();
-        let want = format!("file:{}", disk.display());
-        for path in ["t/disk.img", "link.img", "t/sub/../disk.img"] {
+        let want = identity(&disk);
+        assert!(want.starts_with("fs:local:") && want.ends_with(&format!(":ino:{ino}")), "{want}");
+        // A bind mount is the same filesystem (it was another disk by path).
+        let _u = mount(&["--bind", text(&dir.join("t"))], &dir.join("u"));
+        for path in ["t/disk.img", "link.img", "t/sub/../disk.img", "u/disk.img"] {
             assert_eq!(identity(&dir.join(path)), want, "{path}");
         }
-        // tmpfs inode numbers mean nothing elsewhere: the path is all there
-        // is, so another mount of it is another path (docs/IDENTITY.md).
-        let _u = mount(&["--bind", text(&dir.join("t"))], &dir.join("u"));
-        assert_eq!(identity(&dir.join("u/disk.img")), format!("file:{}", dir.join("u/disk.img").display()));
+        // Another tmpfs is another filesystem, whatever its inode numbers.
+        let _v = mount(&["-t", "tmpfs", "tmpfs"], &dir.join("v"));
+        write_disk(&dir.join("v/disk.img"));
+        assert_ne!(identity(&dir.join("v/disk.img")), want);
+    });
+}
+
+#[test]
+fn a_filesystem_without_a_uuid_is_named_by_its_device_through_every_mount() {
+    let dir = Scratch::new("niluuid");
+    in_private_mount_namespace(|| {
+        let image = dir.join("fs.img");
+        std::fs::File::create(&image).unwrap().set_len(32 << 20).unwrap();
+        run("mkfs.ext4", &["-q", "-F", "-U", "clear", text(&image)]);
+        let dev = Loop::attach(&image);
+        let _a = mount(&[text(&dev.0)], &dir.join("a"));
+        let _b = mount(&["--bind", text(&dir.join("a"))], &dir.join("b"));
+        let ino = write_disk(&dir.join("a/disk.img"));
+        // (it was `file:<path>`: two paths, two disks)
+        let want = format!("fs:dev:{}:ino:{ino}", identity(&image));
+        assert_eq!(identity(&dir.join("a/disk.img")), want);
+        assert_eq!(identity(&dir.join("b/disk.img")), want, "bind mount");
     });
 }
