@@ -178,6 +178,10 @@ fn one_brick_down_keeps_leases_and_two_down_fence_before_a_peer_takes_over() {
     }
     println!("one brick down for {:?}: host a stayed healthy, disk-1 stayed exclusive", t.host_dead);
     g.restart_bricks();
+    let healing = Instant::now();
+    g.wait_healed(Duration::from_secs(60));
+    println!("brick 1 back: healed in {:.1} s, leases untouched", healing.elapsed().as_secs_f64());
+    assert_eq!(a.who("disk-1").unwrap().map(|i| i.lver), Some(lease.lver), "disk-1's lease changed across the heal");
 
     // Two bricks down: no majority, no writes. Host a must fence its guests
     // before host b could take the disk over.

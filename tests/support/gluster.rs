@@ -184,6 +184,18 @@ pub fn direct_io(mount: &Path) -> bool {
     lockd::gluster::direct_io_honoured(&mount.join(format!(".probe-{}", std::process::id()))).unwrap()
 }
 
+impl Gluster {
+    /// Waits until self-heal reports no entry left to heal on any brick.
+    pub fn wait_healed(&self, timeout: Duration) {
+        wait_until("self-heal done (`gluster volume heal VOLUME info` all 0)", timeout, || {
+            let Ok(out) = Command::new("gluster").args(["--mode=script", "volume", "heal", &self.volume, "info"]).output() else { return false };
+            let text = String::from_utf8_lossy(&out.stdout);
+            let counts: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("Number of entries:")).map(str::trim).collect();
+            counts.len() == 3 && counts.iter().all(|c| *c == "0")
+        });
+    }
+}
+
 fn brick_and_shd_pids(volume: &str) -> Vec<u32> {
     let Ok(out) = Command::new("gluster").args(["--mode=script", "volume", "status", volume, "--xml"]).output() else { return Vec::new() };
     let text = String::from_utf8_lossy(&out.stdout);
