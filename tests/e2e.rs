@@ -54,3 +54,10 @@ fn glusterfs_two_hosts_end_to_end() {
     drop(g);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A two-node Pacemaker cluster without fencing, split by cutting its link:
+/// both partitions start the guest, highlander lets exactly one run.
+#[test]
+fn pacemaker_split_brain_is_refused() {
+    run_script("pacemaker.sh");
+}
