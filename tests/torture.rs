@@ -313,7 +313,7 @@ fn torture() {
     opts.max_hosts = 16;
     opts.resource_slots = 8;
     opts.io_timeout = IO_TIMEOUT;
-    lockd::lockspace::init(&lockspace, &opts).unwrap();
+    lockd::init::init(&lockspace, &opts).unwrap();
 
     let delay_max = t.io_timeout * 3 / 2;
     let mut fleet = Fleet {
@@ -430,7 +430,7 @@ fn two_hosts(name: &str, fault: Option<std::sync::Arc<dyn lockd::storage::FaultH
     opts.max_hosts = 4;
     opts.resource_slots = 4;
     opts.io_timeout = IO_TIMEOUT;
-    lockd::lockspace::init(&path, &opts).unwrap();
+    lockd::init::init(&path, &opts).unwrap();
     let mut a = lockd::JoinOptions::new(&path, 1, "host-a");
     a.fault = fault;
     (path.clone(), lockd::Lockspace::join(a).unwrap(), lockd::Lockspace::join(lockd::JoinOptions::new(&path, 2, "host-b")).unwrap())

@@ -9,6 +9,7 @@
 //! - `delta_lease`  host leases: join, renew, leave, judging peers live or dead
 //! - `paxos_lease`  Disk Paxos ballots that pick a resource's next owner
 //! - `resource`     resource leases: naming, exclusive/shared acquire, release
+//! - `init`         formatting a new lockspace, refusing to destroy what is there
 //! - `lockspace`    a joined lockspace: renewal thread, health, the public API
 //! - `direct`       reading a lockspace straight from storage (`dump`, `who`)
 //! - `identity`     a disk's stable identity, the same on every host
@@ -22,6 +23,7 @@ pub mod direct;
 pub mod error;
 pub mod format;
 pub mod identity;
+pub mod init;
 pub mod lockspace;
 pub mod paxos_lease;
 pub mod resource;
@@ -30,5 +32,6 @@ pub mod timing;
 
 pub use error::{Error, Result};
 pub use format::Holder;
-pub use lockspace::{Health, InitOptions, JoinOptions, Lockspace};
+pub use init::InitOptions;
+pub use lockspace::{Health, JoinOptions, Lockspace};
 pub use resource::{AcquireRequest, Lease, LeaseInfo, Mode};

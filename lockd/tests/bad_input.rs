@@ -22,7 +22,7 @@ fn formatted(name: &str) -> PathBuf {
     o.resource_slots = 4;
     // join_span is T/20: 15 ms leaves room for a loaded CI machine's O_DSYNC write.
     o.io_timeout = Duration::from_millis(300);
-    lockd::lockspace::init(&p, &o).unwrap();
+    lockd::init::init(&p, &o).unwrap();
     p
 }
 
@@ -68,7 +68,7 @@ fn unformatted_file_is_not_a_lockspace() {
 fn foreign_data_and_existing_lockspaces_are_not_overwritten_by_init() {
     let p = scratch("foreign");
     std::fs::write(&p, b"important filesystem data".repeat(40_000)).unwrap();
-    let e = untouched(&p, || lockd::lockspace::init(&p, &InitOptions::new("x")).unwrap_err());
+    let e = untouched(&p, || lockd::init::init(&p, &InitOptions::new("x")).unwrap_err());
     assert!(e.to_string().contains("not a highlander lockspace; refusing to overwrite"), "{e}");
     let e = untouched(&p, || join_err(&p, 1));
     assert!(matches!(e, Error::NotALockspace { source: FormatError::BadMagic { .. }, .. }), "{e}");
@@ -215,13 +215,13 @@ fn wrong_sector_size_on_a_block_device() {
     o.max_hosts = 4;
     o.resource_slots = 4;
     o.sector_size = Some(512);
-    let e = lockd::lockspace::init(&dev, &o).unwrap_err();
+    let e = lockd::init::init(&dev, &o).unwrap_err();
     assert!(matches!(e, Error::WrongSectorSize { header: 512, device: 4096, .. }), "{e}");
     // Detected size works.
     o.sector_size = None;
     // join_span is T/20: 15 ms leaves room for a loaded CI machine's O_DSYNC write.
     o.io_timeout = Duration::from_millis(300);
-    assert_eq!(lockd::lockspace::init(&dev, &o).unwrap().sector_size, 4096);
+    assert_eq!(lockd::init::init(&dev, &o).unwrap().sector_size, 4096);
     Lockspace::join(JoinOptions::new(&dev, 1, "host-a")).unwrap().leave().unwrap();
 
     // The same bytes behind a 512-byte device: a 4096 lockspace still opens...

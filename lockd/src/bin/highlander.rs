@@ -336,7 +336,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 resource_slots: resources,
                 force,
             };
-            let header = lockd::lockspace::init(&path, &opts)?;
+            let header = lockd::init::init(&path, &opts)?;
             let bytes = header.layout().total_sectors() * header.sector_size as u64;
             if json {
                 print_json(&serde_json::json!({
