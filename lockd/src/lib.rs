@@ -10,6 +10,7 @@
 //! - `paxos_lease`  Disk Paxos ballots that pick a resource's next owner
 //! - `resource`     resource leases: naming, exclusive/shared acquire, release
 //! - `init`         formatting a new lockspace, refusing to destroy what is there
+//! - `probe`        what a device already holds (libblkid, sanlock records)
 //! - `lockspace`    a joined lockspace: renewal thread, health, the public API
 //! - `direct`       reading a lockspace straight from storage (`dump`, `who`)
 //! - `identity`     a disk's stable identity, the same on every host
@@ -26,6 +27,7 @@ pub mod identity;
 pub mod init;
 pub mod lockspace;
 pub mod paxos_lease;
+pub mod probe;
 pub mod resource;
 pub mod storage;
 pub mod timing;

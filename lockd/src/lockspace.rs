@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use crate::clock::Mono;
 use crate::delta_lease::{self, HostIdentity, HostView, Peers};
 use crate::error::{Error, FormatError, Result};
-use crate::format::{Header, HostSlot, RecordKind};
+use crate::format::{Header, HostSlot, Layout};
 use crate::resource::{self, AcquireRequest, Ctx, Lease, LeaseInfo};
 use crate::storage::{FaultHook, Storage};
 use crate::timing::Timeouts;
@@ -20,18 +20,20 @@ use crate::timing::Timeouts;
 /// Opens an existing lockspace and checks its header against the device.
 pub fn open(path: &Path, writable: bool) -> Result<(Storage, Header)> {
     let probe = Storage::open(path, writable, None)?;
+    if probe.size_bytes() < probe.sector_size() as u64 {
+        let smallest = Layout { max_hosts: 1, resource_slots: 1 }.total_sectors() * probe.sector_size() as u64;
+        return Err(Error::TooSmall { path: path.to_owned(), size: probe.size_bytes(), need: smallest });
+    }
     let first = probe.read(0, 1)?;
     let header = Header::decode(&first).map_err(|source| match source {
-        FormatError::BadChecksum { .. } | FormatError::BadField { .. } => {
-            Error::Corrupt { path: path.to_owned(), sector: 0, kind: RecordKind::Header, detail: String::new(), source }
-        }
+        FormatError::BadChecksum { .. } | FormatError::BadField { .. } => Error::CorruptHeader { path: path.to_owned(), source },
         _ => Error::NotALockspace { path: path.to_owned(), source },
     })?;
     let storage = if header.sector_size == probe.sector_size() {
         probe
     } else {
         Storage::open(path, writable, Some(header.sector_size)).map_err(|e| match e {
-            Error::WrongSectorSize { device, .. } => Error::WrongSectorSize { path: path.to_owned(), header: header.sector_size, device },
+            Error::SectorSizeTooSmall { device, .. } => Error::WrongSectorSize { path: path.to_owned(), header: header.sector_size, device },
             e => e,
         })?
     };
