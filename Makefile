@@ -116,7 +116,7 @@ deb: $(if $(filter 1,$(NO_BUILD)),,build)
 	  echo "Architecture: $(DEB_ARCH)"; \
 	  echo "Maintainer: $(DEB_MAINTAINER)"; \
 	  echo "Installed-Size: $$size"; \
-	  echo "Depends: libc6 (>= $$glibc), libgcc-s1"; \
+	  echo "Depends: libc6 (>= $$glibc), libgcc-s1, libblkid1"; \
 	  echo "Recommends: libvirt-daemon-driver-qemu"; \
 	  echo "Section: admin"; \
 	  echo "Priority: optional"; \

@@ -93,7 +93,7 @@ fn measure_ours(dir: &Path, iterations: usize) -> Ours {
     opts.max_hosts = MAX_HOSTS;
     opts.resource_slots = 16;
     opts.io_timeout = DEFAULT_IO_TIMEOUT;
-    let header = lockd::lockspace::init(&path, &opts).expect("init lockspace");
+    let header = lockd::init::init(&path, &opts).expect("init lockspace");
 
     // Join after a clean leave, at the default io_timeout.
     Lockspace::join(JoinOptions::new(&path, 1, "bench-host")).expect("first join").leave().expect("leave");
@@ -125,7 +125,7 @@ fn measure_ours(dir: &Path, iterations: usize) -> Ours {
     // Renewal I/O: an idle host on a fast-ticking lockspace, over many intervals.
     let fast = fresh(dir, "highlander-renewal.lockspace");
     opts.io_timeout = Duration::from_millis(50);
-    lockd::lockspace::init(&fast, &opts).expect("init lockspace");
+    lockd::init::init(&fast, &opts).expect("init lockspace");
     let ls = Lockspace::join(JoinOptions::new(&fast, 1, "bench-host")).expect("join");
     let (r0, w0) = ls.io_counts();
     let t0 = Mono::now();

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Installs what building and testing highlander needs, on Debian 12, when
-# missing: a C compiler and libclang (bindgen reads include/lock_driver.h),
-# libvirt, QEMU and jq for the end-to-end tests, GlusterFS (server, FUSE
-# client, attr) for the replicated-storage tests, e2fsprogs (mkfs.ext4) for
-# the disk identity tests, make, file, binutils, groff and systemd-analyze for
-# the install check, sanlock and libvirt's
-# sanlock plugin (libvirt-sanlock) for side-by-side benchmarks. Idempotent; does nothing when everything is present.
+# missing: a C compiler and libclang (bindgen reads include/lock_driver.h and
+# libblkid's header), libblkid-dev (`lockspace init` probes what a device
+# holds), libvirt, QEMU and jq for the end-to-end tests, e2fsprogs
+# (mkfs.ext4) for the disk identity and init tests, xfsprogs, fdisk (sfdisk),
+# lvm2 (pvcreate) and cryptsetup-bin (luksFormat) for the init tests, make,
+# file, binutils, groff and systemd-analyze for the install check, sanlock
+# (also the init tests) and libvirt's sanlock plugin (libvirt-sanlock) for
+# side-by-side benchmarks, GlusterFS (server, FUSE client, attr) for the
+# replicated-storage tests, corosync, pacemaker, resource-agents and crmsh
+# for the cluster-manager test. Idempotent; does nothing when everything is present.
 set -euo pipefail
 
 command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust (https://rustup.rs) first" >&2; exit 1; }
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in gcc libclang-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux e2fsprogs python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock glusterfs-server glusterfs-client attr; do
+for pkg in gcc libclang-dev libblkid-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux e2fsprogs xfsprogs fdisk lvm2 cryptsetup-bin python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock glusterfs-server glusterfs-client attr pacemaker corosync resource-agents crmsh; do
     have "$pkg" || need+=("$pkg")
 done
 

@@ -64,7 +64,7 @@ fn init(path: &Path, io_timeout: Duration) {
     o.max_hosts = 4;
     o.resource_slots = 4;
     o.io_timeout = io_timeout;
-    lockd::lockspace::init(path, &o).unwrap();
+    lockd::init::init(path, &o).unwrap();
 }
 
 #[test]

@@ -317,7 +317,7 @@ fn init_torture_lockspace(path: &Path, io_timeout: Duration) {
     opts.max_hosts = 16;
     opts.resource_slots = 8;
     opts.io_timeout = io_timeout;
-    lockd::lockspace::init(path, &opts).unwrap();
+    lockd::init::init(path, &opts).unwrap();
 }
 
 #[test]
@@ -472,7 +472,7 @@ fn two_hosts(name: &str, fault: Option<std::sync::Arc<dyn lockd::storage::FaultH
     opts.max_hosts = 4;
     opts.resource_slots = 4;
     opts.io_timeout = IO_TIMEOUT;
-    lockd::lockspace::init(&path, &opts).unwrap();
+    lockd::init::init(&path, &opts).unwrap();
     let mut a = lockd::JoinOptions::new(&path, 1, "host-a");
     a.fault = fault;
     (path.clone(), lockd::Lockspace::join(a).unwrap(), lockd::Lockspace::join(lockd::JoinOptions::new(&path, 2, "host-b")).unwrap())

@@ -43,6 +43,10 @@ impl std::fmt::Display for IoOp {
 pub enum Error {
     #[error("{path}: cannot open: {source}")]
     Open { path: PathBuf, source: std::io::Error },
+    #[error("{path} is {what}, not a lockspace device or file; name a block device or a file on shared storage")]
+    NotStorage { path: PathBuf, what: &'static str },
+    #[error("{path}: is {size} bytes, too small to be a highlander lockspace (the smallest takes {need} bytes); create one with `highlander lockspace init {path} --name NAME`")]
+    TooSmall { path: PathBuf, size: u64, need: u64 },
     #[error("{path}: {op} of {count} sector(s) at sector {sector} failed: {source}")]
     Io { path: PathBuf, op: IoOp, sector: u64, count: u64, source: std::io::Error },
     #[error("{path}: {op} at sector {sector} did not complete within {deadline:?}; storage is hung or too slow for io_timeout")]
@@ -55,18 +59,28 @@ pub enum Error {
     NotALockspace { path: PathBuf, source: FormatError },
     #[error("{path}: sector {sector} ({kind}{detail}) is corrupt: {source}; the record is not trusted. Run `highlander dump {path}` to inspect")]
     Corrupt { path: PathBuf, sector: u64, kind: RecordKind, detail: String, source: FormatError },
+    #[error("{path}: the lockspace header (sector 0) is corrupt: {source}; without it nothing in the lockspace can be read or trusted. Once no host uses this lockspace, re-create it with `highlander lockspace init {path} --name NAME --force` (its leases are lost)")]
+    CorruptHeader { path: PathBuf, source: FormatError },
     #[error("{path}: the slot of host id {host_id} (sector {host_id}) is corrupt: {source}; it is not trusted or overwritten. Once no machine runs with host id {host_id}, free it with `highlander lockspace clear-host {path} --host-id {host_id}`")]
     CorruptOwnSlot { path: PathBuf, host_id: u32, source: FormatError },
     #[error("{path}: record at sector {sector} belongs to another lockspace (uuid {found}, expected {expected}); was the file copied or overwritten?")]
     Foreign { path: PathBuf, sector: u64, found: String, expected: String },
     #[error("{path}: lockspace was formatted with {header}-byte sectors but the device uses {device}-byte logical sectors")]
     WrongSectorSize { path: PathBuf, header: u32, device: u32 },
+    #[error("{path}: sector size {wanted} is smaller than the device's {device}-byte logical sectors; pass --sector-size {device} or leave it out")]
+    SectorSizeTooSmall { path: PathBuf, wanted: u32, device: u32 },
     #[error("{path}: sector size {0} is not supported (use 512 or 4096)", .size)]
     UnsupportedSectorSize { path: PathBuf, size: u32 },
     #[error("{path}: is {size} bytes but the lockspace needs {need} bytes; it was truncated or is the wrong device")]
     Truncated { path: PathBuf, size: u64, need: u64 },
-    #[error("{path}: already holds a highlander lockspace \"{name}\"; refusing to overwrite it (pass --force to re-initialise)")]
+    #[error("{path}: is {size} bytes, too small for this lockspace ({need} bytes: {max_hosts} host ids and {resource_slots} resource slots of {sector_size}-byte sectors); use a larger device, or fewer --max-hosts or --resources")]
+    TooSmallForInit { path: PathBuf, size: u64, need: u64, max_hosts: u32, resource_slots: u32, sector_size: u32 },
+    #[error("{path} holds a highlander lockspace \"{name}\"; refusing to format it. Pass --force to destroy it (every lease in it is lost: stop every host using it first)")]
     AlreadyFormatted { path: PathBuf, name: String },
+    #[error("{path} holds {what}; refusing to format it. Pass --force to destroy it")]
+    HoldsData { path: PathBuf, what: String },
+    #[error("{path}: cannot check what it holds before formatting it ({source}); refusing to format it unchecked. Pass --force to format it anyway")]
+    Unchecked { path: PathBuf, source: std::io::Error },
     #[error("{path}: {what}")]
     InvalidInit { path: PathBuf, what: String },
     #[error("host id {host_id} is out of range: lockspace \"{lockspace}\" has host ids 1..={max_hosts}")]

@@ -9,6 +9,8 @@
 //! - `delta_lease`  host leases: join, renew, leave, judging peers live or dead
 //! - `paxos_lease`  Disk Paxos ballots that pick a resource's next owner
 //! - `resource`     resource leases: naming, exclusive/shared acquire, release
+//! - `init`         formatting a new lockspace, refusing to destroy what is there
+//! - `probe`        what a device already holds (libblkid, sanlock records)
 //! - `lockspace`    a joined lockspace: renewal thread, health, the public API
 //! - `direct`       reading a lockspace straight from storage (`dump`, `who`)
 //! - `identity`     a disk's stable identity, the same on every host
@@ -23,13 +25,16 @@ pub mod error;
 pub mod format;
 pub mod gluster;
 pub mod identity;
+pub mod init;
 pub mod lockspace;
 pub mod paxos_lease;
+pub mod probe;
 pub mod resource;
 pub mod storage;
 pub mod timing;
 
 pub use error::{Error, Result};
 pub use format::Holder;
-pub use lockspace::{Health, InitOptions, JoinOptions, Lockspace};
+pub use init::InitOptions;
+pub use lockspace::{Health, JoinOptions, Lockspace};
 pub use resource::{AcquireRequest, Lease, LeaseInfo, Mode};

@@ -103,6 +103,10 @@ impl Storage {
     /// (`wanted`, if given, must not be smaller); for files it is `wanted`
     /// or 512.
     pub fn open(path: &Path, writable: bool, wanted: Option<u32>) -> Result<Storage> {
+        // Before the open, which would fail with a bare EINVAL (O_DIRECT on a
+        // directory or /dev/null) or block (a FIFO); again after it, on what
+        // was opened.
+        check_kind(path, &std::fs::metadata(path).map_err(|source| Error::Open { path: path.to_owned(), source })?)?;
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
@@ -110,6 +114,7 @@ impl Storage {
             .open(path)
             .map_err(|source| Error::Open { path: path.to_owned(), source })?;
         let meta = file.metadata().map_err(|source| Error::Open { path: path.to_owned(), source })?;
+        check_kind(path, &meta)?;
         let (device_sector, size_bytes) = if meta.file_type().is_block_device() {
             block_device_geometry(&file).map_err(|source| Error::Open { path: path.to_owned(), source })?
         } else {
@@ -117,7 +122,7 @@ impl Storage {
         };
         let sector_size = match wanted {
             Some(s) if s != 512 && s != 4096 => return Err(Error::UnsupportedSectorSize { path: path.to_owned(), size: s }),
-            Some(s) if s < device_sector => return Err(Error::WrongSectorSize { path: path.to_owned(), header: s, device: device_sector }),
+            Some(s) if s < device_sector => return Err(Error::SectorSizeTooSmall { path: path.to_owned(), wanted: s, device: device_sector }),
             Some(s) => s,
             None => device_sector,
         };
@@ -298,6 +303,23 @@ struct WriterKey {
 
 /// Sector ranges [start, end) of writes whose caller gave up waiting, per writer.
 static OUTSTANDING: Mutex<std::collections::BTreeMap<WriterKey, Vec<(u64, u64)>>> = Mutex::new(std::collections::BTreeMap::new());
+
+/// Refuses what cannot hold a lockspace: only block devices and regular files can.
+fn check_kind(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    let t = meta.file_type();
+    let what = if t.is_dir() {
+        "a directory"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        return Ok(());
+    };
+    Err(Error::NotStorage { path: path.to_owned(), what })
+}
 
 fn block_device_geometry(file: &File) -> std::io::Result<(u32, u64)> {
     use std::os::fd::AsRawFd;

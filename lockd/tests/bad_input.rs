@@ -1,18 +1,17 @@
 //! Bad input gets a clear error naming the thing, and loses nothing: every
 //! case checks the message and that the bytes on storage are unchanged.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use lockd::error::{Error, FormatError};
 use lockd::{InitOptions, JoinOptions, Lockspace};
+use support::{cli, LoopDevice};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let p = dir.join(format!("bad-{name}-{}.lockspace", std::process::id()));
-    let _ = std::fs::remove_file(&p);
-    p
+    support::scratch("bad", name)
 }
 
 fn formatted(name: &str) -> PathBuf {
@@ -22,7 +21,7 @@ fn formatted(name: &str) -> PathBuf {
     o.resource_slots = 4;
     // join_span is T/20: 15 ms leaves room for a loaded CI machine's O_DSYNC write.
     o.io_timeout = Duration::from_millis(300);
-    lockd::lockspace::init(&p, &o).unwrap();
+    lockd::init::init(&p, &o).unwrap();
     p
 }
 
@@ -36,11 +35,6 @@ fn untouched<T>(path: &Path, f: impl FnOnce() -> T) -> T {
 
 fn join_err(path: &Path, host_id: u32) -> Error {
     Lockspace::join(JoinOptions::new(path, host_id, "host-x")).err().expect("join must fail")
-}
-
-fn cli(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_highlander")).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
 fn flip(path: &Path, byte: u64) {
@@ -68,15 +62,15 @@ fn unformatted_file_is_not_a_lockspace() {
 fn foreign_data_and_existing_lockspaces_are_not_overwritten_by_init() {
     let p = scratch("foreign");
     std::fs::write(&p, b"important filesystem data".repeat(40_000)).unwrap();
-    let e = untouched(&p, || lockd::lockspace::init(&p, &InitOptions::new("x")).unwrap_err());
-    assert!(e.to_string().contains("not a highlander lockspace; refusing to overwrite"), "{e}");
+    let e = untouched(&p, || lockd::init::init(&p, &InitOptions::new("x")).unwrap_err());
+    assert!(e.to_string().contains("holds data that no signature probe recognises (a non-zero byte at offset 0); refusing to format it"), "{e}");
     let e = untouched(&p, || join_err(&p, 1));
     assert!(matches!(e, Error::NotALockspace { source: FormatError::BadMagic { .. }, .. }), "{e}");
 
     let p = formatted("exists");
     let (code, out) = untouched(&p, || cli(&["lockspace", "init", p.to_str().unwrap(), "--name", "again"]));
     assert_eq!(code, 1);
-    assert!(out.contains("already holds a highlander lockspace \"bad\"") && out.contains("--force"), "{out}");
+    assert!(out.contains("holds a highlander lockspace \"bad\"; refusing to format it") && out.contains("--force"), "{out}");
 }
 
 #[test]
@@ -106,7 +100,7 @@ fn a_flipped_bit_in_any_record_is_detected_and_named() {
     let p = formatted("flip-header");
     flip(&p, 100);
     let e = untouched(&p, || join_err(&p, 1));
-    assert!(matches!(e, Error::Corrupt { sector: 0, .. }), "{e}");
+    assert!(matches!(e, Error::CorruptHeader { .. }), "{e}");
     assert!(e.to_string().contains("checksum mismatch"), "{e}");
 
     // Our own host slot: refused, not overwritten.
@@ -200,28 +194,22 @@ fn bad_init_arguments_are_refused_before_touching_anything() {
 fn wrong_sector_size_on_a_block_device() {
     let backing = scratch("4k-backing");
     std::fs::write(&backing, vec![0u8; 8 << 20]).unwrap();
-    let out = Command::new("losetup").args(["--find", "--show", "--sector-size", "4096"]).arg(&backing).output().expect("losetup (util-linux) must be installed");
-    assert!(out.status.success(), "losetup failed: {}", String::from_utf8_lossy(&out.stderr));
-    let dev = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    struct Detach(PathBuf);
-    impl Drop for Detach {
-        fn drop(&mut self) {
-            let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
-        }
-    }
-    let _guard = Detach(dev.clone());
+    let guard = LoopDevice::attach(&backing, Some(4096));
+    let dev = guard.0.clone();
 
     let mut o = InitOptions::new("blk");
     o.max_hosts = 4;
     o.resource_slots = 4;
     o.sector_size = Some(512);
-    let e = lockd::lockspace::init(&dev, &o).unwrap_err();
-    assert!(matches!(e, Error::WrongSectorSize { header: 512, device: 4096, .. }), "{e}");
+    let e = lockd::init::init(&dev, &o).unwrap_err();
+    assert!(matches!(e, Error::SectorSizeTooSmall { wanted: 512, device: 4096, .. }), "{e}");
+    // Nothing was formatted yet: the message says what to pass instead.
+    assert!(!e.to_string().contains("formatted") && e.to_string().contains("pass --sector-size 4096 or leave it out"), "{e}");
     // Detected size works.
     o.sector_size = None;
     // join_span is T/20: 15 ms leaves room for a loaded CI machine's O_DSYNC write.
     o.io_timeout = Duration::from_millis(300);
-    assert_eq!(lockd::lockspace::init(&dev, &o).unwrap().sector_size, 4096);
+    assert_eq!(lockd::init::init(&dev, &o).unwrap().sector_size, 4096);
     Lockspace::join(JoinOptions::new(&dev, 1, "host-a")).unwrap().leave().unwrap();
 
     // The same bytes behind a 512-byte device: a 4096 lockspace still opens...
@@ -235,4 +223,62 @@ fn wrong_sector_size_on_a_block_device() {
     let e = join_err(&dev, 1);
     assert!(matches!(e, Error::WrongSectorSize { header: 512, device: 4096, .. }), "{e}");
     assert!(e.to_string().contains("512-byte sectors but the device uses 4096-byte"), "{e}");
+}
+
+/// What is not a file or block device is named as what it is, through the
+/// library and the CLI, instead of the O_DIRECT open's bare EINVAL.
+#[test]
+fn a_directory_or_character_device_is_named() {
+    let dir = scratch("dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (path, what) in [(dir.as_path(), "a directory"), (Path::new("/dev/null"), "a character device")] {
+        let expect = format!("{} is {what}, not a lockspace device or file", path.display());
+        let errors = [
+            join_err(path, 1).to_string(),
+            lockd::direct::dump(path).unwrap_err().to_string(),
+            lockd::init::init(path, &InitOptions::new("x")).unwrap_err().to_string(),
+            cli(&["dump", path.to_str().unwrap()]).1,
+            cli(&["lockspace", "init", path.to_str().unwrap(), "--name", "x"]).1,
+        ];
+        for e in errors {
+            assert!(e.contains(&expect) && !e.contains("os error"), "{what}: {e}");
+        }
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing created in the directory");
+}
+
+/// A 0- or 100-byte file is too small to be a lockspace, and the message
+/// says so and what to do; `init` then grows it like any file of zeros.
+#[test]
+fn a_file_too_small_to_be_a_lockspace_is_named_and_init_grows_it() {
+    for len in [0usize, 100] {
+        let p = scratch(&format!("small-{len}"));
+        std::fs::write(&p, vec![0u8; len]).unwrap();
+        let expect = format!("{}: is {len} bytes, too small to be a highlander lockspace", p.display());
+        let errors = [untouched(&p, || join_err(&p, 1)).to_string(), lockd::direct::dump(&p).unwrap_err().to_string(), untouched(&p, || cli(&["dump", p.to_str().unwrap()])).1];
+        for e in errors {
+            assert!(e.contains(&expect) && e.contains(&format!("`highlander lockspace init {} --name NAME`", p.display())), "{len} bytes: {e}");
+            assert!(!e.contains("end of lockspace device"), "{e}");
+        }
+        let (code, out) = cli(&["lockspace", "init", p.to_str().unwrap(), "--name", "grown", "--max-hosts", "4", "--resources", "4"]);
+        assert_eq!(code, 0, "{len} bytes: {out}");
+        Lockspace::join(JoinOptions::new(&p, 1, "host-x")).unwrap().leave().unwrap();
+    }
+}
+
+/// The hint after a corrupt header does not send the user to the very
+/// command that just failed on it (`dump` cannot read it either).
+#[test]
+fn a_corrupt_header_says_what_to_do() {
+    let p = formatted("corrupt-header");
+    flip(&p, 100);
+    let (code, out) = untouched(&p, || cli(&["dump", p.to_str().unwrap()]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the lockspace header (sector 0) is corrupt") && out.contains("checksum mismatch"), "{out}");
+    assert!(!out.contains("highlander dump"), "points at the command that failed: {out}");
+    assert!(out.contains(&format!("highlander lockspace init {} --name NAME --force", p.display())), "{out}");
+    // And init without --force does not take it for empty.
+    let (code, out) = untouched(&p, || cli(&["lockspace", "init", p.to_str().unwrap(), "--name", "again"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("holds a highlander lockspace whose header is damaged"), "{out}");
 }

@@ -20,7 +20,7 @@ fn init(path: &Path, io_ms: u64) {
     o.max_hosts = 8;
     o.resource_slots = 16;
     o.io_timeout = Duration::from_millis(io_ms);
-    lockd::lockspace::init(path, &o).unwrap();
+    lockd::init::init(path, &o).unwrap();
 }
 
 fn req(identity: &str, mode: Mode, guest: &str) -> AcquireRequest {

@@ -28,7 +28,7 @@ fn init(dir: &Path, io_ms: u64) -> (PathBuf, Timeouts) {
     o.max_hosts = 4;
     o.resource_slots = 4;
     o.io_timeout = Duration::from_millis(io_ms);
-    lockd::lockspace::init(&path, &o).unwrap();
+    lockd::init::init(&path, &o).unwrap();
     (path, Timeouts::new(o.io_timeout).unwrap())
 }
 

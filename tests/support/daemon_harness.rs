@@ -48,7 +48,7 @@ pub fn init_lockspace(path: &Path, io_ms: u64, resources: u32) {
     o.max_hosts = 8;
     o.resource_slots = resources;
     o.io_timeout = Duration::from_millis(io_ms);
-    lockd::lockspace::init(path, &o).expect("init lockspace");
+    lockd::init::init(path, &o).expect("init lockspace");
 }
 
 /// Polls `f` until it returns Some, or panics naming `what` at the deadline.

@@ -174,6 +174,13 @@ enum LockspaceCommand {
     /// Format a file (created if missing) or block device as a lockspace.
     /// Refuses to overwrite anything that is already there unless --force.
     ///
+    /// Without --force it destroys nothing: a filesystem, LVM physical
+    /// volume, partition table, swap area, RAID member or LUKS volume (as
+    /// libblkid recognises them), a sanlock lockspace or lease, another
+    /// lockspace, or any other non-zero byte where the lockspace would go is
+    /// refused and named. Zeros and a file of zeros of any size (grown to
+    /// fit) are formatted.
+    ///
     /// Run it once, on one host, on storage every host sees: a shared LUN,
     /// a logical volume on shared storage, or a file on NFS, GFS2, CephFS or
     /// GlusterFS. Its size is (1 + H + R x (H + 1)) sectors for H = --max-hosts
@@ -213,7 +220,7 @@ enum LockspaceCommand {
         /// a fuller table makes first acquires probe longer.
         #[arg(long, value_name = "N", default_value_t = 1024)]
         resources: u32,
-        /// Overwrite whatever PATH holds, even an existing lockspace.
+        /// Overwrite whatever PATH holds (a filesystem, an existing lockspace, anything).
         #[arg(long)]
         force: bool,
         /// Machine-readable output (JSON).
@@ -336,7 +343,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 resource_slots: resources,
                 force,
             };
-            let header = lockd::lockspace::init(&path, &opts)?;
+            let header = lockd::init::init(&path, &opts)?;
             let bytes = header.layout().total_sectors() * header.sector_size as u64;
             if json {
                 print_json(&serde_json::json!({

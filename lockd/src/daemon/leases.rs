@@ -114,7 +114,7 @@ pub fn open_or_create(cfg: &super::Config, path: &Path) -> crate::Result<Header>
         if let Some(t) = cfg.io_timeout {
             opts.io_timeout = t;
         }
-        match lockspace::init(path, &opts) {
+        match crate::init::init(path, &opts) {
             Ok(_) => log::info!("created lockspace \"{stem}\" at {}", path.display()),
             // Another host created it at the same moment: use theirs.
             Err(Error::Open { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
