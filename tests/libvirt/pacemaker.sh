@@ -124,11 +124,10 @@ CONF
     hl_pm "$h" sh -c "mount --bind '$P/corosync-etc' /etc/corosync && mount --bind '$P/corosync-lib' /var/lib/corosync &&
         mount --bind '$P/pacemaker-lib' /var/lib/pacemaker && mount --bind '$P/pacemaker-log' /var/log/pacemaker &&
         mount -t tmpfs -o mode=1777 tmpfs /dev/shm && mkdir -p -m 1755 /run/resource-agents"
-    hl_pm "$h" setsid corosync -f </dev/null >"$R/corosync.log" 2>&1 &
-    echo $! > "$R/corosync.pid"
+    # Each records its own pid (the shell execs it) for the cleanup.
+    hl_pm "$h" sh -c "echo \$\$ > '$R/corosync.pid'; exec corosync -f" </dev/null >"$R/corosync.log" 2>&1 &
     hl_wait 100 hl_pm "$h" corosync-cmapctl totem.cluster_name || { tail -5 "$R/corosync.log" >&2; return 1; }
-    hl_pm "$h" setsid pacemakerd -f </dev/null >"$R/pacemaker.log" 2>&1 &
-    echo $! > "$R/pacemakerd.pid"
+    hl_pm "$h" sh -c "echo \$\$ > '$R/pacemakerd.pid'; exec pacemakerd -f" </dev/null >"$R/pacemaker.log" 2>&1 &
 }
 pm_node_up hosta
 pm_node_up hostb
@@ -139,7 +138,7 @@ mon() {
 import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.stdin).getroot()
 res = root.find(\".//resource[@id='vm']\")
-running_on = [n.get('name') for n in res.findall('node')] if res is not None and res.get('active') == 'true' else []
+running_on = [n.get('name') for n in res.findall('node')] if res is not None and res.get('role') == 'Started' and res.get('failed') == 'false' else []
 online = [n.get('name') for n in root.findall('./nodes/node') if n.get('online') == 'true']
 failed = [f.get('node') for f in root.findall('./failures/failure') if f.get('op_key', '').startswith('vm_start')]
 quorate = root.find('./summary/current_dc').get('with_quorum') == 'true'
