@@ -52,6 +52,22 @@ fn a_file_has_one_identity_through_every_mount_path_subdirectory_and_rename() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn a_gluster_url_disk_and_the_fuse_path_of_the_same_file_are_one_disk() {
+    let (g, dir) = bed("gfapi");
+    std::fs::create_dir(dir.join("a/vms")).unwrap();
+    std::fs::write(dir.join("a/vms/web.qcow2"), b"guest").unwrap();
+    let fuse = lockd::identity::of_path(&dir.join("b/vms/web.qcow2")).unwrap();
+    let xml = format!("<domain><uuid>9e0beccb-857a-4154-8251-5df7cefef52a</uuid><devices><disk type='network' device='disk'><source protocol='gluster' name='{}/vms/web.qcow2'><host name='127.0.0.2' port='24007'/></source><target dev='vda'/></disk></devices></domain>", g.volume);
+    let (_, disks) = lockd::netdisk::from_domain_xml(&xml).unwrap();
+    assert_eq!(disks[0].identity().unwrap(), fuse, "gluster:// and the FUSE path name the file differently");
+    let missing = lockd::netdisk::from_domain_xml(&xml.replace("web.qcow2", "absent.qcow2")).unwrap().1;
+    let err = missing[0].identity().unwrap_err().to_string();
+    assert!(err.contains("vda") && err.contains("looking up the file"), "{err}");
+    drop(g);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// What `gluster volume info` says the volume id is, to check the mount's own view.
 fn gluster_volume_id(_mount: &Path) -> String {
     let out = std::process::Command::new("gluster").args(["--mode=script", "volume", "info", "hltest"]).output().unwrap();

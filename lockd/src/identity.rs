@@ -267,7 +267,7 @@ fn fs_identity(path: &Path, canonical: &Path, meta: &std::fs::Metadata) -> Resul
             .ok_or_else(|| format!("CephFS source {:?} names neither a cluster fsid nor monitors", mount.source)),
         t if ON_DISK_INODES.contains(&t) => disk_filesystem(path, canonical, mount, subvol)?,
         // No other host sees these: this machine's instance of the filesystem will do.
-        "tmpfs" | "ramfs" => Ok(format!("local:{}:dev:{}:{}", format_uuid(&crate::delta_lease::machine_id()), dev.0, dev.1)),
+        "tmpfs" | "ramfs" => Ok(format!("local:{}:dev:{}:{}", machine_uuid(), dev.0, dev.1)),
         t => Err(format!("{t} is not known to keep inode numbers across mounts and hosts")),
     };
     match fs {
@@ -399,6 +399,11 @@ fn by_uuid(dev: (u32, u32)) -> Option<String> {
         let name = entry.file_name().to_str()?.to_ascii_lowercase();
         (meta.file_type().is_block_device() && (libc::major(meta.rdev()), libc::minor(meta.rdev())) == dev && name.bytes().any(|b| b != b'0' && b != b'-')).then_some(name)
     })
+}
+
+/// This machine's id (/etc/machine-id), as a UUID: names what only this host reaches.
+pub fn machine_uuid() -> String {
+    format_uuid(&crate::delta_lease::machine_id())
 }
 
 fn format_uuid(bytes: &[u8]) -> String {
