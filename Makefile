@@ -53,7 +53,7 @@ EXAMPLES := examples/highlanderd.conf examples/qemu-highlander.conf examples/qem
 all: build
 
 build:
-	$(CARGO) build --release -p lockd -p highlander-plugin
+	$(CARGO) build --release
 
 check:
 	bash scripts/test.sh

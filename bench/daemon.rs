@@ -17,8 +17,7 @@
 //! both in one profile (`cargo build --release --workspace --bins`).
 //! Prints figures; not a timed test.
 
-#[path = "../tests/support/daemon_harness.rs"]
-mod harness;
+use testkit::daemon_harness as harness;
 mod sanlock;
 
 use std::ffi::c_int;
@@ -30,8 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harness::*;
-use lockd::daemon::protocol::{Action, Inquire, LeasesResult, Request, Resource};
-use lockd::Mode;
+use proto::protocol::{Action, Inquire, LeasesResult, Request, Resource};
+use engine::Mode;
 
 struct Args {
     guests: usize,
@@ -113,8 +112,8 @@ fn measure_ours(a: &Args, dir: &Path) -> Figures {
     let mut rt = Vec::new();
     for _ in 0..300 {
         let t = Instant::now();
-        let _: LeasesResult = c.call(&Request::Acquire(lockd::daemon::protocol::Acquire { pid: g.pid(), resources: res.clone(), state: None, action: None })).unwrap();
-        let _: LeasesResult = c.call(&Request::Release(lockd::daemon::protocol::Release { pid: g.pid(), resources: None })).unwrap();
+        let _: LeasesResult = c.call(&Request::Acquire(proto::protocol::Acquire { pid: g.pid(), resources: res.clone(), state: None, action: None })).unwrap();
+        let _: LeasesResult = c.call(&Request::Release(proto::protocol::Release { pid: g.pid(), resources: None })).unwrap();
         rt.push(t.elapsed());
     }
     let round_trip = summary("acquire+release round trip", rt);
@@ -141,7 +140,7 @@ fn measure_ours(a: &Args, dir: &Path) -> Figures {
                     let mut reg = register(pids[i], &format!("vm{i}"), Action::Default);
                     reg.resources = (0..2).map(|k| Resource::path(dir.join(format!("vm{}.img", 2 * i + k)).display().to_string(), Mode::Exclusive)).collect();
                     let t = Instant::now();
-                    let mut c = lockd::daemon::client::Client::connect(&socket).unwrap();
+                    let mut c = proto::client::Client::connect(&socket).unwrap();
                     let r: LeasesResult = c.call(&Request::Register(reg)).unwrap();
                     lat.push(t.elapsed());
                     assert_eq!(r.leases.len(), 2);

@@ -11,9 +11,9 @@ mod sanlock;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lockd::clock::Mono;
-use lockd::timing::DEFAULT_IO_TIMEOUT;
-use lockd::{AcquireRequest, Holder, InitOptions, JoinOptions, Lockspace, Mode};
+use engine::clock::Mono;
+use engine::timing::DEFAULT_IO_TIMEOUT;
+use engine::{AcquireRequest, Holder, InitOptions, JoinOptions, Lockspace, Mode};
 
 const MAX_HOSTS: u32 = 64;
 
@@ -93,7 +93,7 @@ fn measure_ours(dir: &Path, iterations: usize) -> Ours {
     opts.max_hosts = MAX_HOSTS;
     opts.resource_slots = 16;
     opts.io_timeout = DEFAULT_IO_TIMEOUT;
-    let header = lockd::init::init(&path, &opts).expect("init lockspace");
+    let header = engine::init::init(&path, &opts).expect("init lockspace");
 
     // Join after a clean leave, at the default io_timeout.
     Lockspace::join(JoinOptions::new(&path, 1, "bench-host")).expect("first join").leave().expect("leave");
@@ -125,7 +125,7 @@ fn measure_ours(dir: &Path, iterations: usize) -> Ours {
     // Renewal I/O: an idle host on a fast-ticking lockspace, over many intervals.
     let fast = fresh(dir, "highlander-renewal.lockspace");
     opts.io_timeout = Duration::from_millis(50);
-    lockd::init::init(&fast, &opts).expect("init lockspace");
+    engine::init::init(&fast, &opts).expect("init lockspace");
     let ls = Lockspace::join(JoinOptions::new(&fast, 1, "bench-host")).expect("join");
     let (r0, w0) = ls.io_counts();
     let t0 = Mono::now();

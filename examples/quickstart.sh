@@ -27,7 +27,7 @@ step "installing missing packages (libvirt, QEMU, libclang; nothing if present)"
 bash scripts/setup.sh
 
 step "building highlanderd, highlander and highlander.so (release; a few minutes the first time)"
-cargo build --release -p lockd -p highlander-plugin --quiet
+cargo build --release --quiet
 
 export HL_BIN=$PWD/target/release HL_STATE=$PWD/target/quickstart
 . tests/libvirt/lib.sh

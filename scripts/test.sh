@@ -8,5 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --workspace --all-targets
+# Lints, among them: every unsafe block carries a `// SAFETY:` comment.
+cargo clippy --workspace --all-targets --quiet
 cargo test --workspace -- --test-threads="${HL_TEST_THREADS:-2}"
 bash scripts/check-install.sh

@@ -2,8 +2,7 @@
 //! processes as guests, the real socket protocol and CLI.
 //! Binaries come from `cargo build --workspace --all-targets`.
 
-#[path = "support/daemon_harness.rs"]
-mod harness;
+use testkit::daemon_harness as harness;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -12,13 +11,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::*;
-use lockd::clock::Mono;
-use lockd::daemon::client::ClientError;
-use lockd::timing::Timeouts;
-use lockd::daemon::protocol::{Acquire, Action, Code, Inquire, LeasesResult, Register, Release, Request, Resource, Status, WhoResult};
-use lockd::Mode;
+use engine::clock::Mono;
+use proto::client::ClientError;
+use engine::timing::Timeouts;
+use proto::protocol::{Acquire, Action, Code, Inquire, LeasesResult, Register, Release, Request, Resource, Status, WhoResult};
+use engine::Mode;
 
-fn refused(r: Result<LeasesResult, ClientError>) -> lockd::daemon::protocol::WireError {
+fn refused(r: Result<LeasesResult, ClientError>) -> proto::protocol::WireError {
     match r {
         Err(ClientError::Refused(e)) => e,
         other => panic!("expected a refusal, got {other:?}"),
@@ -44,7 +43,7 @@ struct TwoHosts {
     ga: GuestProc,
     gb: GuestProc,
     /// The registering connections, kept open as libvirt leaves them.
-    _handles: (lockd::daemon::client::Client, lockd::daemon::client::Client),
+    _handles: (proto::client::Client, proto::client::Client),
 }
 
 /// A fresh directory holding a fresh lockspace file `ls`.
@@ -89,7 +88,7 @@ fn register_acquire_inquire_release_status_who() {
     // Another guest on the same host: refused locally, naming the holder.
     let e = refused(a.acquire(g2.pid(), &[(&d1, Mode::Exclusive)], None));
     assert_eq!(e.code, Code::Busy);
-    for want in ["vm1", "host-1", &lockd::identity::of_path(d1.as_ref()).unwrap(), &uuid_for("vm1"), "since"] {
+    for want in ["vm1", "host-1", &identity::of_path(d1.as_ref()).unwrap(), &uuid_for("vm1"), "since"] {
         assert!(e.message.contains(want), "{want:?} missing from {}", e.message);
     }
     // All-or-nothing: the shared disk in the same request is not taken.
@@ -312,7 +311,7 @@ fn malformed_oversized_and_unknown_requests_get_typed_errors() {
     let (dir, ls) = fresh_lockspace("malformed", 300, 16);
     let a = Host::start(&dir, &ls, 1, "");
     let mut c = a.client();
-    let code = |c: &mut lockd::daemon::client::Client, line: &[u8]| c.call_raw(line).unwrap().error.unwrap().code;
+    let code = |c: &mut proto::client::Client, line: &[u8]| c.call_raw(line).unwrap().error.unwrap().code;
     assert_eq!(code(&mut c, b"{not json"), Code::BadRequest);
     assert_eq!(code(&mut c, br#"{"v":1,"op":"frobnicate"}"#), Code::UnknownOp);
     assert_eq!(code(&mut c, br#"{"v":9,"op":"status"}"#), Code::UnsupportedVersion);
@@ -328,7 +327,7 @@ fn malformed_oversized_and_unknown_requests_get_typed_errors() {
     let _ = raw.write_all(&big);
     let mut line = String::new();
     BufReader::new(&raw).read_line(&mut line).unwrap();
-    let resp: lockd::daemon::protocol::Response = serde_json::from_str(&line).unwrap();
+    let resp: proto::protocol::Response = serde_json::from_str(&line).unwrap();
     assert_eq!(resp.error.unwrap().code, Code::TooLarge);
     let mut rest = String::new();
     assert_eq!(BufReader::new(&raw).read_line(&mut rest).unwrap_or(0), 0, "connection should be closed");
@@ -358,7 +357,7 @@ fn bad_configuration_stops_start_up_naming_key_and_line() {
     let out = Command::new(bin("highlanderd")).arg("--config").arg(&conf).arg("--check").output().unwrap();
     assert!(out.status.success());
     // examples/highlanderd.conf parses.
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/highlanderd.conf");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/highlanderd.conf");
     let out = Command::new(bin("highlanderd")).arg("--config").arg(&example).arg("--check").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -386,7 +385,7 @@ fn a_failed_release_is_retried_until_another_host_can_take_the_disk() {
     fail_the_release_of(&a, &mut ga, || {
         // While storage fails, the admin sees why the disk is still taken.
         let pending = a.status().pending_releases;
-        let identity = lockd::identity::of_path(std::path::Path::new(&d)).unwrap();
+        let identity = identity::of_path(std::path::Path::new(&d)).unwrap();
         assert!(pending.len() == 1 && pending[0].identity == identity, "{pending:?}");
         let text = String::from_utf8(cli(&["status", "--socket", a.socket.to_str().unwrap()]).stdout).unwrap();
         assert!(text.contains("being retried") && text.contains(&identity), "{text}");
@@ -420,7 +419,7 @@ fn a_local_acquire_completes_a_pending_release_first() {
     });
     assert!(r.leases[0].lver > first, "vm2 got the old lease version {} back", r.leases[0].lver);
     wait_for("the pending release to be settled", Duration::from_secs(5), || a.log_text().contains("retry succeeded").then_some(()));
-    let who: WhoResult = a.try_call(&Request::Who(lockd::daemon::protocol::WhoResource { path: Some(d.clone()), identity: None, lockspace: None })).unwrap();
+    let who: WhoResult = a.try_call(&Request::Who(proto::protocol::WhoResource { path: Some(d.clone()), identity: None, lockspace: None })).unwrap();
     assert!(who.held && who.owner_id == 1 && who.guest == "vm2" && who.lver == r.leases[0].lver, "{who:?}");
     assert_eq!(refused(b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None)).code, Code::Busy);
 }
@@ -437,14 +436,14 @@ fn a_lease_won_but_never_saved_is_released_when_the_daemon_resumes() {
     // host 1's daemon dead, carry on its host lease (same generation) in this
     // process, win a lease, and stop without telling the daemon.
     a.kill();
-    let mut join = lockd::JoinOptions::new(dir.join("ls"), 1, "host-1");
+    let mut join = engine::JoinOptions::new(dir.join("ls"), 1, "host-1");
     join.state_dir = Some(a.state_dir());
     join.require_resume = true;
-    let crashed = lockd::Lockspace::join(join).unwrap();
+    let crashed = engine::Lockspace::join(join).unwrap();
     assert_eq!(crashed.generation(), generation);
-    let identity = lockd::identity::of_path(orphan.as_ref()).unwrap();
-    let holder = lockd::Holder { uuid: [7; 16], name: "vm-lost".into() };
-    crashed.acquire(&lockd::AcquireRequest { identity: identity.clone(), mode: Mode::Exclusive, holder, expect_lver: None }).unwrap();
+    let identity = identity::of_path(orphan.as_ref()).unwrap();
+    let holder = engine::Holder { uuid: [7; 16], name: "vm-lost".into() };
+    crashed.acquire(&engine::AcquireRequest { identity: identity.clone(), mode: Mode::Exclusive, holder, expect_lver: None }).unwrap();
     crashed.stop();
     assert_eq!(refused(b.acquire(gb.pid(), &[(&orphan, Mode::Exclusive)], None)).code, Code::Busy);
 
@@ -462,7 +461,7 @@ fn a_lease_won_but_never_saved_is_released_when_the_daemon_resumes() {
 
 /// Host `h`'s saved resume state: when its last successful renewal started.
 fn last_renewal(h: &Host) -> Mono {
-    lockd::lockspace::saved_renewal(&lockd::lockspace::resume_file(&h.state_dir(), "default")).expect("resume state").2
+    engine::lockspace::saved_renewal(&engine::lockspace::resume_file(&h.state_dir(), "default")).expect("resume state").2
 }
 
 #[test]
@@ -720,8 +719,8 @@ fn a_daemon_whose_slot_is_overwritten_fences_at_once_and_says_why() {
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&ls).unwrap();
     let mut raw = [0u8; 512];
     file.read_exact_at(&mut raw, 512).unwrap();
-    let mine = lockd::format::HostSlot::decode(&raw).unwrap().unwrap();
-    let intruder = lockd::format::HostSlot { generation: mine.generation + 1, nonce: [7; 16], machine_id: [9; 16], host_name: "intruder".into(), ..mine };
+    let mine = engine::format::HostSlot::decode(&raw).unwrap().unwrap();
+    let intruder = engine::format::HostSlot { generation: mine.generation + 1, nonce: [7; 16], machine_id: [9; 16], host_name: "intruder".into(), ..mine };
     file.write_all_at(&intruder.encode(), 512).unwrap();
     file.sync_data().unwrap();
     let written = Mono::now();

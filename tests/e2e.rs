@@ -3,8 +3,7 @@
 //! Never skipped: without root, libvirtd or QEMU they fail and say how to
 //! fix it (scripts/setup.sh installs them).
 
-#[path = "support/gluster.rs"]
-mod gluster;
+use testkit::gluster;
 
 use std::path::Path;
 use std::process::Command;
@@ -14,7 +13,8 @@ fn run_script(script: &str) {
 }
 
 fn run_script_with(script: &str, env: &[(&str, &str)]) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // This package is tests/ of the workspace.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root");
     let bin = root.join("target/debug");
     for needed in ["highlanderd", "highlander", "libhighlander.so"] {
         assert!(bin.join(needed).exists(), "{} missing: build first with `cargo build --workspace --all-targets`", bin.join(needed).display());

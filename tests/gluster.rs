@@ -3,15 +3,14 @@
 //! one identity per file on every mount, lockspaces refused on unsafe
 //! volume options, and leases through brick failures.
 
-#[path = "support/gluster.rs"]
-mod gluster;
+use testkit::gluster;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gluster::Gluster;
-use lockd::clock::Mono;
-use lockd::{AcquireRequest, Health, Holder, JoinOptions, Lockspace, Mode};
+use engine::clock::Mono;
+use engine::{AcquireRequest, Health, Holder, JoinOptions, Lockspace, Mode};
 
 fn scratch(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gluster-{name}-{}", std::process::id()))
@@ -38,16 +37,16 @@ fn a_file_has_one_identity_through_every_mount_path_subdirectory_and_rename() {
     std::fs::write(dir.join("a/vms/other.img"), b"other").unwrap();
     g.mount(Some("vms"), &dir.join("sub"));
 
-    let id = lockd::identity::of_path(&dir.join("a/vms/disk.img")).unwrap();
+    let id = identity::of_path(&dir.join("a/vms/disk.img")).unwrap();
     let volume_id = gluster_volume_id(&dir.join("a"));
     assert!(id.starts_with(&format!("gluster:{volume_id}:gfid:")), "{id}");
-    assert_eq!(lockd::identity::of_path(&dir.join("b/vms/disk.img")).unwrap(), id, "second mount path");
-    assert_eq!(lockd::identity::of_path(&dir.join("sub/disk.img")).unwrap(), id, "subdirectory mount");
+    assert_eq!(identity::of_path(&dir.join("b/vms/disk.img")).unwrap(), id, "second mount path");
+    assert_eq!(identity::of_path(&dir.join("sub/disk.img")).unwrap(), id, "subdirectory mount");
     std::os::unix::fs::symlink(dir.join("b/vms/disk.img"), dir.join("link.img")).unwrap();
-    assert_eq!(lockd::identity::of_path(&dir.join("link.img")).unwrap(), id, "symlink from outside the volume");
+    assert_eq!(identity::of_path(&dir.join("link.img")).unwrap(), id, "symlink from outside the volume");
     std::fs::rename(dir.join("a/vms/disk.img"), dir.join("a/vms/renamed.img")).unwrap();
-    assert_eq!(lockd::identity::of_path(&dir.join("sub/renamed.img")).unwrap(), id, "renamed");
-    assert_ne!(lockd::identity::of_path(&dir.join("b/vms/other.img")).unwrap(), id, "another file");
+    assert_eq!(identity::of_path(&dir.join("sub/renamed.img")).unwrap(), id, "renamed");
+    assert_ne!(identity::of_path(&dir.join("b/vms/other.img")).unwrap(), id, "another file");
     drop(g);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -57,11 +56,11 @@ fn a_gluster_url_disk_and_the_fuse_path_of_the_same_file_are_one_disk() {
     let (g, dir) = bed("gfapi");
     std::fs::create_dir(dir.join("a/vms")).unwrap();
     std::fs::write(dir.join("a/vms/web.qcow2"), b"guest").unwrap();
-    let fuse = lockd::identity::of_path(&dir.join("b/vms/web.qcow2")).unwrap();
+    let fuse = identity::of_path(&dir.join("b/vms/web.qcow2")).unwrap();
     let xml = format!("<domain><uuid>9e0beccb-857a-4154-8251-5df7cefef52a</uuid><devices><disk type='network' device='disk'><source protocol='gluster' name='{}/vms/web.qcow2'><host name='127.0.0.2' port='24007'/></source><target dev='vda'/></disk></devices></domain>", g.volume);
-    let (_, disks) = lockd::netdisk::from_domain_xml(&xml).unwrap();
+    let (_, disks) = identity::netdisk::from_domain_xml(&xml).unwrap();
     assert_eq!(disks[0].identity().unwrap(), fuse, "gluster:// and the FUSE path name the file differently");
-    let missing = lockd::netdisk::from_domain_xml(&xml.replace("web.qcow2", "absent.qcow2")).unwrap().1;
+    let missing = identity::netdisk::from_domain_xml(&xml.replace("web.qcow2", "absent.qcow2")).unwrap().1;
     let err = missing[0].identity().unwrap_err().to_string();
     assert!(err.contains("vda") && err.contains("looking up the file"), "{err}");
     drop(g);
@@ -76,11 +75,11 @@ fn gluster_volume_id(_mount: &Path) -> String {
 }
 
 fn init(path: &Path, io_timeout: Duration) {
-    let mut o = lockd::InitOptions::new("gl");
+    let mut o = engine::InitOptions::new("gl");
     o.max_hosts = 4;
     o.resource_slots = 4;
     o.io_timeout = io_timeout;
-    lockd::init::init(path, &o).unwrap();
+    engine::init::init(path, &o).unwrap();
 }
 
 #[test]
@@ -125,8 +124,8 @@ fn a_lockspace_is_joined_only_once_the_volume_options_are_safe() {
 fn stale_reads(dir: &Path, name: &str, rounds: u32) -> u32 {
     let a = dir.join("a").join(name);
     std::fs::write(&a, vec![0u8; 8192]).unwrap();
-    let writer = lockd::storage::Storage::open(&a, true, Some(512)).unwrap().configured(Duration::from_secs(10), None, 1);
-    let reader = lockd::storage::Storage::open(&dir.join("b").join(name), false, Some(512)).unwrap().configured(Duration::from_secs(10), None, 0);
+    let writer = engine::storage::Storage::open(&a, true, Some(512)).unwrap().configured(Duration::from_secs(10), None, 1);
+    let reader = engine::storage::Storage::open(&dir.join("b").join(name), false, Some(512)).unwrap().configured(Duration::from_secs(10), None, 0);
     let mut stale = 0;
     for round in 0..rounds {
         let mut sector = vec![0u8; 512];
@@ -162,7 +161,7 @@ fn reads_across_mounts_are_stale_on_default_options_and_fresh_on_group_virt() {
 fn join(opts: JoinOptions) -> Lockspace {
     for _ in 0..5 {
         match Lockspace::join(opts.clone()) {
-            Err(lockd::Error::JoinUnconfirmed { .. }) => continue,
+            Err(engine::Error::JoinUnconfirmed { .. }) => continue,
             other => return other.unwrap_or_else(|e| panic!("join {}: {e}", opts.path.display())),
         }
     }
@@ -191,7 +190,7 @@ fn one_brick_down_keeps_leases_and_two_down_fence_before_a_peer_takes_over() {
     group_virt(&g);
     let io = Duration::from_secs(1);
     init(&dir.join("a/lockspace"), io);
-    let t = lockd::timing::Timeouts::new(io).unwrap();
+    let t = engine::timing::Timeouts::new(io).unwrap();
     let a = join(JoinOptions::new(dir.join("a/lockspace"), 1, "gl-a"));
     let b = join(JoinOptions::new(dir.join("b/lockspace"), 2, "gl-b"));
     let lease = a.acquire(&exclusive("disk-1")).unwrap();

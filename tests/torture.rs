@@ -11,12 +11,9 @@
 //! HL_TORTURE_SECS (default 60) sets the length of the fault phase,
 //! HL_TORTURE_SEED replays a run (the seed is printed first).
 
-#[path = "support/rng.rs"]
-mod rng;
-#[path = "support/witness.rs"]
-mod witness;
-#[path = "support/gluster.rs"]
-mod gluster;
+use testkit::rng;
+use testkit::witness;
+use testkit::gluster;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -24,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lockd::clock::Mono;
-use lockd::timing::Timeouts;
-use lockd::{InitOptions, Mode};
+use engine::clock::Mono;
+use engine::timing::Timeouts;
+use engine::{InitOptions, Mode};
 use rng::Rng;
 use witness::{Event, Kind};
 
@@ -317,7 +314,7 @@ fn init_torture_lockspace(path: &Path, io_timeout: Duration) {
     opts.max_hosts = 16;
     opts.resource_slots = 8;
     opts.io_timeout = io_timeout;
-    lockd::init::init(path, &opts).unwrap();
+    engine::init::init(path, &opts).unwrap();
 }
 
 #[test]
@@ -354,7 +351,7 @@ fn torture_on_glusterfs() {
 /// Runs the fleet on `lockspaces` (one lockspace, by one or more paths),
 /// its witness files in `dir`, and checks the history.
 fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs: u64) {
-    let seed = env_u64("HL_TORTURE_SEED").unwrap_or_else(|| u64::from_le_bytes(lockd::delta_lease::random_bytes()[..8].try_into().unwrap()));
+    let seed = env_u64("HL_TORTURE_SEED").unwrap_or_else(|| u64::from_le_bytes(engine::delta_lease::random_bytes()[..8].try_into().unwrap()));
     println!("torture: HL_TORTURE_SEED={seed} {secs} s, {HOSTS} hosts + {TWINS} twins sharing host ids 1..={TWINS}, {RESOURCES} resources, io_timeout {io_timeout:?}, lockspace {lockspaces:?}");
     let t = Timeouts::new(io_timeout).unwrap();
     let delay_max = t.io_timeout * 3 / 2;
@@ -465,21 +462,21 @@ fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs:
 
 // Deterministic replays of the engine bugs this test found.
 
-fn two_hosts(name: &str, fault: Option<std::sync::Arc<dyn lockd::storage::FaultHook>>) -> (PathBuf, lockd::Lockspace, lockd::Lockspace) {
+fn two_hosts(name: &str, fault: Option<std::sync::Arc<dyn engine::storage::FaultHook>>) -> (PathBuf, engine::Lockspace, engine::Lockspace) {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("torture-{name}-{}.lockspace", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let mut opts = InitOptions::new("replay");
     opts.max_hosts = 4;
     opts.resource_slots = 4;
     opts.io_timeout = IO_TIMEOUT;
-    lockd::init::init(&path, &opts).unwrap();
-    let mut a = lockd::JoinOptions::new(&path, 1, "host-a");
+    engine::init::init(&path, &opts).unwrap();
+    let mut a = engine::JoinOptions::new(&path, 1, "host-a");
     a.fault = fault;
-    (path.clone(), lockd::Lockspace::join(a).unwrap(), lockd::Lockspace::join(lockd::JoinOptions::new(&path, 2, "host-b")).unwrap())
+    (path.clone(), engine::Lockspace::join(a).unwrap(), engine::Lockspace::join(engine::JoinOptions::new(&path, 2, "host-b")).unwrap())
 }
 
-fn exclusive(identity: &str) -> lockd::AcquireRequest {
-    lockd::AcquireRequest { identity: identity.into(), mode: Mode::Exclusive, holder: lockd::Holder { uuid: [9; 16], name: "vm".into() }, expect_lver: None }
+fn exclusive(identity: &str) -> engine::AcquireRequest {
+    engine::AcquireRequest { identity: identity.into(), mode: Mode::Exclusive, holder: engine::Holder { uuid: [9; 16], name: "vm".into() }, expect_lver: None }
 }
 
 /// A's commit of version 1 lands late (as after a SIGSTOP), over version 2:
@@ -502,7 +499,7 @@ fn a_late_leader_write_cannot_hand_out_an_old_version() {
     file.sync_data().unwrap();
     // A finds B's version 2 in the dblocks and repairs the leader to it
     // (B's release was overwritten, so B is the holder again).
-    assert!(matches!(a.acquire(&exclusive(disk)), Err(lockd::Error::Busy(_))));
+    assert!(matches!(a.acquire(&exclusive(disk)), Err(engine::Error::Busy(_))));
     let lb = b.acquire(&exclusive(disk)).unwrap();
     assert_eq!(lb.lver, 2);
     b.release(&lb).unwrap();
@@ -513,12 +510,12 @@ fn a_late_leader_write_cannot_hand_out_an_old_version() {
 /// Fails writes to one sector while armed.
 struct FailSector(std::sync::atomic::AtomicU64);
 
-impl lockd::storage::FaultHook for FailSector {
-    fn on_io(&self, op: lockd::error::IoOp, sector: u64, _count: u64) -> lockd::storage::Fault {
-        if op == lockd::error::IoOp::Write && sector == self.0.load(std::sync::atomic::Ordering::Relaxed) {
-            lockd::storage::Fault::Fail
+impl engine::storage::FaultHook for FailSector {
+    fn on_io(&self, op: engine::error::IoOp, sector: u64, _count: u64) -> engine::storage::Fault {
+        if op == engine::error::IoOp::Write && sector == self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            engine::storage::Fault::Fail
         } else {
-            lockd::storage::Fault::Proceed
+            engine::storage::Fault::Proceed
         }
     }
 }
@@ -536,7 +533,7 @@ fn a_release_recorded_only_in_the_dblock_is_final() {
     hook.0.store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
     let again = a.acquire(&exclusive(disk)).unwrap();
     assert_eq!(again.lver, 2, "re-acquire after release must win a new version");
-    assert!(matches!(b.acquire(&exclusive(disk)), Err(lockd::Error::Busy(_))));
+    assert!(matches!(b.acquire(&exclusive(disk)), Err(engine::Error::Busy(_))));
     let _ = std::fs::remove_file(&path);
 }
 
@@ -548,13 +545,13 @@ struct LateAndFailed {
     hold: Duration,
 }
 
-impl lockd::storage::FaultHook for LateAndFailed {
-    fn on_io(&self, op: lockd::error::IoOp, sector: u64, _count: u64) -> lockd::storage::Fault {
+impl engine::storage::FaultHook for LateAndFailed {
+    fn on_io(&self, op: engine::error::IoOp, sector: u64, _count: u64) -> engine::storage::Fault {
         use std::sync::atomic::Ordering::Relaxed;
         match op {
-            lockd::error::IoOp::Write if sector == self.late.load(Relaxed) => lockd::storage::Fault::Delay(self.hold),
-            lockd::error::IoOp::Write if sector == self.failed.load(Relaxed) => lockd::storage::Fault::Fail,
-            _ => lockd::storage::Fault::Proceed,
+            engine::error::IoOp::Write if sector == self.late.load(Relaxed) => engine::storage::Fault::Delay(self.hold),
+            engine::error::IoOp::Write if sector == self.failed.load(Relaxed) => engine::storage::Fault::Fail,
+            _ => engine::storage::Fault::Proceed,
         }
     }
 }
@@ -576,11 +573,11 @@ fn a_release_still_in_flight_is_not_taken_for_a_hold() {
     let leader = a.header().layout().resource_base(la.slot);
     hook.late.store(leader, Relaxed);
     hook.failed.store(a.header().layout().dblock(la.slot, a.host_id()), Relaxed);
-    assert!(matches!(a.release(&la), Err(lockd::Error::IoTimeout { .. })));
+    assert!(matches!(a.release(&la), Err(engine::Error::IoTimeout { .. })));
     hook.late.store(u64::MAX, Relaxed);
     hook.failed.store(u64::MAX, Relaxed);
     match a.acquire(&exclusive(disk)) {
-        Err(lockd::Error::IoOutstanding { .. }) => {}
+        Err(engine::Error::IoOutstanding { .. }) => {}
         other => panic!("acquire while our release is in flight: {other:?}"),
     }
     // Once the late release has landed, the lease is free for anyone, at the next version.
@@ -588,12 +585,12 @@ fn a_release_still_in_flight_is_not_taken_for_a_hold() {
     let lb = loop {
         match b.acquire(&exclusive(disk)) {
             Ok(l) => break l,
-            Err(lockd::Error::Busy(_)) if Instant::now() < deadline => std::thread::sleep(t.renew_interval / 4),
+            Err(engine::Error::Busy(_)) if Instant::now() < deadline => std::thread::sleep(t.renew_interval / 4),
             Err(e) => panic!("{e}"),
         }
     };
     assert_eq!(lb.lver, 2);
-    assert!(matches!(a.acquire(&exclusive(disk)), Err(lockd::Error::Busy(_))));
+    assert!(matches!(a.acquire(&exclusive(disk)), Err(engine::Error::Busy(_))));
     let _ = std::fs::remove_file(&path);
 }
 

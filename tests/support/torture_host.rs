@@ -13,12 +13,9 @@
 //!   stop                                 release, leave, exit 0
 //! Exit status 2: the engine returned an error no fault explains.
 
-#[path = "rng.rs"]
-mod rng;
+use testkit::rng;
 // Shared with the checker, which also parses what this binary writes.
-#[allow(dead_code)]
-#[path = "witness.rs"]
-mod witness;
+use testkit::witness;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -26,10 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lockd::clock::Mono;
-use lockd::error::{Error, IoOp};
-use lockd::storage::{Fault, FaultHook};
-use lockd::{AcquireRequest, Health, Holder, JoinOptions, Lease, Lockspace, Mode};
+use engine::clock::Mono;
+use engine::error::{Error, IoOp};
+use engine::storage::{Fault, FaultHook};
+use engine::{AcquireRequest, Health, Holder, JoinOptions, Lease, Lockspace, Mode};
 use rng::Rng;
 use witness::{Event, Kind};
 
@@ -117,7 +114,7 @@ impl Host {
     }
 
     /// `predecessor`: our previous lockspace's last write, for a fast rejoin.
-    fn join(&mut self, predecessor: Option<lockd::delta_lease::Incarnation>) -> Option<Lockspace> {
+    fn join(&mut self, predecessor: Option<engine::delta_lease::Incarnation>) -> Option<Lockspace> {
         let mut opts = JoinOptions::new(&self.path, self.id, &self.name);
         opts.fault = Some(self.chaos.clone());
         opts.predecessor = predecessor;

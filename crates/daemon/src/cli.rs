@@ -1,0 +1,48 @@
+//! highlanderd's command line; `highlander generate man highlanderd` renders
+//! its man page from this same definition.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::DEFAULT_PATH;
+
+#[derive(Parser)]
+#[command(
+    name = "highlanderd",
+    version,
+    about = "highlander's per-host lease daemon: keeps libvirt guests' disk leases on shared storage.",
+    long_about = "highlander's per-host lease daemon: keeps libvirt guests' disk leases on shared storage.\n\n\
+                  One highlanderd runs on every host. It joins the lockspaces named in its configuration \
+                  (renewing this host's lease in each), and serves the libvirt lock-driver plugin \
+                  (lock_manager = \"highlander\" in qemu.conf) and the highlander CLI on a Unix socket: \
+                  it acquires, releases and hands over the guests' disk leases, and fences (kills or \
+                  pauses) a guest whose leases can no longer be kept before any other host may take them.",
+    after_help = "Notes:\n\
+                  Runs in the foreground (systemd Type=simple); logs to stderr (journald). RUST_LOG overrides log_level.\n\
+                  SIGTERM/SIGINT: stop. With no leases held it leaves each lockspace cleanly; with leases held it\n\
+                  stops renewing but keeps them, and a restart within the resume window (before fencing would\n\
+                  begin) carries on without touching the guests; left stopped (or if it dies), its fence sentinel,\n\
+                  a process it starts for itself (`highlanderd --fence-sentinel`, in the same cgroup: needs\n\
+                  KillMode=process), applies those guests' lock-failure actions when the window closes.\n\
+                  SIGHUP is ignored: restart to apply a new configuration.\n\n\
+                  Examples:\n  \
+                  highlanderd --check                          # validate /etc/highlander/highlanderd.conf\n  \
+                  highlanderd --config /etc/highlander/highlanderd.conf\n  \
+                  systemctl restart highlanderd                # apply a new configuration; guests and leases are kept\n\n\
+                  Exit codes:\n  0  stopped on request (or --check: the configuration is valid)\n  \
+                  1  could not start, or --check found a mistake (the message names the key, file or lockspace)\n  2  bad command line"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(long, short, value_name = "FILE", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Check the configuration file and exit (it does not touch the lockspaces).
+    #[arg(long)]
+    pub check: bool,
+    /// Internal: the fence sentinel every highlanderd starts for itself
+    /// (instructions on stdin; see crates/daemon/src/sentinel.rs).
+    #[arg(long, hide = true)]
+    pub fence_sentinel: bool,
+}
+

@@ -1,0 +1,70 @@
+//! `highlanderd`: the per-host lease daemon (see daemon).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use daemon::cli::Cli;
+use daemon::config::Config;
+use daemon::Daemon;
+
+/// Blocks the stop signals in every thread (they inherit the mask), so
+/// the main thread can wait for them with sigwait.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it,
+    // pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn main() -> ExitCode {
+    // One malloc arena: every sector I/O runs on a short-lived thread, and
+    // glibc would give each core's worth of them an arena of its own (19 MB
+    // RSS holding 1000 leases, against 8 MB with one). The daemon allocates
+    // little; contention is not a concern.
+    // SAFETY: mallopt only tunes the allocator; called before any thread starts.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    let cli = Cli::parse();
+    if cli.fence_sentinel {
+        return daemon::sentinel::run();
+    }
+    let cfg = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("highlanderd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.check {
+        println!("{}: configuration is valid", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
+    env_logger::Builder::new().filter_level(cfg.log_level).parse_env("RUST_LOG").format_timestamp_millis().init();
+    let signals = block_signals();
+    let daemon = match Daemon::start(cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `signals` is an initialised set; sigwait writes one int.
+        unsafe { libc::sigwait(&signals, &mut sig) };
+        if sig == libc::SIGHUP {
+            log::info!("SIGHUP ignored: restart highlanderd to apply a new configuration (leases are kept across a restart)");
+            continue;
+        }
+        log::info!("signal {sig}: stopping");
+        break;
+    }
+    daemon.shutdown();
+    ExitCode::SUCCESS
+}

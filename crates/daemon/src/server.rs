@@ -1,0 +1,198 @@
+//! The Unix socket: who may connect (SO_PEERCRED: root and the configured
+//! group), bounded request lines, one response per request.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::leases::Peer;
+use proto::protocol::*;
+use crate::{Daemon, StartError};
+
+/// An idle connection that is not a guest's handle is closed after this.
+const IDLE: Duration = Duration::from_secs(300);
+/// How long a refused peer gets to send the request it will be refused.
+const REFUSAL_READ: Duration = Duration::from_secs(1);
+
+pub fn bind(cfg: &Config) -> Result<UnixListener, StartError> {
+    let path = &cfg.socket;
+    let io = |what| {
+        let path = path.clone();
+        move |source| StartError::Io { what, path, source }
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io("cannot create the directory of socket"))?;
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(StartError::AlreadyRunning(path.clone()));
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(io("cannot bind socket"))?;
+    // The peer check below is the real gate; the mode keeps others from
+    // even connecting.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io("cannot set the mode of socket"))?;
+    if let Some((_, gid)) = &cfg.group {
+        std::os::unix::fs::chown(path, Some(0), Some(*gid)).map_err(io("cannot give the configured group socket"))?;
+    }
+    Ok(listener)
+}
+
+pub fn spawn(daemon: Arc<Daemon>, listener: UnixListener) {
+    std::thread::Builder::new().name("hl-accept".into()).spawn(move || accept(&daemon, listener)).expect("spawn accept thread");
+}
+
+fn accept(daemon: &Arc<Daemon>, listener: UnixListener) {
+    for stream in listener.incoming() {
+        if daemon.stopping() {
+            return;
+        }
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("accept on {}: {e}", daemon.cfg.socket.display());
+                continue;
+            }
+        };
+        let d = daemon.clone();
+        let spawned = std::thread::Builder::new().name("hl-conn".into()).spawn(move || {
+            if let Err(e) = serve(&d, stream) {
+                log::debug!("connection closed: {e}");
+            }
+        });
+        if let Err(e) = spawned {
+            log::error!("cannot start a connection thread: {e}");
+        }
+    }
+}
+
+fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED writes one ucred into `cred`; `len` holds its size.
+    let rc = unsafe { libc::getsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Peer { pid: cred.pid as u32, uid: cred.uid, gid: cred.gid })
+}
+
+/// Root, or a member (primary or supplementary) of the configured group.
+fn allowed(cfg: &Config, peer: &Peer) -> bool {
+    if peer.uid == 0 {
+        return true;
+    }
+    let Some((_, gid)) = &cfg.group else { return false };
+    if peer.gid == *gid {
+        return true;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", peer.pid)).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("Groups:")).is_some_and(|groups| groups.split_whitespace().any(|g| g.parse() == Ok(*gid)))
+}
+
+fn send(stream: &mut UnixStream, response: Response) -> std::io::Result<()> {
+    stream.write_all(response.encode().as_bytes())
+}
+
+/// Reads one line of at most MAX_MESSAGE bytes. Ok(None) at EOF; Err(None)
+/// when the line is too long.
+fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>) -> Result<Option<()>, Option<std::io::Error>> {
+    line.clear();
+    loop {
+        let buf = reader.fill_buf().map_err(Some)?;
+        if buf.is_empty() {
+            return Ok((!line.is_empty()).then_some(()));
+        }
+        let (take, end) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        if line.len() + take >= MAX_MESSAGE {
+            return Err(None);
+        }
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(take + usize::from(end));
+        if end {
+            return Ok(Some(()));
+        }
+    }
+}
+
+fn serve(daemon: &Arc<Daemon>, mut stream: UnixStream) -> std::io::Result<()> {
+    let peer = peer_of(&stream)?;
+    let mut reader = BufReader::with_capacity(8192, stream.try_clone()?);
+    let mut line = Vec::new();
+    if !allowed(&daemon.cfg, &peer) {
+        let who = format!("uid {} gid {} pid {}", peer.uid, peer.gid, peer.pid);
+        log::warn!("refused connection from {who}: only root{} may use highlanderd", daemon.cfg.group.as_ref().map(|(g, _)| format!(" and group {g}")).unwrap_or_default());
+        // Take (and ignore) the request first: closing on an unread request
+        // would hand the client EPIPE instead of this answer.
+        stream.set_read_timeout(Some(REFUSAL_READ))?;
+        let _ = read_line(&mut reader, &mut line);
+        let msg = format!("permission denied: {who} is neither root nor in the group allowed by {} (`group`)", daemon.cfg.source.display());
+        return send(&mut stream, Response::err(WireError::new(Code::PermissionDenied, msg)));
+    }
+    stream.set_read_timeout(Some(IDLE))?;
+    loop {
+        match read_line(&mut reader, &mut line) {
+            Ok(None) => return Ok(()),
+            Err(Some(e)) => return Err(e),
+            Err(None) => {
+                let e = WireError::new(Code::TooLarge, format!("request exceeds {MAX_MESSAGE} bytes; closing the connection"));
+                log::warn!("pid {}: oversized request refused", peer.pid);
+                return send(&mut stream, Response::err(e));
+            }
+            Ok(Some(())) => {}
+        }
+        let request = match Request::decode(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("pid {} uid {}: bad request: {}", peer.pid, peer.uid, e.message);
+                send(&mut stream, Response::err(e))?;
+                continue;
+            }
+        };
+        let registering = matches!(request, Request::Register(_));
+        let response = handle(daemon, peer, request);
+        let registered = registering && response.ok;
+        let pid = response.result.as_ref().and_then(|r| r.get("pid")).and_then(Value::as_u64);
+        send(&mut stream, response)?;
+        if let (true, Some(pid)) = (registered, pid) {
+            // Whatever else the client sent is left for the watcher to refuse.
+            if !reader.buffer().is_empty() {
+                let e = WireError::new(Code::Restricted, "this connection registered a guest and is restricted: it accepts no commands; open a new connection");
+                send(&mut stream, Response::err(e))?;
+            }
+            daemon.watcher.restrict(pid as u32, stream);
+            return Ok(());
+        }
+    }
+}
+
+fn handle(daemon: &Daemon, peer: Peer, request: Request) -> Response {
+    let _op = daemon.ops.read();
+    if daemon.stopping() {
+        return Response::err(WireError::new(Code::ShuttingDown, "highlanderd is shutting down; retry when it is back"));
+    }
+    let result = match request {
+        Request::Register(r) => daemon.register(peer, r).map(to_value),
+        Request::Acquire(r) => daemon.acquire(r).map(to_value),
+        Request::Release(r) => daemon.release(r).map(to_value),
+        Request::Inquire(r) => Ok(to_value(daemon.inquire(r))),
+        Request::Status => Ok(to_value(daemon.status())),
+        Request::Who(r) => daemon.who(r).map(to_value),
+    };
+    match result {
+        Ok(v) => Response::ok(v),
+        Err(e) => Response::err(e),
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> Value {
+    serde_json::to_value(v).expect("results serialise")
+}

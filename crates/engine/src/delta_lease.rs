@@ -1,0 +1,494 @@
+//! Host leases ("delta leases", Chockler & Malkhi): joining a host id,
+//! renewing it, leaving it, and judging every other host live or dead.
+//!
+//! A host proves it is alive only by making its slot *change*; observers
+//! time that with their own monotonic clock and never compare clocks across
+//! hosts. The safety argument is in docs/SAFETY.md ("Host leases").
+
+use std::time::Duration;
+
+use crate::clock::{unix_now, Mono};
+use crate::error::{Error, FormatError, Result};
+use crate::format::{Header, HostSlot, RECORD_LEN};
+use crate::storage::Storage;
+use crate::timing::Timeouts;
+
+/// Who this host is: written into its slot, so a peer's slot can be told
+/// apart from our own previous incarnation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostIdentity {
+    pub name: String,
+    pub machine_id: [u8; 16],
+}
+
+impl HostIdentity {
+    /// `name` on this machine (identified by /etc/machine-id).
+    pub fn local(name: &str) -> HostIdentity {
+        HostIdentity { name: name.to_owned(), machine_id: identity::machine_id() }
+    }
+}
+
+
+pub fn random_bytes() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    assert_eq!(n, b.len() as isize, "getrandom failed");
+    b
+}
+
+/// How an observer judges another host's slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Never used, or left cleanly.
+    Free,
+    /// Seen renewing recently.
+    Live,
+    /// Held, but not yet watched long enough to tell; counts as alive.
+    Unknown,
+    /// Not seen renewing for a while; still counts as alive.
+    Failing,
+    /// Not seen renewing for `host_dead`: its leases may be taken.
+    Dead,
+    /// The slot does not decode (torn or overwritten); counts as alive.
+    Corrupt,
+}
+
+/// One slot as an observer sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HostView {
+    pub host_id: u32,
+    pub host_name: String,
+    pub generation: u64,
+    pub state: HostState,
+    /// The holder's wall clock at its last renewal (display only).
+    pub renewed_unix: u64,
+    /// How long ago, by the observer's clock, the slot last changed.
+    pub last_change_ago_ms: Option<u64>,
+}
+
+struct Watch {
+    record: Option<HostSlot>,
+    corrupt: bool,
+    last_change: Mono,
+    changes_seen: bool,
+    /// Start of the latest read that found the slot unchanged.
+    quiet_read_start: Option<Mono>,
+}
+
+/// The observer's memory of every slot, fed by periodic reads of all slots.
+pub struct Peers {
+    timeouts: Timeouts,
+    watches: Vec<Option<Watch>>,
+}
+
+pub type SlotRead = std::result::Result<Option<HostSlot>, FormatError>;
+
+/// A slot that an observation found newly corrupt (to be logged once).
+pub struct NewlyCorrupt {
+    pub host_id: u32,
+    pub error: FormatError,
+}
+
+impl Peers {
+    pub fn new(max_hosts: u32, timeouts: Timeouts) -> Peers {
+        Peers { timeouts, watches: (0..max_hosts).map(|_| None).collect() }
+    }
+
+    /// Records one read of all slots that started at `start` and completed
+    /// at `done`; returns the slots that have just turned corrupt.
+    pub fn observe(&mut self, start: Mono, done: Mono, slots: &[SlotRead]) -> Vec<NewlyCorrupt> {
+        let mut newly_corrupt = Vec::new();
+        for (i, (watch, slot)) in self.watches.iter_mut().zip(slots).enumerate() {
+            if let Err(error) = slot {
+                if !watch.as_ref().is_some_and(|w| w.corrupt) {
+                    newly_corrupt.push(NewlyCorrupt { host_id: i as u32 + 1, error: error.clone() });
+                }
+            }
+            let (record, corrupt) = match slot {
+                Ok(r) => (r.clone(), false),
+                Err(_) => (None, true),
+            };
+            match watch {
+                Some(w) if w.record == record && w.corrupt == corrupt => w.quiet_read_start = Some(start),
+                Some(w) => {
+                    *w = Watch { record, corrupt, last_change: done, changes_seen: true, quiet_read_start: None };
+                }
+                None => {
+                    *watch = Some(Watch { record, corrupt, last_change: done, changes_seen: false, quiet_read_start: None });
+                }
+            }
+        }
+        newly_corrupt
+    }
+
+    /// Host ids come from records that passed a checksum, not from us: an
+    /// id of 0 or beyond max_hosts names no slot.
+    fn watch(&self, host_id: u32) -> Option<&Watch> {
+        self.watches.get((host_id as usize).checked_sub(1)?)?.as_ref()
+    }
+
+    fn host_dead(&self, record: &HostSlot) -> Duration {
+        host_dead_of(&self.timeouts, Some(record))
+    }
+
+    pub fn state(&self, host_id: u32) -> HostState {
+        let Some(w) = self.watch(host_id) else {
+            return HostState::Unknown;
+        };
+        if w.corrupt {
+            return HostState::Corrupt;
+        }
+        let Some(record) = &w.record else { return HostState::Free };
+        if record.free {
+            return HostState::Free;
+        }
+        let dead_after = w.last_change.add(self.host_dead(record));
+        if w.quiet_read_start.is_some_and(|q| q >= dead_after) {
+            return HostState::Dead;
+        }
+        if !w.changes_seen {
+            return HostState::Unknown;
+        }
+        if Mono::now().since(w.last_change) < 3 * self.timeouts.renew_interval {
+            HostState::Live
+        } else {
+            HostState::Failing
+        }
+    }
+
+    /// The slot's current generation, if it is held.
+    pub fn generation(&self, host_id: u32) -> Option<u64> {
+        self.record(host_id).map(|r| r.generation)
+    }
+
+    pub fn record(&self, host_id: u32) -> Option<&HostSlot> {
+        self.watch(host_id)?.record.as_ref()
+    }
+
+    /// True when leases owned by `host_id` at `generation` can no longer be
+    /// in use: the host left, rejoined with a newer generation, or is dead.
+    pub fn owner_gone(&self, host_id: u32, generation: u64) -> bool {
+        match self.record(host_id) {
+            Some(r) if r.generation > generation => true,
+            Some(r) if r.generation == generation => r.free || self.state(host_id) == HostState::Dead,
+            // Our view predates that generation's join: it may well be alive.
+            _ => false,
+        }
+    }
+
+    /// When an alive owner could be declared dead at the earliest.
+    pub fn takeover_in(&self, host_id: u32) -> Option<Duration> {
+        let w = self.watch(host_id)?;
+        let record = w.record.as_ref()?;
+        Some(w.last_change.add(self.host_dead(record)).remaining())
+    }
+
+    pub fn views(&self) -> Vec<HostView> {
+        let now = Mono::now();
+        self.watches
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| {
+                // Slots never written are not hosts; corrupt ones are shown.
+                let w = w.as_ref().filter(|w| w.record.is_some() || w.corrupt)?;
+                let host_id = i as u32 + 1;
+                let r = w.record.as_ref();
+                Some(HostView {
+                    host_id,
+                    host_name: r.map(|r| r.host_name.clone()).unwrap_or_default(),
+                    generation: r.map_or(0, |r| r.generation),
+                    state: self.state(host_id),
+                    renewed_unix: r.map_or(0, |r| r.renewed_unix),
+                    last_change_ago_ms: w.changes_seen.then(|| now.since(w.last_change).as_millis() as u64),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Reads every host slot in one I/O.
+pub fn read_all(storage: &Storage, header: &Header) -> Result<Vec<SlotRead>> {
+    let ss = storage.sector_size() as usize;
+    let buf = storage.read(1, header.max_hosts as u64)?;
+    Ok(buf.chunks(ss).map(|s| HostSlot::decode(&s[..RECORD_LEN])).collect())
+}
+
+/// Reads our own slot (decoded, and the raw record). A corrupt one is an
+/// error: we must neither trust it nor overwrite what may be evidence of
+/// another host using our id.
+fn read_own(storage: &Storage, header: &Header, host_id: u32) -> Result<(Option<HostSlot>, [u8; RECORD_LEN])> {
+    let raw = storage.read_record(header.layout().host_slot(host_id))?;
+    Ok((decode_own(storage, header, host_id, &raw)?, raw))
+}
+
+fn decode_own(storage: &Storage, header: &Header, host_id: u32, raw: &[u8; RECORD_LEN]) -> Result<Option<HostSlot>> {
+    let slot = HostSlot::decode(raw).map_err(|e| Error::CorruptOwnSlot { path: storage.path().to_owned(), host_id, source: e })?;
+    if let Some(s) = &slot {
+        check_uuid(storage, header, header.layout().host_slot(host_id), &s.lockspace_uuid)?;
+    }
+    Ok(slot)
+}
+
+pub fn check_uuid(storage: &Storage, header: &Header, sector: u64, found: &[u8; 16]) -> Result<()> {
+    if found != &header.uuid {
+        return Err(Error::Foreign {
+            path: storage.path().to_owned(),
+            sector,
+            found: proto::uuid::format(found),
+            expected: proto::uuid::format(&header.uuid),
+        });
+    }
+    Ok(())
+}
+
+/// A joined host slot and the start of the I/O that made it ours: our host
+/// lease is valid for `lease_expiry` from `valid_from`.
+pub struct Joined {
+    pub slot: HostSlot,
+    pub valid_from: Mono,
+}
+
+/// One write of a host lease, as its writer knows it: the join's
+/// generation and random nonce, and the write's renewal counter. Each
+/// write a process makes has its own counter; nobody else writes our nonce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Incarnation {
+    pub generation: u64,
+    pub nonce: [u8; 16],
+    pub renewal: u64,
+}
+
+impl Incarnation {
+    pub fn of(slot: &HostSlot) -> Incarnation {
+        Incarnation { generation: slot.generation, nonce: slot.nonce, renewal: slot.renewal }
+    }
+
+    /// True when `slot` holds exactly this write.
+    pub fn is(&self, slot: &HostSlot) -> bool {
+        !slot.free && Incarnation::of(slot) == *self
+    }
+}
+
+/// Joins host id `host_id`.
+///
+/// Fast path: the slot was never used, was left cleanly, or holds exactly
+/// the last write `predecessor` (this daemon's previous incarnation, from
+/// its own state) completed within its lease: read, write, wait
+/// `join_delay`, re-read. The read..write span must fit in `join_span`,
+/// which is what makes two concurrent joiners of one id unable to both
+/// succeed. Anything else, including a slot whose owner fields match ours
+/// (a second daemon, a cloned or reinstalled machine look the same), takes
+/// the slow path: watch the slot for `host_dead`; any change means the id
+/// is in use. docs/SAFETY.md ("Joining a host id").
+pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, me: &HostIdentity, predecessor: Option<Incarnation>) -> Result<Joined> {
+    if host_id == 0 || host_id > header.max_hosts {
+        return Err(Error::HostIdOutOfRange { host_id, max_hosts: header.max_hosts, lockspace: header.name.clone() });
+    }
+    let sector = header.layout().host_slot(host_id);
+    let mut may_take_fast = true;
+    for _attempt in 0..3 {
+        let mut start = Mono::now();
+        let (mut seen, raw) = read_own(storage, header, host_id)?;
+        let fast = may_take_fast
+            && match &seen {
+                None => true,
+                Some(s) => s.free || predecessor.is_some_and(|p| p.is(s)),
+            };
+        if !fast {
+            start = wait_until_unchanged(storage, header, timeouts, host_id, &mut seen, &raw)?;
+        }
+        let previous = seen;
+        let slot = HostSlot {
+            free: false,
+            host_id,
+            io_timeout_ms: timeouts.io_timeout.as_millis() as u32,
+            generation: previous.as_ref().map_or(0, |p| p.generation) + 1,
+            renewal: previous.as_ref().map_or(0, |p| p.renewal) + 1,
+            renewed_unix: unix_now(),
+            lockspace_uuid: header.uuid,
+            machine_id: me.machine_id,
+            nonce: random_bytes(),
+            host_name: me.name.clone(),
+        };
+        storage.write_record(sector, &slot.encode())?;
+        if Mono::now().since(start) > timeouts.join_span {
+            // Too slow to rule out a concurrent joiner by timing: the next
+            // attempt must watch the slot for host_dead instead.
+            may_take_fast = false;
+            continue;
+        }
+        std::thread::sleep(timeouts.join_delay);
+        return match read_own(storage, header, host_id)?.0 {
+            Some(now) if now == slot => Ok(Joined { slot, valid_from: start }),
+            Some(other) => Err(busy(header, host_id, Some(&other))),
+            None => Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "our write vanished" }),
+        };
+    }
+    Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "storage too slow for a fast join; the slow path timed out" })
+}
+
+/// The refusal for a host id someone else writes, naming that writer.
+fn busy(header: &Header, host_id: u32, other: Option<&HostSlot>) -> Error {
+    Error::HostIdBusy {
+        host_id,
+        lockspace: header.name.clone(),
+        holder: other.map_or_else(|| "<unreadable slot>".to_owned(), |s| s.host_name.clone()),
+        machine_id: other.map_or_else(String::new, |s| hex(&s.machine_id)),
+        generation: other.map_or(0, |s| s.generation),
+        same_machine: other.is_some_and(|s| s.machine_id == identity::machine_id()),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Watches a held slot until it has not changed for `host_dead`. Returns the
+/// start of the last (confirming) read; fails if the slot changes.
+fn wait_until_unchanged(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, seen: &mut Option<HostSlot>, raw: &[u8; RECORD_LEN]) -> Result<Mono> {
+    let sector = header.layout().host_slot(host_id);
+    match watch_sector(storage, sector, raw, host_dead_of(timeouts, seen.as_ref()), timeouts.renew_interval)? {
+        Watched::Quiet(start) => Ok(start),
+        Watched::Changed(start, bytes) => match decode_own(storage, header, host_id, &bytes)? {
+            Some(s) if s.free => {
+                *seen = Some(s);
+                Ok(start)
+            }
+            Some(s) => Err(busy(header, host_id, Some(&s))),
+            None => Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "the slot was wiped while we watched it" }),
+        },
+    }
+}
+
+/// How long a slot must stay unchanged before its holder counts as dead:
+/// by its holder's io_timeout when that is longer than ours.
+fn host_dead_of(timeouts: &Timeouts, slot: Option<&HostSlot>) -> Duration {
+    let theirs = slot.and_then(|s| Timeouts::new(Duration::from_millis(s.io_timeout_ms as u64)).ok()).map(|t| t.host_dead);
+    theirs.map_or(timeouts.host_dead, |d| d.max(timeouts.host_dead))
+}
+
+// A short-lived return value: boxing the record would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Watched {
+    /// Unchanged; the start of the read that confirmed it.
+    Quiet(Mono),
+    /// Changed, as seen by the read started at that time.
+    Changed(Mono, [u8; RECORD_LEN]),
+}
+
+/// Re-reads `sector` every `poll` until a read started `quiet` after this
+/// call still finds `first`, or until it changes.
+fn watch_sector(storage: &Storage, sector: u64, first: &[u8; RECORD_LEN], quiet: Duration, poll: Duration) -> Result<Watched> {
+    let quiet_at = Mono::now().add(quiet);
+    loop {
+        std::thread::sleep(quiet_at.remaining().min(poll));
+        let start = Mono::now();
+        let now = storage.read_record(sector)?;
+        if now != *first {
+            return Ok(Watched::Changed(start, now));
+        }
+        if start >= quiet_at {
+            return Ok(Watched::Quiet(start));
+        }
+    }
+}
+
+/// Frees host id `host_id`'s slot whatever it holds (a corrupt record, or
+/// an id to hand to another machine), but only once it has stayed unchanged
+/// for `host_dead`: then no live host is using it. The slot is written FREE
+/// with `highest_generation()` (asked only after the watch, when no new
+/// lease of the id can appear), so every old lease of the id counts as gone
+/// once the id joins again. Returns false when the slot was never written.
+pub fn clear_slot(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, highest_generation: impl FnOnce() -> Result<u64>) -> Result<bool> {
+    if host_id == 0 || host_id > header.max_hosts {
+        return Err(Error::HostIdOutOfRange { host_id, max_hosts: header.max_hosts, lockspace: header.name.clone() });
+    }
+    let sector = header.layout().host_slot(host_id);
+    let raw = storage.read_record(sector)?;
+    if raw == [0; RECORD_LEN] {
+        return Ok(false);
+    }
+    let slot = HostSlot::decode(&raw).ok().flatten();
+    if let Watched::Changed(_, now) = watch_sector(storage, sector, &raw, host_dead_of(timeouts, slot.as_ref()), timeouts.renew_interval)? {
+        return Err(busy(header, host_id, HostSlot::decode(&now).ok().flatten().as_ref()));
+    }
+    let free = HostSlot {
+        free: true,
+        host_id,
+        io_timeout_ms: timeouts.io_timeout.as_millis() as u32,
+        generation: highest_generation()?.max(slot.as_ref().map_or(0, |s| s.generation)),
+        renewal: slot.as_ref().map_or(0, |s| s.renewal) + 1,
+        renewed_unix: unix_now(),
+        lockspace_uuid: header.uuid,
+        machine_id: [0; 16],
+        nonce: random_bytes(),
+        host_name: String::new(),
+    };
+    storage.write_record(sector, &free.encode())?;
+    Ok(true)
+}
+
+/// What a renewal's read found in our own slot.
+#[derive(Debug)]
+pub enum OwnSlot {
+    /// One of our own writes: the host id is still ours.
+    Ours,
+    /// Undecodable. Not from us (sector writes are atomic), so not trusted;
+    /// the renewal rewrites it, and a writer that tore it will find our
+    /// record at its own next renewal.
+    Corrupt(FormatError),
+    /// Another record (another writer with our host id, a `clear-host`, a
+    /// re-format) or none at all: the host id is no longer ours.
+    Taken(Option<HostSlot>),
+}
+
+/// Checks our slot against the writes we may have landed: the last one
+/// known to have landed (`confirmed`) or a later attempt (renewal counter
+/// up to `last_attempt`) that timed out and may have landed since.
+pub fn check_own(found: &SlotRead, confirmed: &HostSlot, last_attempt: u64) -> OwnSlot {
+    match found {
+        Err(e) => OwnSlot::Corrupt(e.clone()),
+        Ok(Some(s))
+            if !s.free
+                && s.generation == confirmed.generation
+                && s.nonce == confirmed.nonce
+                && s.lockspace_uuid == confirmed.lockspace_uuid
+                && (confirmed.renewal..=last_attempt).contains(&s.renewal) =>
+        {
+            OwnSlot::Ours
+        }
+        Ok(other) => OwnSlot::Taken(other.clone()),
+    }
+}
+
+/// Why a slot that is not ours any more was lost, naming what is there now.
+pub fn taken_why(host_id: u32, found: Option<&HostSlot>) -> String {
+    let what = match found {
+        None => "was wiped (all zeros)".to_owned(),
+        Some(s) if s.free => format!("was marked free (generation {}) by someone else: `highlander lockspace clear-host`?", s.generation),
+        Some(s) => format!(
+            "now holds host \"{}\" (machine id {}, generation {}, renewal {}){}",
+            s.host_name,
+            hex(&s.machine_id),
+            s.generation,
+            s.renewal,
+            if s.machine_id == identity::machine_id() { ": a second highlanderd on this machine, or a clone of this machine" } else { "" }
+        ),
+    };
+    format!("another writer uses host id {host_id}: our slot {what}. Host ids must be unique: give every host its own host_id")
+}
+
+/// Writes the next renewal of `current`; returns what was written.
+pub fn renew(storage: &Storage, header: &Header, current: &HostSlot) -> Result<HostSlot> {
+    let next = HostSlot { renewal: current.renewal + 1, renewed_unix: unix_now(), free: false, ..current.clone() };
+    storage.write_record(header.layout().host_slot(current.host_id), &next.encode())?;
+    Ok(next)
+}
+
+/// Clean leave: marks the slot free so the next join needs no wait.
+pub fn leave(storage: &Storage, header: &Header, current: &HostSlot) -> Result<()> {
+    let free = HostSlot { renewal: current.renewal + 1, renewed_unix: unix_now(), free: true, ..current.clone() };
+    storage.write_record(header.layout().host_slot(current.host_id), &free.encode())
+}

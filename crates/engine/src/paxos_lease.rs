@@ -1,0 +1,155 @@
+//! Disk Paxos (Gafni & Lamport) on one resource: a ballot that makes all
+//! hosts agree on the owner of lease version `lver + 1`.
+//!
+//! Each host owns one dblock per resource and only ever writes its own; it
+//! reads everyone's. A ballot is two phases of "write my dblock, read all
+//! dblocks"; a phase aborts when it sees a higher ballot number for the same
+//! lease version, or any dblock already at a later version. If phase 2
+//! completes, the value is chosen: every later ballot for the same version
+//! will choose it too, whatever the timing. docs/SAFETY.md ("Resource
+//! leases") has the argument.
+
+use crate::error::{Error, Result};
+use crate::format::{Dblock, Layout, Leader, LeaseValue, RecordKind, RECORD_LEN};
+use crate::storage::Storage;
+
+/// One read of a whole resource area: its leader and every host's dblock.
+#[derive(Clone, Debug)]
+pub struct ResourceArea {
+    pub leader: Option<Leader>,
+    /// Index 0 is host id 1.
+    pub dblocks: Vec<Dblock>,
+    /// A write of ours to the leader or to our dblock was still in flight
+    /// when the read started: it may land after the read, so what the read
+    /// shows of our own lease may be about to change.
+    pub own_write_in_flight: bool,
+}
+
+/// Where a ballot runs, and as whom.
+pub struct BallotSite<'a> {
+    pub storage: &'a Storage,
+    pub layout: Layout,
+    pub slot: u32,
+    pub host_id: u32,
+    pub lockspace_uuid: [u8; 16],
+}
+
+#[derive(Debug)]
+pub enum BallotOutcome {
+    /// Phase 2 completed: this value is chosen for the lease version.
+    Chosen(LeaseValue),
+    /// Another ballot overtook ours (higher number, or a later version exists).
+    Aborted,
+}
+
+impl BallotSite<'_> {
+    fn corrupt(&self, sector: u64, kind: RecordKind, source: crate::error::FormatError) -> Error {
+        Error::Corrupt { path: self.storage.path().to_owned(), sector, kind, detail: format!(" of resource slot {}", self.slot), source }
+    }
+
+    /// Reads the leader and all dblocks in one I/O.
+    pub fn read_area(&self) -> Result<ResourceArea> {
+        let base = self.layout.resource_base(self.slot);
+        let ss = self.storage.sector_size() as usize;
+        let own_write_in_flight = self.storage.write_in_flight(base) || self.storage.write_in_flight(self.layout.dblock(self.slot, self.host_id));
+        let buf = self.storage.read(base, self.layout.sectors_per_resource())?;
+        let mut sectors = buf.chunks(ss);
+        let leader = Leader::decode(&sectors.next().unwrap()[..RECORD_LEN]).map_err(|e| self.corrupt(base, RecordKind::Leader, e))?;
+        let dblocks = sectors
+            .enumerate()
+            .map(|(i, s)| Dblock::decode(&s[..RECORD_LEN]).map_err(|e| self.corrupt(base + 1 + i as u64, RecordKind::Dblock, e)))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(l) = &leader {
+            self.check_uuid(base, &l.lockspace_uuid)?;
+        }
+        for (i, d) in dblocks.iter().enumerate().filter(|(_, d)| d.lver != 0) {
+            self.check_uuid(base + 1 + i as u64, &d.lockspace_uuid)?;
+        }
+        Ok(ResourceArea { leader, dblocks, own_write_in_flight })
+    }
+
+    /// A record from another lockspace (a copied or overwritten file) is never trusted.
+    fn check_uuid(&self, sector: u64, found: &[u8; 16]) -> Result<()> {
+        if found != &self.lockspace_uuid {
+            return Err(Error::Foreign {
+                path: self.storage.path().to_owned(),
+                sector,
+                found: proto::uuid::format(found),
+                expected: proto::uuid::format(&self.lockspace_uuid),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads only the dblocks.
+    fn read_dblocks(&self) -> Result<Vec<Dblock>> {
+        let first = self.layout.dblock(self.slot, 1);
+        let ss = self.storage.sector_size() as usize;
+        let buf = self.storage.read(first, self.layout.max_hosts)?;
+        buf.chunks(ss)
+            .enumerate()
+            .map(|(i, s)| Dblock::decode(&s[..RECORD_LEN]).map_err(|e| self.corrupt(first + i as u64, RecordKind::Dblock, e)))
+            .collect()
+    }
+
+    pub fn write_dblock(&self, dblock: &Dblock) -> Result<()> {
+        self.storage.write_record(self.layout.dblock(self.slot, self.host_id), &dblock.encode())
+    }
+
+    pub fn write_leader(&self, leader: &Leader) -> Result<()> {
+        self.storage.write_record(self.layout.resource_base(self.slot), &leader.encode())
+    }
+
+    /// Runs one ballot for `lver`, proposing `value` unless an earlier ballot
+    /// for `lver` may already have chosen another. `area` is a recent read of
+    /// the resource; on return `area.dblocks` holds the last phase's read
+    /// (so callers can see shared-mode registrations).
+    pub fn run(&self, lver: u64, value: &LeaseValue, area: &mut ResourceArea) -> Result<BallotOutcome> {
+        let max_hosts = self.layout.max_hosts;
+        let mine = area.dblocks[self.host_id as usize - 1].clone();
+        let highest = area.dblocks.iter().filter(|d| d.lver == lver).map(|d| d.mbal).max().unwrap_or(0);
+        // Ballot numbers are ≡ host_id (mod max_hosts): unique per host.
+        let mbal = (highest / max_hosts + 1) * max_hosts + self.host_id as u64;
+        let same_instance = mine.lver == lver;
+        let mut dblock = Dblock {
+            host_id: self.host_id,
+            released: false,
+            lver,
+            mbal,
+            bal: if same_instance { mine.bal } else { 0 },
+            inp: if same_instance { mine.inp.clone() } else { LeaseValue::default() },
+            lockspace_uuid: self.lockspace_uuid,
+            ..mine
+        };
+
+        // Phase 1: announce mbal, learn any value a previous ballot may have chosen.
+        self.write_dblock(&dblock)?;
+        area.dblocks = self.read_dblocks()?;
+        if self.overtaken(&area.dblocks, lver, mbal) {
+            return Ok(BallotOutcome::Aborted);
+        }
+        let chosen = area
+            .dblocks
+            .iter()
+            .filter(|d| d.lver == lver && d.bal > 0 && !d.inp.is_empty())
+            .max_by_key(|d| d.bal)
+            .map_or_else(|| value.clone(), |d| d.inp.clone());
+
+        // Phase 2: accept the value under mbal.
+        dblock.bal = mbal;
+        dblock.inp = chosen.clone();
+        self.write_dblock(&dblock)?;
+        area.dblocks = self.read_dblocks()?;
+        if self.overtaken(&area.dblocks, lver, mbal) {
+            return Ok(BallotOutcome::Aborted);
+        }
+        Ok(BallotOutcome::Chosen(chosen))
+    }
+
+    fn overtaken(&self, dblocks: &[Dblock], lver: u64, mbal: u64) -> bool {
+        dblocks
+            .iter()
+            .filter(|d| d.host_id != self.host_id)
+            .any(|d| d.lver > lver || (d.lver == lver && d.mbal > mbal))
+    }
+}

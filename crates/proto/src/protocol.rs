@@ -1,0 +1,435 @@
+//! The daemon's wire protocol (docs/PROTOCOL.md): one JSON object per line
+//! each way, every message carries the protocol version `v`, every request
+//! gets exactly one response, a result or a typed error.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Mode;
+
+pub const VERSION: u32 = 1;
+/// Longest request or response line, newline included.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// What to do with a guest whose leases can no longer be kept
+/// (libvirt's `<on_lockfailure>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The daemon's configured `on_lockfailure`.
+    Default,
+    /// SIGKILL the guest process.
+    Poweroff,
+    /// Run the fence helper to pause the guest (libvirt then releases).
+    Pause,
+    /// Run the fence helper to destroy and start the guest again.
+    Restart,
+    /// Log only; the guest keeps running without valid leases.
+    Ignore,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Default => "default",
+            Action::Poweroff => "poweroff",
+            Action::Pause => "pause",
+            Action::Restart => "restart",
+            Action::Ignore => "ignore",
+        })
+    }
+}
+
+impl std::str::FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Action, String> {
+        match s {
+            "poweroff" => Ok(Action::Poweroff),
+            "pause" => Ok(Action::Pause),
+            "restart" => Ok(Action::Restart),
+            "ignore" => Ok(Action::Ignore),
+            _ => Err("must be one of poweroff, pause, restart, ignore".into()),
+        }
+    }
+}
+
+/// One disk in a request: by path (the daemon computes the identity) or by
+/// explicit identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(default = "exclusive")]
+    pub mode: Mode,
+    /// Lockspace name; absent = the first configured lockspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockspace: Option<String>,
+}
+
+impl Resource {
+    /// A disk by path in the default lockspace.
+    pub fn path(path: impl Into<String>, mode: Mode) -> Resource {
+        Resource { path: Some(path.into()), identity: None, mode, lockspace: None }
+    }
+}
+
+fn exclusive() -> Mode {
+    Mode::Exclusive
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Register {
+    /// The guest's pid; absent = the connecting process. Only root may name
+    /// another process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    pub uuid: String,
+    pub name: String,
+    #[serde(default)]
+    pub uri: String,
+    #[serde(default = "default_action")]
+    pub action: Action,
+    /// Acquired atomically with the registration (libvirt's child path).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<Resource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+fn default_action() -> Action {
+    Action::Default
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acquire {
+    pub pid: u32,
+    pub resources: Vec<Resource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Replaces the guest's lock-failure action when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    pub pid: u32,
+    /// Absent = every lease of the guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Vec<Resource>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inquire {
+    pub pid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhoResource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockspace: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Register(Register),
+    Acquire(Acquire),
+    Release(Release),
+    Inquire(Inquire),
+    Status,
+    Who(WhoResource),
+}
+
+impl Request {
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Register(_) => "register",
+            Request::Acquire(_) => "acquire",
+            Request::Release(_) => "release",
+            Request::Inquire(_) => "inquire",
+            Request::Status => "status",
+            Request::Who(_) => "who",
+        }
+    }
+
+    /// The request as one JSON line (without the newline).
+    pub fn encode(&self) -> String {
+        let body = match self {
+            Request::Register(r) => serde_json::to_value(r),
+            Request::Acquire(r) => serde_json::to_value(r),
+            Request::Release(r) => serde_json::to_value(r),
+            Request::Inquire(r) => serde_json::to_value(r),
+            Request::Status => Ok(Value::Object(Default::default())),
+            Request::Who(r) => serde_json::to_value(r),
+        };
+        let mut body = body.expect("requests serialise");
+        let obj = body.as_object_mut().expect("requests are objects");
+        obj.insert("v".into(), VERSION.into());
+        obj.insert("op".into(), self.op().into());
+        body.to_string()
+    }
+
+    /// Parses one request line.
+    pub fn decode(line: &[u8]) -> Result<Request, WireError> {
+        let bad = |m: String| WireError::new(Code::BadRequest, m);
+        let value: Value = serde_json::from_slice(line).map_err(|e| bad(format!("not a JSON object: {e}")))?;
+        let Value::Object(mut obj) = value else { return Err(bad("a request must be a JSON object".into())) };
+        match obj.remove("v") {
+            Some(Value::Number(n)) if n.as_u64() == Some(VERSION as u64) => {}
+            Some(v) => return Err(WireError::new(Code::UnsupportedVersion, format!("protocol version {v} is not supported; this daemon speaks version {VERSION}"))),
+            None => return Err(bad(format!("missing \"v\" (protocol version; this daemon speaks {VERSION})"))),
+        }
+        let op = match obj.remove("op") {
+            Some(Value::String(op)) => op,
+            _ => return Err(bad("missing \"op\" (one of register, acquire, release, inquire, status, who)".into())),
+        };
+        fn body<T: serde::de::DeserializeOwned>(op: &str, obj: serde_json::Map<String, Value>) -> Result<T, WireError> {
+            serde_json::from_value(Value::Object(obj)).map_err(|e| WireError::new(Code::BadRequest, format!("{op}: {e}")))
+        }
+        Ok(match op.as_str() {
+            "register" => Request::Register(body(&op, obj)?),
+            "acquire" => Request::Acquire(body(&op, obj)?),
+            "release" => Request::Release(body(&op, obj)?),
+            "inquire" => Request::Inquire(body(&op, obj)?),
+            "status" if obj.is_empty() => Request::Status,
+            "status" => return Err(bad("status: takes no arguments".into())),
+            "who" => Request::Who(body(&op, obj)?),
+            _ => return Err(WireError::new(Code::UnknownOp, format!("unknown op {op:?}; this daemon knows register, acquire, release, inquire, status, who"))),
+        })
+    }
+}
+
+/// Error codes: stable, for programs; the message is for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    BadRequest,
+    UnsupportedVersion,
+    UnknownOp,
+    TooLarge,
+    PermissionDenied,
+    Restricted,
+    NotRegistered,
+    Busy,
+    VersionMismatch,
+    BadState,
+    NoSuchLockspace,
+    BadDisk,
+    /// The lockspace cannot serve now (host lease failing or lost, storage
+    /// errors, contention): retry later.
+    Unavailable,
+    Full,
+    ShuttingDown,
+    Internal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct WireError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl WireError {
+    pub fn new(code: Code, message: impl Into<String>) -> WireError {
+        WireError { code, message: message.into() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<WireError>,
+}
+
+impl Response {
+    pub fn ok(result: Value) -> Response {
+        Response { v: VERSION, ok: true, result: Some(result), error: None }
+    }
+    pub fn err(error: WireError) -> Response {
+        Response { v: VERSION, ok: false, result: None, error: Some(error) }
+    }
+    /// One line, newline included.
+    pub fn encode(&self) -> String {
+        let mut s = serde_json::to_string(self).expect("responses serialise");
+        s.push('\n');
+        s
+    }
+}
+
+// ------------------------------------------------------------ results ---
+
+/// A lease a guest holds, as results and `status` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseView {
+    pub identity: String,
+    pub path: String,
+    pub lockspace: String,
+    pub mode: Mode,
+    pub lver: u64,
+    pub since_unix: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasesResult {
+    pub pid: u32,
+    pub leases: Vec<LeaseView>,
+    /// libvirt's lock state for the leases concerned (None when there are none).
+    pub state: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestRef {
+    pub pid: u32,
+    pub name: String,
+    pub uuid: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestView {
+    pub pid: u32,
+    pub name: String,
+    pub uuid: String,
+    pub uri: String,
+    pub action: Action,
+    pub registered_unix: u64,
+    /// Set once a lock-failure action was applied.
+    pub fenced: bool,
+    pub leases: Vec<LeaseView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldView {
+    #[serde(flatten)]
+    pub lease: LeaseView,
+    pub holders: Vec<GuestRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    pub host_id: u32,
+    pub host_name: String,
+    pub generation: u64,
+    /// live, unknown, failing, dead, free
+    pub state: String,
+    pub renewed_unix: u64,
+    pub last_change_ago_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockspaceStatus {
+    pub name: String,
+    pub path: String,
+    pub generation: u64,
+    pub resumed: bool,
+    pub io_timeout_ms: u64,
+    /// healthy, failing, lost
+    pub health: String,
+    /// Time left before this host's leases are void (None once lost).
+    pub valid_for_ms: Option<u64>,
+    /// Time left before lock-failure actions start (only while failing).
+    pub fence_in_ms: Option<u64>,
+    pub error: Option<String>,
+    pub hosts: Vec<HostStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub daemon_version: String,
+    pub daemon_pid: u32,
+    pub host_id: u32,
+    pub host_name: String,
+    pub lockspaces: Vec<LockspaceStatus>,
+    pub leases: Vec<HeldView>,
+    pub guests: Vec<GuestView>,
+    /// Releases on storage that failed and are being retried: other hosts
+    /// still see these disks held by this host.
+    #[serde(default)]
+    pub pending_releases: Vec<PendingRelease>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRelease {
+    pub lockspace: String,
+    pub identity: String,
+    pub lver: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedView {
+    pub host_id: u32,
+    pub host_name: String,
+    pub guest: String,
+    pub uuid: String,
+    pub host_state: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoResult {
+    pub identity: String,
+    pub path: Option<String>,
+    pub lockspace: String,
+    /// Has the lockspace ever held a lease for this disk?
+    pub known: bool,
+    pub lver: u64,
+    pub held: bool,
+    pub owner_id: u32,
+    pub owner_name: String,
+    pub owner_state: String,
+    pub guest: String,
+    pub uuid: String,
+    pub since_unix: u64,
+    pub shared: Vec<SharedView>,
+    /// Guests on the answering host that hold it.
+    pub local_holders: Vec<GuestRef>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let r = Request::Acquire(Acquire {
+            pid: 42,
+            resources: vec![Resource::path("/a", Mode::Shared)],
+            state: Some("hl1:x".into()),
+            action: Some(Action::Pause),
+        });
+        let line = r.encode();
+        assert!(line.contains("\"v\":1") && line.contains("\"op\":\"acquire\""), "{line}");
+        assert_eq!(Request::decode(line.as_bytes()).unwrap(), r);
+        assert_eq!(Request::decode(Request::Status.encode().as_bytes()).unwrap(), Request::Status);
+        let who = Request::Who(WhoResource { path: Some("/d".into()), identity: None, lockspace: None });
+        assert_eq!(Request::decode(who.encode().as_bytes()).unwrap(), who);
+    }
+
+    #[test]
+    fn typed_errors() {
+        let code = |s: &str| Request::decode(s.as_bytes()).unwrap_err().code;
+        assert_eq!(code("{nope"), Code::BadRequest);
+        assert_eq!(code("[1]"), Code::BadRequest);
+        assert_eq!(code(r#"{"op":"status"}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"v":2,"op":"status"}"#), Code::UnsupportedVersion);
+        assert_eq!(code(r#"{"v":1,"op":"explode"}"#), Code::UnknownOp);
+        assert_eq!(code(r#"{"v":1,"op":"inquire"}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"v":1,"op":"inquire","pid":1,"extra":2}"#), Code::BadRequest);
+        assert_eq!(code(r#"{"v":1,"op":"acquire","pid":1,"resources":[{"path":"/a","mode":"sideways"}]}"#), Code::BadRequest);
+    }
+}
