@@ -351,7 +351,7 @@ fn torture_on_glusterfs() {
 /// Runs the fleet on `lockspaces` (one lockspace, by one or more paths),
 /// its witness files in `dir`, and checks the history.
 fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs: u64) {
-    let seed = env_u64("HL_TORTURE_SEED").unwrap_or_else(|| u64::from_le_bytes(engine::delta_lease::random_bytes()[..8].try_into().unwrap()));
+    let seed = env_u64("HL_TORTURE_SEED").unwrap_or_else(|| u64::from_le_bytes(engine::sys::random_bytes()[..8].try_into().unwrap()));
     println!("torture: HL_TORTURE_SEED={seed} {secs} s, {HOSTS} hosts + {TWINS} twins sharing host ids 1..={TWINS}, {RESOURCES} resources, io_timeout {io_timeout:?}, lockspace {lockspaces:?}");
     let t = Timeouts::new(io_timeout).unwrap();
     let delay_max = t.io_timeout * 3 / 2;

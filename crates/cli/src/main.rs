@@ -578,7 +578,7 @@ fn ago(ms: Option<u64>) -> String {
 }
 
 fn print_status(s: &Status) {
-    use engine::direct::format_unix;
+    use engine::clock::format_unix;
     println!("host {} \"{}\"  (highlanderd {}, pid {})", s.host_id, s.host_name, s.daemon_version, s.daemon_pid);
     for ls in &s.lockspaces {
         let health = match (ls.health.as_str(), ls.valid_for_ms, ls.fence_in_ms) {
@@ -651,7 +651,7 @@ fn print_who(w: &WhoResult) {
             w.owner_id,
             w.owner_name,
             w.owner_state,
-            engine::direct::format_unix(w.since_unix),
+            engine::clock::format_unix(w.since_unix),
             w.lver
         );
     } else if !w.shared.is_empty() {

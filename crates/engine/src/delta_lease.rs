@@ -29,31 +29,8 @@ impl HostIdentity {
 }
 
 
-pub fn random_bytes() -> [u8; 16] {
-    let mut b = [0u8; 16];
-    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    assert_eq!(n, b.len() as isize, "getrandom failed");
-    b
-}
 
-/// How an observer judges another host's slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HostState {
-    /// Never used, or left cleanly.
-    Free,
-    /// Seen renewing recently.
-    Live,
-    /// Held, but not yet watched long enough to tell; counts as alive.
-    Unknown,
-    /// Not seen renewing for a while; still counts as alive.
-    Failing,
-    /// Not seen renewing for `host_dead`: its leases may be taken.
-    Dead,
-    /// The slot does not decode (torn or overwritten); counts as alive.
-    Corrupt,
-}
+pub use crate::lease_info::HostState;
 
 /// One slot as an observer sees it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -226,22 +203,11 @@ fn read_own(storage: &Storage, header: &Header, host_id: u32) -> Result<(Option<
 fn decode_own(storage: &Storage, header: &Header, host_id: u32, raw: &[u8; RECORD_LEN]) -> Result<Option<HostSlot>> {
     let slot = HostSlot::decode(raw).map_err(|e| Error::CorruptOwnSlot { path: storage.path().to_owned(), host_id, source: e })?;
     if let Some(s) = &slot {
-        check_uuid(storage, header, header.layout().host_slot(host_id), &s.lockspace_uuid)?;
+        Error::unless_same_lockspace(storage.path(), header.layout().host_slot(host_id), &s.lockspace_uuid, &header.uuid)?;
     }
     Ok(slot)
 }
 
-pub fn check_uuid(storage: &Storage, header: &Header, sector: u64, found: &[u8; 16]) -> Result<()> {
-    if found != &header.uuid {
-        return Err(Error::Foreign {
-            path: storage.path().to_owned(),
-            sector,
-            found: proto::uuid::format(found),
-            expected: proto::uuid::format(&header.uuid),
-        });
-    }
-    Ok(())
-}
 
 /// A joined host slot and the start of the I/O that made it ours: our host
 /// lease is valid for `lease_expiry` from `valid_from`.
@@ -309,7 +275,7 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
             renewed_unix: unix_now(),
             lockspace_uuid: header.uuid,
             machine_id: me.machine_id,
-            nonce: random_bytes(),
+            nonce: crate::sys::random_bytes(),
             host_name: me.name.clone(),
         };
         storage.write_record(sector, &slot.encode())?;
@@ -423,7 +389,7 @@ pub fn clear_slot(storage: &Storage, header: &Header, timeouts: &Timeouts, host_
         renewed_unix: unix_now(),
         lockspace_uuid: header.uuid,
         machine_id: [0; 16],
-        nonce: random_bytes(),
+        nonce: crate::sys::random_bytes(),
         host_name: String::new(),
     };
     storage.write_record(sector, &free.encode())?;

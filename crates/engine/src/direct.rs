@@ -150,7 +150,7 @@ pub fn who(path: &Path, identity: &str) -> Result<Option<LeaseInfo>> {
 impl std::fmt::Display for Dump {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "lockspace \"{}\" at {}", self.name, self.path)?;
-        writeln!(f, "  uuid {}  format v{}  created {}", self.uuid, self.format_version, format_unix(self.created_unix))?;
+        writeln!(f, "  uuid {}  format v{}  created {}", self.uuid, self.format_version, crate::clock::format_unix(self.created_unix))?;
         writeln!(
             f,
             "  {}-byte sectors, {} host ids, {} resource slots of {} bytes, io_timeout {} ms (a silent host is dead after {} ms)",
@@ -161,7 +161,7 @@ impl std::fmt::Display for Dump {
             writeln!(f, "  (no host has ever joined)")?;
         }
         for h in &self.hosts {
-            writeln!(f, "  {:>4}  {:<24} gen {:<6} {:<8} last renewal {}", h.host_id, h.host_name, h.generation, h.status, format_unix(h.last_renewal_unix))?;
+            writeln!(f, "  {:>4}  {:<24} gen {:<6} {:<8} last renewal {}", h.host_id, h.host_name, h.generation, h.status, crate::clock::format_unix(h.last_renewal_unix))?;
         }
         writeln!(f, "resources:")?;
         if self.resources.is_empty() {
@@ -171,7 +171,7 @@ impl std::fmt::Display for Dump {
             let l = &r.lease;
             write!(f, "  slot {:<5} {}  lver {}  {}", l.slot, l.identity, l.lver, r.mode)?;
             if l.held {
-                write!(f, " by host {} \"{}\" gen {} for {} since {}", l.owner_id, l.owner_name, l.owner_generation, resource::describe_holder(&l.holder), format_unix(l.since_unix))?;
+                write!(f, " by host {} \"{}\" gen {} for {} since {}", l.owner_id, l.owner_name, l.owner_generation, resource::describe_holder(&l.holder), crate::clock::format_unix(l.since_unix))?;
             }
             for s in &l.shared {
                 write!(f, "\n      shared by host {} \"{}\" gen {} for {}", s.host_id, s.host_name, s.generation, resource::describe_holder(&s.holder))?;
@@ -188,32 +188,7 @@ impl std::fmt::Display for Dump {
     }
 }
 
-/// "2026-11-22 17:42:01 UTC"; "never" for 0.
-pub fn format_unix(secs: u64) -> String {
-    if secs == 0 {
-        return "never".into();
-    }
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
-}
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn dates() {
-        assert_eq!(super::format_unix(0), "never");
-        assert_eq!(super::format_unix(1_795_363_200), "2026-11-22 16:00:00 UTC");
-        assert_eq!(super::format_unix(951_825_600), "2000-02-29 12:00:00 UTC");
-    }
 }

@@ -4,25 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::format::FormatError;
 use crate::format::RecordKind;
 use crate::timing::TimingError;
-
-/// A record that does not decode. Wrapped with its location by `Error::Corrupt`.
-#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
-pub enum FormatError {
-    #[error("no highlander lockspace header (all zeros)")]
-    NotFormatted,
-    #[error("a `highlander lockspace init` was interrupted before it finished")]
-    IncompleteInit,
-    #[error("{kind} has magic {found:#010x}, not a highlander v1 record")]
-    BadMagic { kind: RecordKind, found: u32 },
-    #[error("{kind} has format version {}.{}, this build reads only {}.x", found >> 16, found & 0xffff, crate::format::FORMAT_MAJOR)]
-    UnsupportedVersion { kind: RecordKind, found: u32 },
-    #[error("{kind} checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): torn or corrupted write")]
-    BadChecksum { kind: RecordKind, stored: u32, computed: u32 },
-    #[error("{kind} field {field} has invalid value {value}")]
-    BadField { kind: RecordKind, field: &'static str, value: u64 },
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoOp {
@@ -96,7 +80,7 @@ pub enum Error {
     #[error("lockspace \"{lockspace}\": the saved host lease can no longer be resumed (fencing time has passed); its guests are fenced before this host joins afresh")]
     ResumeExpired { lockspace: String },
     #[error("{0}")]
-    Busy(Box<crate::resource::Busy>),
+    Busy(Box<crate::lease_info::Busy>),
     /// A hand-over (migration, restore) whose lease was taken in between.
     #[error("disk {identity} changed hands since this guest released it (lease version {found}, expected {expected}; last taken by {taker}): its contents may have changed, so the guest must not resume; destroy it and start it afresh")]
     VersionMismatch { identity: String, expected: u64, found: u64, taker: String },
@@ -109,6 +93,16 @@ pub enum Error {
     /// Storage whose reads may miss another host's writes (GlusterFS options).
     #[error(transparent)]
     UnsafeStorage(#[from] identity::gluster::Refusal),
+}
+
+impl Error {
+    /// `Foreign` unless a record at `sector` names the lockspace `expected`.
+    pub(crate) fn unless_same_lockspace(path: &std::path::Path, sector: u64, found: &[u8; 16], expected: &[u8; 16]) -> Result<()> {
+        if found == expected {
+            return Ok(());
+        }
+        Err(Error::Foreign { path: path.to_owned(), sector, found: proto::uuid::format(found), expected: proto::uuid::format(expected) })
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,7 +9,6 @@
 //! it is reported as corrupt and never trusted.
 
 use crate::crc32c;
-use crate::error::FormatError;
 
 pub const RECORD_LEN: usize = 512;
 pub const FORMAT_MAJOR: u32 = 1;
@@ -461,6 +460,24 @@ impl Dblock {
 }
 
 const _: () = assert!(48 + VALUE_LEN <= RECORD_LEN && 72 + VALUE_LEN <= RECORD_LEN);
+
+/// A record that does not decode. Wrapped with its location by `Error::Corrupt`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum FormatError {
+    #[error("no highlander lockspace header (all zeros)")]
+    NotFormatted,
+    #[error("a `highlander lockspace init` was interrupted before it finished")]
+    IncompleteInit,
+    #[error("{kind} has magic {found:#010x}, not a highlander v1 record")]
+    BadMagic { kind: RecordKind, found: u32 },
+    #[error("{kind} has format version {}.{}, this build reads only {}.x", found >> 16, found & 0xffff, FORMAT_MAJOR)]
+    UnsupportedVersion { kind: RecordKind, found: u32 },
+    #[error("{kind} checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): torn or corrupted write")]
+    BadChecksum { kind: RecordKind, stored: u32, computed: u32 },
+    #[error("{kind} field {field} has invalid value {value}")]
+    BadField { kind: RecordKind, field: &'static str, value: u64 },
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::clock::unix_now;
-use crate::delta_lease;
 use crate::error::{Error, FormatError, Result};
 use crate::format::{Header, Layout, MAX_HOSTS_LIMIT, NAME_LEN, RECORD_LEN};
 use crate::probe;
@@ -93,7 +92,7 @@ pub fn init(path: &Path, opts: &InitOptions) -> Result<Header> {
     let ss = storage.sector_size() as u64;
     let header = Header {
         name: opts.name.clone(),
-        uuid: delta_lease::random_bytes(),
+        uuid: crate::sys::random_bytes(),
         sector_size: ss as u32,
         max_hosts: opts.max_hosts,
         resource_slots: opts.resource_slots,

@@ -5,7 +5,9 @@
 //! - `format`       on-disk records (docs/FORMAT.md)
 //! - `crc32c`       record checksums
 //! - `timing`       every timeout derived from io_timeout, and the inequalities
-//! - `clock`        the monotonic clock all decisions use
+//! - `clock`        the monotonic clock all decisions use; wall-clock display
+//! - `sys`          random bytes
+//! - `lease_info`   what a reader learns of a lease and its holder; refusals
 //! - `delta_lease`  host leases: join, renew, leave, judging peers live or dead
 //! - `paxos_lease`  Disk Paxos ballots that pick a resource's next owner
 //! - `resource`     resource leases: naming, exclusive/shared acquire, release
@@ -24,11 +26,13 @@ pub mod direct;
 pub mod error;
 pub mod format;
 pub mod init;
+pub mod lease_info;
 pub mod lockspace;
 pub mod paxos_lease;
 pub mod probe;
 pub mod resource;
 pub mod storage;
+pub mod sys;
 pub mod timing;
 
 pub use error::{Error, Result};

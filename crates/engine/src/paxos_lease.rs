@@ -60,25 +60,12 @@ impl BallotSite<'_> {
             .map(|(i, s)| Dblock::decode(&s[..RECORD_LEN]).map_err(|e| self.corrupt(base + 1 + i as u64, RecordKind::Dblock, e)))
             .collect::<Result<Vec<_>>>()?;
         if let Some(l) = &leader {
-            self.check_uuid(base, &l.lockspace_uuid)?;
+            Error::unless_same_lockspace(self.storage.path(), base, &l.lockspace_uuid, &self.lockspace_uuid)?;
         }
         for (i, d) in dblocks.iter().enumerate().filter(|(_, d)| d.lver != 0) {
-            self.check_uuid(base + 1 + i as u64, &d.lockspace_uuid)?;
+            Error::unless_same_lockspace(self.storage.path(), base + 1 + i as u64, &d.lockspace_uuid, &self.lockspace_uuid)?;
         }
         Ok(ResourceArea { leader, dblocks, own_write_in_flight })
-    }
-
-    /// A record from another lockspace (a copied or overwritten file) is never trusted.
-    fn check_uuid(&self, sector: u64, found: &[u8; 16]) -> Result<()> {
-        if found != &self.lockspace_uuid {
-            return Err(Error::Foreign {
-                path: self.storage.path().to_owned(),
-                sector,
-                found: proto::uuid::format(found),
-                expected: proto::uuid::format(&self.lockspace_uuid),
-            });
-        }
-        Ok(())
     }
 
     /// Reads only the dblocks.

@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::format::{Dblock, Header, Holder, Leader, LeaseValue, KEY_LEN};
 use crate::paxos_lease::{BallotOutcome, BallotSite, ResourceArea};
 use crate::storage::Storage;
+pub use crate::lease_info::{describe_holder, Busy, LeaseInfo, SharedHolder};
 
 pub use proto::Mode;
 
@@ -46,83 +47,6 @@ pub struct Lease {
     pub generation: u64,
 }
 
-/// A host that holds a resource shared.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct SharedHolder {
-    pub host_id: u32,
-    pub host_name: String,
-    pub generation: u64,
-    pub holder: Holder,
-    pub host_state: HostState,
-}
-
-/// What storage says about one resource.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct LeaseInfo {
-    pub identity: String,
-    pub lockspace: String,
-    pub slot: u32,
-    pub lver: u64,
-    /// Held exclusively by `owner_id` (false: free, or only shared holders).
-    pub held: bool,
-    pub owner_id: u32,
-    pub owner_name: String,
-    pub owner_generation: u64,
-    pub owner_state: HostState,
-    pub holder: Holder,
-    pub since_unix: u64,
-    pub shared: Vec<SharedHolder>,
-}
-
-/// A refusal: who holds what, on which host, since when.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Busy {
-    pub info: LeaseInfo,
-    /// When the holder's host could be declared dead at the earliest.
-    pub takeover_in_ms: Option<u64>,
-}
-
-impl std::fmt::Display for Busy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let i = &self.info;
-        if i.held {
-            write!(f, "disk {} is held exclusively by {} on host {} \"{}\" since {} (host {}",
-                i.identity, describe_holder(&i.holder), i.owner_id, i.owner_name, crate::direct::format_unix(i.since_unix), i.owner_state_word())?;
-            if let Some(ms) = self.takeover_in_ms.filter(|_| i.owner_state != HostState::Live) {
-                write!(f, "; its lease can be taken over in {:.0} s if it stays silent", ms as f64 / 1000.0)?;
-            }
-            write!(f, ")")
-        } else {
-            let holders: Vec<String> = i
-                .shared
-                .iter()
-                .map(|s| format!("{} on host {} \"{}\"", describe_holder(&s.holder), s.host_id, s.host_name))
-                .collect();
-            write!(f, "disk {} is held shared by {}", i.identity, holders.join(", "))
-        }
-    }
-}
-
-impl LeaseInfo {
-    fn owner_state_word(&self) -> &'static str {
-        match self.owner_state {
-            HostState::Free => "left the lockspace",
-            HostState::Live => "is live",
-            HostState::Unknown => "not yet observed; counted as live",
-            HostState::Failing => "is failing to renew",
-            HostState::Dead => "is dead",
-            HostState::Corrupt => "has a corrupt slot; counted as live",
-        }
-    }
-}
-
-pub fn describe_holder(h: &Holder) -> String {
-    if h.uuid == [0; 16] {
-        format!("\"{}\"", h.name)
-    } else {
-        format!("guest \"{}\" (uuid {})", h.name, proto::uuid::format(&h.uuid))
-    }
-}
 
 pub fn key_of(identity: &str) -> [u8; KEY_LEN] {
     Sha256::digest(identity.as_bytes()).into()
@@ -176,7 +100,7 @@ impl Ctx<'_> {
     }
 
     fn backoff(&self) {
-        let r = u64::from_le_bytes(crate::delta_lease::random_bytes()[..8].try_into().unwrap());
+        let r = u64::from_le_bytes(crate::sys::random_bytes()[..8].try_into().unwrap());
         let max = self.backoff_max.as_micros().max(1) as u64;
         std::thread::sleep(Duration::from_micros(r % max));
     }
@@ -313,7 +237,7 @@ impl Ctx<'_> {
             if let Some(expected) = req.expect_lver {
                 if lver != expected + 1 {
                     let i = self.info(slot, &area);
-                    let taker = format!("{} on host {} \"{}\" at {}", describe_holder(&i.holder), i.owner_id, i.owner_name, crate::direct::format_unix(i.since_unix));
+                    let taker = format!("{} on host {} \"{}\" at {}", describe_holder(&i.holder), i.owner_id, i.owner_name, crate::clock::format_unix(i.since_unix));
                     return Err(Error::VersionMismatch { identity: req.identity.clone(), expected, found: lver - 1, taker });
                 }
             }
