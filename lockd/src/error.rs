@@ -92,6 +92,8 @@ pub enum Error {
     Full { lockspace: String, slots: u32 },
     #[error("resource {identity}: not held by this host (lease version {lver})")]
     NotHeld { identity: String, lver: u64 },
+    #[error("lockspace \"{lockspace}\": cannot start its renewal thread: {source}; the host is short of memory or of threads")]
+    RenewalThread { lockspace: String, source: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -40,7 +40,10 @@ pub(crate) struct Cli {
     /// Configuration file.
     #[arg(long, short, value_name = "FILE", default_value = DEFAULT_PATH)]
     config: PathBuf,
-    /// Check the configuration file and exit (it does not touch the lockspaces).
+    /// Check the configuration file and the lockspaces it names, then exit:
+    /// each must exist (or be one auto_create will create), hold a
+    /// lockspace whose host ids include host_id, and be listed once. Reads
+    /// their headers; writes nothing.
     #[arg(long)]
     check: bool,
     /// Internal: the fence sentinel every highlanderd starts for itself
@@ -84,8 +87,22 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
-        println!("{}: configuration is valid", cli.config.display());
-        return ExitCode::SUCCESS;
+        return match lockd::daemon::check::lockspaces(&cfg, false) {
+            Ok(found) => {
+                println!("{}: configuration is valid", cli.config.display());
+                for entry in &cfg.lockspaces {
+                    match found.iter().find(|c| c.entry == *entry) {
+                        Some(c) => println!("  lockspace \"{}\" at {}: host id {} of 1..={}", c.header.name, entry.path.display(), cfg.host_id, c.header.max_hosts),
+                        None => println!("  lockspace at {}: does not exist yet; auto_create creates it at start-up", entry.path.display()),
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("highlanderd: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     env_logger::Builder::new().filter_level(cfg.log_level).parse_env("RUST_LOG").format_timestamp_millis().init();
     let signals = block_signals();
