@@ -24,6 +24,7 @@ pub struct LogLimit {
 
 struct Window {
     since: Instant,
+    target: &'static str,
     level: log::Level,
     logged: u32,
     suppressed: u64,
@@ -31,18 +32,19 @@ struct Window {
 
 impl Window {
     /// The line for what this interval suppressed, if anything.
-    fn report(&self, kind: &str) -> Option<(log::Level, String)> {
-        (self.suppressed > 0).then(|| (self.level, format!("suppressed {} similar message(s) ({kind}) in the last {:.0} s", self.suppressed, self.since.elapsed().as_secs_f64())))
+    fn report(&self, kind: &str) -> Option<(&'static str, log::Level, String)> {
+        (self.suppressed > 0).then(|| (self.target, self.level, format!("suppressed {} similar message(s) ({kind}) in the last {:.0} s", self.suppressed, self.since.elapsed().as_secs_f64())))
     }
 }
 
 impl LogLimit {
-    /// Logs `args` at `level` unless `kind` has had its `BURST` this interval.
-    pub fn log(&self, kind: &'static str, level: log::Level, args: std::fmt::Arguments) {
+    /// Logs `args` unless `kind` has had its `BURST` this interval (use
+    /// `limited!`, which passes the caller's module as `target`).
+    pub fn log(&self, target: &'static str, kind: &'static str, level: log::Level, args: std::fmt::Arguments) {
         let now = Instant::now();
         let (report, show) = {
             let mut kinds = self.kinds.lock();
-            let fresh = || Window { since: now, level, logged: 0, suppressed: 0 };
+            let fresh = || Window { since: now, target, level, logged: 0, suppressed: 0 };
             let w = kinds.entry(kind).or_insert_with(fresh);
             let mut report = None;
             if now.duration_since(w.since) >= INTERVAL {
@@ -57,11 +59,11 @@ impl LogLimit {
             }
             (report, show)
         };
-        if let Some((level, line)) = report {
-            log::log!(level, "{line}");
+        if let Some((target, level, line)) = report {
+            log::log!(target: target, level, "{line}");
         }
         if show {
-            log::log!(level, "{args}");
+            log::log!(target: target, level, "{args}");
         }
     }
 
@@ -76,11 +78,20 @@ impl LogLimit {
             }
             !over
         });
-        for (level, line) in reports {
-            log::log!(level, "{line}");
+        for (target, level, line) in reports {
+            log::log!(target: target, level, "{line}");
         }
     }
 }
+
+/// `limited!(daemon, "kind", Warn, "format", args…)`: logs through the
+/// daemon's rate limiter.
+macro_rules! limited {
+    ($daemon:expr, $kind:expr, $level:ident, $($arg:tt)+) => {
+        $daemon.log_limit.log(module_path!(), $kind, log::Level::$level, format_args!($($arg)+))
+    };
+}
+pub(super) use limited;
 
 /// Flushes every interval, so the count of a flood that stopped is logged.
 pub fn spawn(daemon: Arc<Daemon>) -> Result<(), super::StartError> {

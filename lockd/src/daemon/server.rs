@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::config::Config;
+use super::log_limit::limited;
 use super::leases::Peer;
 use super::protocol::*;
 use super::{Daemon, StartError};
@@ -77,7 +78,7 @@ fn accept(daemon: &Arc<Daemon>, listener: UnixListener) {
                     Some(libc::ENFILE) => " (the system's open-file limit, fs.file-max)",
                     _ => "",
                 };
-                daemon.log_limit.log("accept failed", log::Level::Warn, format_args!("accept on {}: {e}{hint}; retrying in {backoff:?}", daemon.cfg.socket.display()));
+                limited!(daemon, "accept failed", Warn, "accept on {}: {e}{hint}; retrying in {backoff:?}", daemon.cfg.socket.display());
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
@@ -95,7 +96,7 @@ fn accept(daemon: &Arc<Daemon>, listener: UnixListener) {
             }
         });
         if let Err(e) = spawned {
-            daemon.log_limit.log("no connection thread", log::Level::Error, format_args!("cannot start a connection thread: {e}; connection closed"));
+            limited!(daemon, "no connection thread", Error, "cannot start a connection thread: {e}; connection closed");
         }
     }
 }
@@ -124,7 +125,7 @@ impl Drop for Slot {
 fn refuse_over_cap(daemon: &Daemon, mut stream: UnixStream) {
     let max = daemon.cfg.max_connections;
     let who = peer_of(&stream).map_or_else(|_| "a client".to_owned(), |p| format!("uid {} pid {}", p.uid, p.pid));
-    daemon.log_limit.log("too many connections", log::Level::Warn, format_args!("refused connection from {who}: all {max} connections (`max_connections`) are in use"));
+    limited!(daemon, "too many connections", Warn, "refused connection from {who}: all {max} connections (`max_connections`) are in use");
     let msg = format!(
         "highlanderd serves at most {max} connections at once (`max_connections` in {}) and all are in use; retry later, or raise `max_connections`",
         daemon.cfg.source.display()
@@ -191,7 +192,7 @@ fn serve(daemon: &Arc<Daemon>, mut stream: UnixStream) -> std::io::Result<()> {
     let mut reader = match stream.try_clone() {
         Ok(clone) => BufReader::with_capacity(8192, clone),
         Err(e) => {
-            daemon.log_limit.log("connection not served", log::Level::Warn, format_args!("pid {} uid {}: cannot serve its connection: {e}", peer.pid, peer.uid));
+            limited!(daemon, "connection not served", Warn, "pid {} uid {}: cannot serve its connection: {e}", peer.pid, peer.uid);
             return send(&mut stream, Response::err(WireError::new(Code::Unavailable, format!("highlanderd cannot serve this connection now ({e}); retry later"))));
         }
     };
@@ -199,7 +200,7 @@ fn serve(daemon: &Arc<Daemon>, mut stream: UnixStream) -> std::io::Result<()> {
     if !allowed(&daemon.cfg, &peer) {
         let who = format!("uid {} gid {} pid {}", peer.uid, peer.gid, peer.pid);
         let rule = daemon.cfg.group.as_ref().map(|(g, _)| format!(" and group {g}")).unwrap_or_default();
-        daemon.log_limit.log("refused connection", log::Level::Warn, format_args!("refused connection from {who}: only root{rule} may use highlanderd"));
+        limited!(daemon, "refused connection", Warn, "refused connection from {who}: only root{rule} may use highlanderd");
         // Take (and ignore) the request first: closing on an unread request
         // would hand the client EPIPE instead of this answer.
         stream.set_read_timeout(Some(REFUSAL_READ))?;
@@ -214,7 +215,7 @@ fn serve(daemon: &Arc<Daemon>, mut stream: UnixStream) -> std::io::Result<()> {
             Err(Some(e)) => return Err(e),
             Err(None) => {
                 let e = WireError::new(Code::TooLarge, format!("request exceeds {MAX_MESSAGE} bytes; closing the connection"));
-                daemon.log_limit.log("oversized request", log::Level::Warn, format_args!("pid {} uid {}: oversized request refused", peer.pid, peer.uid));
+                limited!(daemon, "oversized request", Warn, "pid {} uid {}: oversized request refused", peer.pid, peer.uid);
                 return send(&mut stream, Response::err(e));
             }
             Ok(Some(())) => {}
@@ -222,7 +223,7 @@ fn serve(daemon: &Arc<Daemon>, mut stream: UnixStream) -> std::io::Result<()> {
         let request = match Request::decode(&line) {
             Ok(r) => r,
             Err(e) => {
-                daemon.log_limit.log("bad request", log::Level::Warn, format_args!("pid {} uid {}: bad request: {}", peer.pid, peer.uid, e.message));
+                limited!(daemon, "bad request", Warn, "pid {} uid {}: bad request: {}", peer.pid, peer.uid, e.message);
                 send(&mut stream, Response::err(e))?;
                 continue;
             }
@@ -252,7 +253,7 @@ fn handle(daemon: &Daemon, peer: Peer, request: Request) -> Response {
     if request.mutates() && peer.uid != 0 {
         let op = request.op();
         let group = daemon.cfg.group.as_ref().map_or_else(String::new, |(g, _)| format!(", a member of group {g}"));
-        daemon.log_limit.log("refused operation", log::Level::Warn, format_args!("refused `{op}` from uid {} pid {}: only root may change leases", peer.uid, peer.pid));
+        limited!(daemon, "refused operation", Warn, "refused `{op}` from uid {} pid {}: only root may change leases", peer.uid, peer.pid);
         return Response::err(WireError::new(
             Code::PermissionDenied,
             format!("permission denied: `{op}` changes leases, which only root may do (libvirtd runs as root); uid {}{group} may use only the read-only operations ({})", peer.uid, READ_ONLY_OPS.join(", ")),
