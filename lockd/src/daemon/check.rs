@@ -24,7 +24,7 @@ pub enum CheckError {
     #[error("{file}:{line}: lockspace {path} is {what}, not a lockspace; name the lockspace file or block device formatted with `highlander lockspace init`")]
     NotFileOrDevice { file: PathBuf, line: usize, path: PathBuf, what: &'static str },
     #[error("{file}:{line}: {}", name_path_once(.path, .source))]
-    Lockspace { file: PathBuf, line: usize, path: PathBuf, source: Error },
+    Lockspace { file: PathBuf, line: usize, path: PathBuf, source: Box<Error> },
     #[error("{file}:{line}: lockspace {path} is listed already on line {first_line} ({first_path}): {how}")]
     Duplicate { file: PathBuf, line: usize, path: PathBuf, first_line: usize, first_path: PathBuf, how: String },
     #[error("{file}:{line}: `host_id` = {host_id} is above the host ids of lockspace \"{name}\" ({path}, line {lockspace_line}), which has host ids 1..={max_hosts}; give this host an id in that range, or re-initialise the lockspace with a larger --max-hosts")]
@@ -68,7 +68,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
     let mut headers: Vec<Option<Header>> = Vec::new();
     for entry in &cfg.lockspaces {
         let (line, path) = (entry.line, &entry.path);
-        let on_engine = |source| CheckError::Lockspace { file: file(), line, path: path.clone(), source };
+        let on_engine = |source| CheckError::Lockspace { file: file(), line, path: path.clone(), source: Box::new(source) };
         let meta = match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && cfg.auto_create => {
                 if !path.parent().is_some_and(Path::is_dir) {

@@ -170,7 +170,7 @@ impl Daemon {
                 Ok(ls) => spaces.push(Space { name: c.header.name.clone(), path: c.entry.path.clone(), handle: RwLock::new(ls), join }),
                 Err(source) => {
                     leave_or_stop(&spaces, |name| saved_held(&saved, name), None);
-                    return Err(check::CheckError::Lockspace { file: cfg.source.clone(), line: c.entry.line, path: c.entry.path, source }.into());
+                    return Err(check::CheckError::Lockspace { file: cfg.source.clone(), line: c.entry.line, path: c.entry.path, source: Box::new(source) }.into());
                 }
             }
         }
@@ -283,7 +283,7 @@ impl Daemon {
 /// state stay for a restart; the fence sentinel, `sentinel` if it is this
 /// daemon's, which outlives us, fences their guests at fence_begin unless a
 /// restarted daemon resumes first). Returns the names of those left.
-fn leave_or_stop<'a>(spaces: &'a [Space], held: impl Fn(&str) -> usize, sentinel: Option<u32>) -> Vec<&'a str> {
+fn leave_or_stop(spaces: &[Space], held: impl Fn(&str) -> usize, sentinel: Option<u32>) -> Vec<&str> {
     let mut left = Vec::new();
     for space in spaces {
         let held = held(&space.name);
