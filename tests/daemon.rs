@@ -368,6 +368,17 @@ fn bad_configuration_stops_start_up_naming_key_and_line() {
     let (code, out, err) = check(&conf);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("configuration is valid") && out.contains("lockspace \"default\""), "{out}");
+    // With auto_create, a missing file passes (a start creates it), but not
+    // one whose directory is missing; --check creates nothing.
+    let new = dir.join("new.lockspace");
+    std::fs::write(&conf, format!("host_id = 1\nauto_create = yes\nlockspace = {}\n", new.display())).unwrap();
+    let (code, out, err) = check(&conf);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("does not exist yet; auto_create creates it") && !new.exists(), "{out}");
+    std::fs::write(&conf, format!("host_id = 1\nauto_create = yes\nlockspace = {}\n", dir.join("nodir/new.lockspace").display())).unwrap();
+    let (code, _, err) = check(&conf);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("bad.conf:3:") && err.contains("its directory does not exist"), "{err}");
     // examples/highlanderd.conf is valid once its lockspace exists.
     let example = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/highlanderd.conf")).unwrap();
     let example = example.replace("lockspace = /var/lib/highlander/default.lockspace", &format!("lockspace = {}", ls.display()));

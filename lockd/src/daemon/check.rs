@@ -69,51 +69,46 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
     for entry in &cfg.lockspaces {
         let (line, path) = (entry.line, &entry.path);
         let on_engine = |source| CheckError::Lockspace { file: file(), line, path: path.clone(), source: Box::new(source) };
-        let meta = match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && cfg.auto_create => {
-                if !path.parent().is_some_and(Path::is_dir) {
-                    return Err(CheckError::NoDirectory { file: file(), line, path: path.clone() });
-                }
-                if create {
-                    auto_create(cfg, path).map_err(on_engine)?;
-                    std::fs::metadata(path)
-                } else {
-                    Err(e)
-                }
+        let mut meta = std::fs::metadata(path);
+        if cfg.auto_create && meta.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            if !path.parent().is_some_and(Path::is_dir) {
+                return Err(CheckError::NoDirectory { file: file(), line, path: path.clone() });
             }
-            other => other,
-        };
+            if !create {
+                ids.push(Id::Missing(path.clone()));
+                headers.push(None);
+                continue;
+            }
+            auto_create(cfg, path).map_err(on_engine)?;
+            meta = std::fs::metadata(path);
+        }
         let meta = match meta {
-            Ok(m) => Some(m),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && cfg.auto_create && !create => None,
+            Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CheckError::Missing { file: file(), line, path: path.clone() }),
             Err(source) => return Err(CheckError::Unreadable { file: file(), line, path: path.clone(), source }),
         };
-        let id = match &meta {
-            None => Id::Missing(path.clone()),
-            Some(m) if m.file_type().is_file() => Id::File { dev: m.dev(), ino: m.ino() },
-            Some(m) if m.file_type().is_block_device() => Id::Device { rdev: m.rdev() },
-            Some(m) => return Err(CheckError::NotFileOrDevice { file: file(), line, path: path.clone(), what: kind_of(&m.file_type()) }),
+        let t = meta.file_type();
+        let id = if t.is_file() {
+            Id::File { dev: meta.dev(), ino: meta.ino() }
+        } else if t.is_block_device() {
+            Id::Device { rdev: meta.rdev() }
+        } else {
+            return Err(CheckError::NotFileOrDevice { file: file(), line, path: path.clone(), what: kind_of(&t) });
         };
-        let header = match meta {
-            Some(_) => Some(read_header(cfg, path).map_err(on_engine)?),
-            None => None,
-        };
-        if let Some(h) = &header {
-            if cfg.host_id > h.max_hosts {
-                return Err(CheckError::HostIdAboveMax {
-                    file: file(),
-                    line: cfg.host_id_line,
-                    host_id: cfg.host_id,
-                    name: h.name.clone(),
-                    path: path.clone(),
-                    lockspace_line: line,
-                    max_hosts: h.max_hosts,
-                });
-            }
+        let header = read_header(cfg, path).map_err(on_engine)?;
+        if cfg.host_id > header.max_hosts {
+            return Err(CheckError::HostIdAboveMax {
+                file: file(),
+                line: cfg.host_id_line,
+                host_id: cfg.host_id,
+                name: header.name.clone(),
+                path: path.clone(),
+                lockspace_line: line,
+                max_hosts: header.max_hosts,
+            });
         }
         ids.push(id);
-        headers.push(header);
+        headers.push(Some(header));
     }
     for (i, entry) in cfg.lockspaces.iter().enumerate() {
         for (j, first) in cfg.lockspaces[..i].iter().enumerate() {
