@@ -67,7 +67,10 @@ done < <(installed_files "$d")
 
 "$d/usr/sbin/highlander" --version | grep -q '^highlander ' || fail "installed highlander does not run"
 "$d/usr/sbin/highlanderd" --version | grep -q '^highlanderd ' || fail "installed highlanderd does not run"
-"$d/usr/sbin/highlanderd" --config "$d/etc/highlander/highlanderd.conf" --check >/dev/null || fail "installed highlanderd.conf template does not pass --check"
+# --check also reads the lockspaces the file names: point the template's at one.
+"$d/usr/sbin/highlander" lockspace init "$stage/template.lockspace" --name default --max-hosts 4 --resources 4 >/dev/null || fail "installed highlander cannot format a lockspace"
+sed "s|^lockspace = .*|lockspace = $stage/template.lockspace|" "$d/etc/highlander/highlanderd.conf" >"$stage/template.conf"
+"$d/usr/sbin/highlanderd" --config "$stage/template.conf" --check >/dev/null || fail "installed highlanderd.conf template does not pass --check"
 
 plugin=$d$libdir/libvirt/lock-driver/highlander.so
 file -L "$plugin" 2>/dev/null | grep -q 'shared object' || fail "highlander.so is not a shared object"

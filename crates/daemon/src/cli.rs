@@ -37,7 +37,10 @@ pub struct Cli {
     /// Configuration file.
     #[arg(long, short, value_name = "FILE", default_value = DEFAULT_PATH)]
     pub config: PathBuf,
-    /// Check the configuration file and exit (it does not touch the lockspaces).
+    /// Check the configuration file and the lockspaces it names, then exit:
+    /// each must exist (or be one auto_create will create), hold a
+    /// lockspace whose host ids include host_id, and be listed once. Reads
+    /// their headers; writes nothing.
     #[arg(long)]
     pub check: bool,
     /// Internal: the fence sentinel every highlanderd starts for itself

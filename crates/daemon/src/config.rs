@@ -17,9 +17,12 @@ pub struct Config {
     /// Where the configuration was read from (for messages).
     pub source: PathBuf,
     pub host_id: u32,
+    /// The line of `host_id` (for messages).
+    pub host_id_line: usize,
     pub host_name: String,
-    /// Lockspace paths; the first is the default for requests that name none.
-    pub lockspaces: Vec<PathBuf>,
+    /// The configured lockspaces; the first is the default for requests
+    /// that name none.
+    pub lockspaces: Vec<LockspaceEntry>,
     /// For auto-created lockspaces, and to warn when a header differs.
     pub io_timeout: Option<Duration>,
     /// Create a missing lockspace file (named after the file stem).
@@ -33,6 +36,16 @@ pub struct Config {
     /// argv template for pause/restart; None = the built-in virsh calls.
     pub fence_helper: Option<Vec<String>>,
     pub log_level: log::LevelFilter,
+    /// Connections served at once; one more is refused (guests' registered
+    /// connections do not count).
+    pub max_connections: usize,
+}
+
+/// One `lockspace = PATH` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockspaceEntry {
+    pub path: PathBuf,
+    pub line: usize,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,7 +77,12 @@ const KEYS: &[&str] = &[
     "on_lockfailure",
     "fence_helper",
     "log_level",
+    "max_connections",
 ];
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+/// Each connection costs a thread and two file descriptors.
+const MAX_CONNECTIONS_LIMIT: usize = 65536;
 
 /// Placeholders a `fence_helper` argument may contain.
 pub const HELPER_PLACEHOLDERS: &[&str] = &["{action}", "{uri}", "{uuid}", "{name}", "{pid}"];
@@ -82,6 +100,7 @@ impl Config {
         let mut cfg = Config {
             source: file.to_owned(),
             host_id: 0,
+            host_id_line: 0,
             host_name: String::new(),
             lockspaces: Vec::new(),
             io_timeout: None,
@@ -93,6 +112,7 @@ impl Config {
             on_lockfailure: Action::Poweroff,
             fence_helper: None,
             log_level: log::LevelFilter::Info,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         };
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -124,6 +144,7 @@ impl Config {
                         return Err(bad(format!("must be between 1 and {}, unique per host", engine::format::MAX_HOSTS_LIMIT)));
                     }
                     host_id = Some(id);
+                    cfg.host_id_line = line;
                 }
                 "host_name" => {
                     if value.is_empty() || value.len() > engine::format::NAME_LEN || !value.chars().all(|c| c.is_ascii_graphic()) {
@@ -131,7 +152,7 @@ impl Config {
                     }
                     cfg.host_name = value.to_owned();
                 }
-                "lockspace" => cfg.lockspaces.push(absolute(value).map_err(bad)?),
+                "lockspace" => cfg.lockspaces.push(LockspaceEntry { path: absolute(value).map_err(bad)?, line }),
                 "io_timeout" => {
                     let secs: f64 = value.parse().map_err(|_| bad("must be a number of seconds, e.g. 10 or 0.5".into()))?;
                     let d = Duration::try_from_secs_f64(secs).map_err(|_| bad("must be a positive number of seconds".into()))?;
@@ -162,6 +183,10 @@ impl Config {
                 }
                 "log_level" => {
                     cfg.log_level = value.parse().map_err(|_| bad("must be one of off, error, warn, info, debug, trace".into()))?;
+                }
+                "max_connections" => {
+                    cfg.max_connections =
+                        value.parse().ok().filter(|n| (1..=MAX_CONNECTIONS_LIMIT).contains(n)).ok_or_else(|| bad(format!("must be a whole number from 1 to {MAX_CONNECTIONS_LIMIT}")))?;
                 }
                 _ => unreachable!("every key in KEYS is handled"),
             }
@@ -224,7 +249,9 @@ mod tests {
     fn minimal_file_gets_defaults() {
         let c = parse("host_id = 3\nlockspace = /srv/hl/default.lockspace\n").unwrap();
         assert_eq!(c.host_id, 3);
-        assert_eq!(c.lockspaces, vec![PathBuf::from("/srv/hl/default.lockspace")]);
+        assert_eq!(c.lockspaces, vec![LockspaceEntry { path: PathBuf::from("/srv/hl/default.lockspace"), line: 2 }]);
+        assert_eq!(c.host_id_line, 1);
+        assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(c.socket, PathBuf::from("/run/highlander/highlanderd.sock"));
         assert_eq!(c.state_dir, PathBuf::from("/run/highlander"));
         assert_eq!(c.on_lockfailure, Action::Poweroff);
@@ -239,7 +266,7 @@ mod tests {
         let c = parse(
             "# comment\n\n host_id=7 \nhost_name = \"node7\"\nlockspace = /a\nlockspace = /b\nio_timeout = 0.5\nauto_create = yes\n\
              socket = /tmp/s.sock\nstate_dir = /tmp/st\ngroup = libvirt\nwatchdog = /dev/watchdog\non_lockfailure = pause\n\
-             fence_helper = /usr/local/bin/fence {action} {uri} {uuid}\nlog_level = debug\n",
+             fence_helper = /usr/local/bin/fence {action} {uri} {uuid}\nlog_level = debug\nmax_connections = 16\n",
         )
         .unwrap();
         assert_eq!(c.host_name, "node7");
@@ -251,6 +278,7 @@ mod tests {
         assert_eq!(c.on_lockfailure, Action::Pause);
         assert_eq!(c.fence_helper.unwrap(), vec!["/usr/local/bin/fence", "{action}", "{uri}", "{uuid}"]);
         assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.max_connections, 16);
         assert_eq!(parse("host_id=1\nlockspace=/a\ngroup=42\n").unwrap().group, Some(("42".into(), 42)));
     }
 
@@ -279,6 +307,8 @@ mod tests {
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
         let e = parse("host_id = 1\n= 3\n").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
+        let e = parse("host_id = 1\nlockspace = /a\nmax_connections = 0\n").unwrap_err();
+        assert!(e.to_string().contains(":3: `max_connections`") && e.to_string().contains("from 1 to"), "{e}");
         let e = parse("host_id = 1\nauto_create = maybe\n").unwrap_err();
         assert!(e.to_string().contains("yes or no"), "{e}");
     }

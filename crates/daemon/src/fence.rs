@@ -40,19 +40,18 @@ use crate::{Daemon, Space};
 use engine::clock::Mono;
 use engine::Health;
 
-pub fn spawn(daemon: Arc<Daemon>) {
+pub fn spawn(daemon: Arc<Daemon>) -> Result<(), super::StartError> {
     for i in 0..daemon.spaces.len() {
         let d = daemon.clone();
-        std::thread::Builder::new().name(format!("hl-fence-{}", d.spaces[i].name)).spawn(move || monitor(&d, &d.spaces[i])).expect("spawn fence monitor");
+        super::thread(format!("hl-fence-{}", d.spaces[i].name), move || monitor(&d, &d.spaces[i]))?;
     }
     if let Some(dev) = daemon.cfg.watchdog.clone() {
         match open_watchdog(&daemon, &dev) {
-            Ok(interval) => {
-                std::thread::Builder::new().name("hl-watchdog".into()).spawn(move || pet(&daemon, interval)).expect("spawn watchdog thread");
-            }
+            Ok(interval) => super::thread("hl-watchdog".into(), move || pet(&daemon, interval))?,
             Err(e) => log::warn!("watchdog {}: {e}; running without it", dev.display()),
         }
     }
+    Ok(())
 }
 
 fn monitor(daemon: &Daemon, space: &Space) {
@@ -165,8 +164,13 @@ pub fn apply(cfg: &Config, g: &mut Guest, pidfd: Option<&Pidfd>, lockspace: &str
             log::error!("fenced: {g} on {host}: running the fence helper ({}): lockspace \"{lockspace}\": {why}", g.action);
             let commands = helper_commands(&cfg, g);
             let who = g.to_string();
-            std::thread::spawn(move || run_helpers(&commands, &who, None));
-            true
+            match std::thread::Builder::new().name("hl-fence-helper".into()).spawn(move || run_helpers(&commands, &who, None)) {
+                Ok(_) => true,
+                Err(e) => {
+                    log::error!("fence FAILED: cannot start a thread to run the fence helper for {g} on {host}: {e}");
+                    false
+                }
+            }
         }
         Action::Ignore => {
             log::error!("NOT fenced (on_lockfailure ignore): {g} on {host} keeps running although its leases will lapse: lockspace \"{lockspace}\": {why}");
@@ -182,7 +186,7 @@ fn run_helpers(commands: &[Vec<String>], who: &str, limit: Option<Duration>) -> 
         let run = Command::new(&argv[0]).args(&argv[1..]).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn();
         let outcome = run.map_err(|e| format!("cannot run it: {e}")).and_then(|child| {
             let (tx, rx) = crossbeam_channel::bounded(1);
-            std::thread::spawn(move || tx.send(child.wait_with_output()));
+            std::thread::Builder::new().spawn(move || tx.send(child.wait_with_output())).map_err(|e| format!("cannot start a thread to wait for it: {e}"))?;
             let waited = match limit {
                 Some(limit) => rx.recv_timeout(limit).map_err(|_| format!("no answer within {limit:?}")),
                 None => rx.recv().map_err(|_| "lost track of it".to_owned()),

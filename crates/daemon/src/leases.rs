@@ -23,7 +23,7 @@ use engine::clock::unix_now;
 use engine::delta_lease::HostState;
 use engine::error::Error;
 use engine::format::{Header, IDENTITY_LEN, NAME_LEN};
-use engine::lockspace::{self, JoinOptions, Lockspace};
+use engine::lockspace::{JoinOptions, Lockspace};
 use engine::resource::{AcquireRequest, Busy, Lease, LeaseInfo, Mode, SharedHolder};
 
 /// (lockspace name, disk identity)
@@ -103,42 +103,6 @@ struct Wanted {
     key: DiskKey,
     path: String,
     mode: Mode,
-}
-
-/// Opens a configured lockspace, creating it first when `auto_create` is
-/// set and the file is missing; warns when its io_timeout differs from ours.
-pub fn open_or_create(cfg: &crate::Config, path: &Path) -> engine::Result<Header> {
-    if cfg.auto_create && !path.exists() {
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut opts = engine::InitOptions::new(&stem);
-        if let Some(t) = cfg.io_timeout {
-            opts.io_timeout = t;
-        }
-        match engine::init::init(path, &opts) {
-            Ok(_) => log::info!("created lockspace \"{stem}\" at {}", path.display()),
-            // Another host created it at the same moment: use theirs.
-            Err(Error::Open { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-    }
-    // A concurrent creator may still be writing the header: give it a moment.
-    let deadline = Instant::now() + std::time::Duration::from_secs(5);
-    let header = loop {
-        match lockspace::open(path, false) {
-            Err(Error::NotALockspace { .. }) if cfg.auto_create && Instant::now() < deadline => std::thread::sleep(std::time::Duration::from_millis(50)),
-            other => break other?.1,
-        }
-    };
-    if let Some(t) = cfg.io_timeout.filter(|t| t.as_millis() != header.io_timeout_ms as u128) {
-        log::warn!(
-            "lockspace \"{}\" ({}): its header says io_timeout {} ms, the configuration says {} ms; the header is authoritative",
-            header.name,
-            path.display(),
-            header.io_timeout_ms,
-            t.as_millis()
-        );
-    }
-    Ok(header)
 }
 
 /// Joins a lockspace. When the saved table holds leases in it, the host
@@ -231,14 +195,9 @@ impl Daemon {
         result
     }
 
+    /// Only root gets here (server.rs), so it may name any process.
     pub fn register(&self, peer: Peer, req: Register) -> Result<LeasesResult, WireError> {
-        let pid = match req.pid {
-            Some(pid) if pid != peer.pid && peer.uid != 0 => {
-                return Err(err(Code::PermissionDenied, format!("only root may register another process (pid {pid}); register from the guest process itself")));
-            }
-            Some(pid) => pid,
-            None => peer.pid,
-        };
+        let pid = req.pid.unwrap_or(peer.pid);
         let uuid = proto::uuid::parse(&req.uuid).ok_or_else(|| err(Code::BadRequest, format!("uuid {:?} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", req.uuid)))?;
         if req.name.is_empty() || req.name.len() > NAME_LEN || req.name.chars().any(char::is_control) {
             return Err(err(Code::BadRequest, format!("guest name {:?} must be 1..={NAME_LEN} bytes without control characters", req.name)));

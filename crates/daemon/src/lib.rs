@@ -6,6 +6,7 @@
 //! `proto` crate, which the plugin shares. One file per concept here:
 //! - `cli`         highlanderd's command line (also the man page's source)
 //! - `config`      /etc/highlander/highlanderd.conf
+//! - `check`       the configured lockspaces, checked (`--check` and start)
 //! - `guest`       a registered guest and its process (pidfd, start time)
 //! - `leases`      the local lease table: register, acquire, release, inquire
 //! - `persist`     the table saved under the state dir, for restarts
@@ -14,12 +15,15 @@
 //! - `fence`       lock-failure actions when renewal fails; the watchdog
 //! - `sentinel`    fences the guests if highlanderd stops or dies unresumed
 //! - `server`      the socket: peer credentials, requests, responses
+//! - `log_limit`   repeated warnings, rate-limited per kind
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod fence;
 pub mod guest;
 pub mod leases;
+pub mod log_limit;
 pub mod persist;
 pub mod retry;
 pub mod sentinel;
@@ -27,7 +31,7 @@ pub mod server;
 pub mod watcher;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -41,10 +45,8 @@ use leases::Table;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    #[error("lockspace {path}: {source}")]
-    Lockspace { path: PathBuf, source: engine::Error },
-    #[error("lockspaces {first} and {second} are both named \"{name}\"; lockspace names must be unique per host")]
-    DuplicateName { name: String, first: PathBuf, second: PathBuf },
+    #[error(transparent)]
+    Lockspace(#[from] check::CheckError),
     #[error(transparent)]
     Persist(#[from] persist::PersistError),
     #[error("{what} {path}: {source}")]
@@ -53,6 +55,16 @@ pub enum StartError {
     AlreadyRunning(PathBuf),
     #[error(transparent)]
     Sentinel(#[from] sentinel::SentinelError),
+    #[error("cannot start thread {name}: {source}; the host is short of memory or of threads (`ulimit -u`, systemd's TasksMax)")]
+    Thread { name: String, source: std::io::Error },
+}
+
+/// Starts one of the daemon's threads.
+fn thread(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), StartError> {
+    match std::thread::Builder::new().name(name.clone()).spawn(f) {
+        Ok(_) => Ok(()),
+        Err(source) => Err(StartError::Thread { name, source }),
+    }
 }
 
 /// One configured lockspace. The handle is replaced when a lost host lease
@@ -85,6 +97,9 @@ pub struct Daemon {
     fence_failed: AtomicBool,
     /// The fence sentinel's pid (for messages).
     sentinel_pid: AtomicU32,
+    /// Connections being served (the cap is `max_connections`).
+    serving: AtomicUsize,
+    log_limit: log_limit::LogLimit,
     /// One daemon per state dir, for the daemon's whole life.
     _instance: sentinel::Instance,
 }
@@ -110,8 +125,22 @@ fn test_fault_hook() -> Option<Arc<dyn FaultHook>> {
 
 impl Daemon {
     /// Joins (or resumes) every lockspace, re-adopts persisted guests, and
-    /// starts serving. Returns once the socket accepts connections.
+    /// starts serving. Returns once the socket accepts connections. A start
+    /// that fails after joining leaves the lockspaces it joined as a stop
+    /// would (`wind_down`): peers never see a host that died at start-up.
     pub fn start(cfg: Config) -> Result<Arc<Daemon>, StartError> {
+        let checked = check::lockspaces(&cfg, true)?;
+        for c in &checked {
+            if let Some(t) = cfg.io_timeout.filter(|t| t.as_millis() != c.header.io_timeout_ms as u128) {
+                log::warn!(
+                    "lockspace \"{}\" ({}): its header says io_timeout {} ms, the configuration says {} ms; the header is authoritative",
+                    c.header.name,
+                    c.entry.path.display(),
+                    c.header.io_timeout_ms,
+                    t.as_millis()
+                );
+            }
+        }
         let io = |what, path: &PathBuf| {
             let path = path.clone();
             move |source| StartError::Io { what, path, source }
@@ -126,24 +155,33 @@ impl Daemon {
         let handover = sentinel::Handover::lock(&cfg.state_dir)?;
         let store = persist::Store::new(&cfg.state_dir);
         let mut saved = store.load(cfg.host_id)?;
+        let watcher = watcher::Watcher::new().map_err(io("cannot create eventfd for", &cfg.state_dir))?;
         let fault = test_fault_hook();
         let mut spaces: Vec<Space> = Vec::new();
-        for path in &cfg.lockspaces {
-            let header = leases::open_or_create(&cfg, path).map_err(|source| StartError::Lockspace { path: path.clone(), source })?;
-            if let Some(other) = spaces.iter().find(|s| s.name == header.name) {
-                return Err(StartError::DuplicateName { name: header.name, first: other.path.clone(), second: path.clone() });
-            }
-            let mut join = JoinOptions::new(path, cfg.host_id, &cfg.host_name);
+        let saved_held = |saved: &Table, name: &str| saved.disks.keys().filter(|k| k.0 == name).count();
+        for c in checked {
+            let mut join = JoinOptions::new(&c.entry.path, cfg.host_id, &cfg.host_name);
             join.fault = fault.clone();
             join.state_dir = Some(cfg.state_dir.clone());
-            let ls = leases::join_resuming(&join, &header, &mut saved, &cfg).map_err(|source| StartError::Lockspace { path: path.clone(), source })?;
-            spaces.push(Space { name: header.name.clone(), path: path.clone(), handle: RwLock::new(ls), join });
+            match leases::join_resuming(&join, &c.header, &mut saved, &cfg) {
+                Ok(ls) => spaces.push(Space { name: c.header.name.clone(), path: c.entry.path.clone(), handle: RwLock::new(ls), join }),
+                Err(source) => {
+                    leave_or_stop(&spaces, |name| saved_held(&saved, name), None);
+                    return Err(check::CheckError::Lockspace { file: cfg.source.clone(), line: c.entry.line, path: c.entry.path, source: Box::new(source) }.into());
+                }
+            }
         }
-        let guard = sentinel::Sentinel::start(&cfg, spaces.iter().map(|s| (s.name.clone(), s.ls().timeouts())))?;
-        handover.take_over(&guard)?;
+        let armed = sentinel::Sentinel::start(&cfg, spaces.iter().map(|s| (s.name.clone(), s.ls().timeouts()))).and_then(|guard| handover.take_over(&guard).map(|()| guard));
+        let guard = match armed {
+            Ok(guard) => guard,
+            Err(e) => {
+                leave_or_stop(&spaces, |name| saved_held(&saved, name), None);
+                return Err(e.into());
+            }
+        };
         drop(handover);
         let daemon = Arc::new(Daemon {
-            watcher: watcher::Watcher::new().map_err(io("cannot create eventfd for", &cfg.state_dir))?,
+            watcher,
             cfg,
             spaces,
             table: Mutex::new(Table::default()),
@@ -153,19 +191,16 @@ impl Daemon {
             stopping: AtomicBool::new(false),
             fence_failed: AtomicBool::new(false),
             sentinel_pid: AtomicU32::new(0),
+            serving: AtomicUsize::new(0),
+            log_limit: log_limit::LogLimit::default(),
             _instance: instance,
         });
-        sentinel::supervise(daemon.clone(), guard);
-        daemon.readopt(saved);
-        for space in daemon.spaces.iter().filter(|s| s.ls().resumed()) {
-            daemon.release_orphans(space);
+        if let Err(e) = daemon.begin(guard, saved) {
+            daemon.stopping.store(true, Ordering::SeqCst);
+            daemon.watcher.wake();
+            daemon.wind_down();
+            return Err(e);
         }
-        daemon.persist();
-        let listener = server::bind(&daemon.cfg)?;
-        watcher::spawn(daemon.clone());
-        fence::spawn(daemon.clone());
-        retry::spawn(daemon.clone());
-        server::spawn(daemon.clone(), listener);
         log::info!(
             "highlanderd {} serving {} as host {} \"{}\" in lockspace(s) {}",
             env!("CARGO_PKG_VERSION"),
@@ -177,48 +212,56 @@ impl Daemon {
         Ok(daemon)
     }
 
+    /// The part of the start-up after the lockspaces are joined: the saved
+    /// guests re-adopted, the daemon's threads and the socket.
+    fn begin(self: &Arc<Daemon>, guard: sentinel::Sentinel, saved: Table) -> Result<(), StartError> {
+        sentinel::supervise(self.clone(), guard)?;
+        self.readopt(saved);
+        for space in self.spaces.iter().filter(|s| s.ls().resumed()) {
+            self.release_orphans(space);
+        }
+        self.persist();
+        let listener = server::bind(&self.cfg)?;
+        let threads = (|| {
+            watcher::spawn(self.clone())?;
+            fence::spawn(self.clone())?;
+            retry::spawn(self.clone())?;
+            log_limit::spawn(self.clone())?;
+            server::spawn(self.clone(), listener)
+        })();
+        if threads.is_err() {
+            let _ = std::fs::remove_file(&self.cfg.socket);
+        }
+        threads
+    }
+
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// SIGTERM: finish requests in flight, then leave each lockspace in
-    /// which no guest holds a lease (the next join is fast; pending releases
-    /// are void with our slot) and merely stop renewing the others (leases,
-    /// pending releases and resume state stay for a restart). The fence
-    /// sentinel, which outlives us, fences their guests at fence_begin
-    /// unless a restarted daemon resumes first.
+    /// SIGTERM: finish requests in flight, then wind down (`wind_down`).
     pub fn shutdown(&self) {
         let _quiesced = self.ops.write();
         self.stopping.store(true, Ordering::SeqCst);
         self.watcher.wake();
         let _ = std::fs::remove_file(&self.cfg.socket);
+        self.wind_down();
+        log::info!("highlanderd stopped");
+    }
+
+    /// Leaves each lockspace in which no guest holds a lease and stops
+    /// renewing the others (`leave_or_stop`); saves the table and closes
+    /// the watchdog.
+    fn wind_down(&self) {
         let mut table = self.table.lock();
-        for space in &self.spaces {
-            let held = table.disks.keys().filter(|k| k.0 == space.name).count();
-            let ls = space.ls();
-            if held == 0 {
-                match ls.leave() {
-                    Ok(()) => {
-                        log::info!("lockspace \"{}\": left cleanly", space.name);
-                        table.pending.retain(|k, _| k.0 != space.name);
-                    }
-                    Err(e) => log::warn!("lockspace \"{}\": clean leave failed ({e}); the host slot will be reclaimed after it times out", space.name),
-                }
-            } else {
-                ls.stop();
-                log::warn!(
-                    "lockspace \"{}\": stopped with {held} lease(s) held; restart highlanderd within {:?} of the last renewal to keep them, or the fence sentinel (pid {}) applies their guests' lock-failure actions then",
-                    space.name,
-                    space.ls().timeouts().fence_begin,
-                    self.sentinel_pid.load(Ordering::SeqCst)
-                );
-            }
-        }
+        let disks = &table.disks;
+        let left = leave_or_stop(&self.spaces, |name| disks.keys().filter(|k| k.0 == name).count(), Some(self.sentinel_pid.load(Ordering::SeqCst)));
+        // Pending releases are void with our slot.
+        table.pending.retain(|k, _| !left.contains(&k.0.as_str()));
         let any_held = !table.disks.is_empty();
         drop(table);
         self.persist();
         fence::close_watchdog(any_held);
-        log::info!("highlanderd stopped");
     }
 
     fn space(&self, name: &str) -> Option<&Space> {
@@ -229,4 +272,36 @@ impl Daemon {
     fn persist(&self) {
         self.store.save(self.cfg.host_id, &self.table);
     }
+}
+
+/// Leaves each lockspace in which `held` counts no lease (the next join is
+/// fast, and peers see this host gone at once, not failing then dead), and
+/// merely stops renewing the others (leases, pending releases and resume
+/// state stay for a restart; the fence sentinel, `sentinel` if it is this
+/// daemon's, which outlives us, fences their guests at fence_begin unless a
+/// restarted daemon resumes first). Returns the names of those left.
+fn leave_or_stop(spaces: &[Space], held: impl Fn(&str) -> usize, sentinel: Option<u32>) -> Vec<&str> {
+    let mut left = Vec::new();
+    for space in spaces {
+        let held = held(&space.name);
+        let ls = space.ls();
+        if held == 0 {
+            match ls.leave() {
+                Ok(()) => {
+                    log::info!("lockspace \"{}\": left cleanly", space.name);
+                    left.push(space.name.as_str());
+                }
+                Err(e) => log::warn!("lockspace \"{}\": clean leave failed ({e}); the host slot will be reclaimed after it times out", space.name),
+            }
+        } else {
+            let fence_begin = ls.timeouts().fence_begin;
+            ls.stop();
+            log::warn!(
+                "lockspace \"{}\": stopped with {held} lease(s) held; restart highlanderd within {fence_begin:?} of the last renewal to keep them, or the fence sentinel{} applies their guests' lock-failure actions then",
+                space.name,
+                sentinel.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+            );
+        }
+    }
+    left
 }

@@ -42,8 +42,22 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
-        println!("{}: configuration is valid", cli.config.display());
-        return ExitCode::SUCCESS;
+        return match daemon::check::lockspaces(&cfg, false) {
+            Ok(found) => {
+                println!("{}: configuration is valid", cli.config.display());
+                for entry in &cfg.lockspaces {
+                    match found.iter().find(|c| c.entry == *entry) {
+                        Some(c) => println!("  lockspace \"{}\" at {}: host id {} of 1..={}", c.header.name, entry.path.display(), cfg.host_id, c.header.max_hosts),
+                        None => println!("  lockspace at {}: does not exist yet; auto_create creates it at start-up", entry.path.display()),
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("highlanderd: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     env_logger::Builder::new().filter_level(cfg.log_level).parse_env("RUST_LOG").format_timestamp_millis().init();
     let signals = block_signals();

@@ -17,11 +17,12 @@ pub fn backoff(space: &Space) -> Duration {
     space.ls().timeouts().io_timeout / 2
 }
 
-pub fn spawn(daemon: Arc<Daemon>) {
+pub fn spawn(daemon: Arc<Daemon>) -> Result<(), super::StartError> {
     for i in 0..daemon.spaces.len() {
         let d = daemon.clone();
-        std::thread::Builder::new().name(format!("hl-release-{}", d.spaces[i].name)).spawn(move || run(&d, &d.spaces[i])).expect("spawn release retry thread");
+        super::thread(format!("hl-release-{}", d.spaces[i].name), move || run(&d, &d.spaces[i]))?;
     }
+    Ok(())
 }
 
 fn run(daemon: &Daemon, space: &Space) {

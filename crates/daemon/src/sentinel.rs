@@ -262,10 +262,12 @@ fn spawn(spec: &Spec) -> Result<Child, SentinelError> {
         drop(stdin);
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = crossbeam_channel::bounded(1);
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = tx.send(BufReader::new(stdout).read_line(&mut line).map(|_| line));
-        });
+        std::thread::Builder::new()
+            .spawn(move || {
+                let mut line = String::new();
+                let _ = tx.send(BufReader::new(stdout).read_line(&mut line).map(|_| line));
+            })
+            .map_err(|e| format!("cannot start a thread to read its answer: {e}"))?;
         match rx.recv_timeout(READY_WITHIN) {
             Ok(Ok(line)) if line.trim() == "ready" => Ok(()),
             Ok(Ok(line)) => Err(format!("it answered {:?} instead of \"ready\"", line.trim())),
@@ -283,7 +285,7 @@ fn spawn(spec: &Spec) -> Result<Child, SentinelError> {
 
 /// Reaps the sentinel; should it ever die while the daemon runs (it ignores
 /// SIGTERM, SIGINT and SIGHUP, so a SIGKILL or a crash), starts another.
-pub fn supervise(daemon: Arc<Daemon>, mut sentinel: Sentinel) {
+pub fn supervise(daemon: Arc<Daemon>, mut sentinel: Sentinel) -> Result<(), super::StartError> {
     daemon.sentinel_pid.store(sentinel.child.id(), Ordering::SeqCst);
     let run = move || loop {
         let status = sentinel.child.wait();
@@ -313,7 +315,7 @@ pub fn supervise(daemon: Arc<Daemon>, mut sentinel: Sentinel) {
             }
         }
     };
-    std::thread::Builder::new().name("hl-sentinel".into()).spawn(run).expect("spawn sentinel supervisor");
+    super::thread("hl-sentinel".into(), run)
 }
 
 // ------------------------------------------------------ sentinel mode ---

@@ -1,16 +1,21 @@
 //! The Unix socket: who may connect (SO_PEERCRED: root and the configured
-//! group), bounded request lines, one response per request.
+//! group) and what they may do (only root changes leases), at most
+//! `max_connections` served at once, bounded request lines, one response
+//! per request. What a client can repeat (bad input, refusals) is logged
+//! through the rate limiter.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::log_limit::limited;
 use crate::leases::Peer;
 use proto::protocol::*;
 use crate::{Daemon, StartError};
@@ -43,32 +48,91 @@ pub fn bind(cfg: &Config) -> Result<UnixListener, StartError> {
     Ok(listener)
 }
 
-pub fn spawn(daemon: Arc<Daemon>, listener: UnixListener) {
-    std::thread::Builder::new().name("hl-accept".into()).spawn(move || accept(&daemon, listener)).expect("spawn accept thread");
+pub fn spawn(daemon: Arc<Daemon>, listener: UnixListener) -> Result<(), StartError> {
+    super::thread("hl-accept".into(), move || accept(&daemon, listener))
 }
 
+/// The first and the longest wait after an accept that failed.
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
 fn accept(daemon: &Arc<Daemon>, listener: UnixListener) {
-    for stream in listener.incoming() {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let accepted = listener.accept();
         if daemon.stopping() {
             return;
         }
-        let stream = match stream {
-            Ok(s) => s,
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                backoff = BACKOFF_MIN;
+                stream
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::ConnectionAborted) => continue,
             Err(e) => {
-                log::warn!("accept on {}: {e}", daemon.cfg.socket.display());
+                // Out of file descriptors (EMFILE, ENFILE) or memory, the
+                // next accept fails alike until something is freed: wait
+                // instead of spinning. Connections wait in the backlog.
+                let hint = match e.raw_os_error() {
+                    Some(libc::EMFILE) => " (this process's open-file limit: raise LimitNOFILE, or lower `max_connections`)",
+                    Some(libc::ENFILE) => " (the system's open-file limit, fs.file-max)",
+                    _ => "",
+                };
+                limited!(daemon, "accept failed", Warn, "accept on {}: {e}{hint}; retrying in {backoff:?}", daemon.cfg.socket.display());
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };
+        let Some(slot) = Slot::take(daemon) else {
+            refuse_over_cap(daemon, stream);
+            continue;
+        };
         let d = daemon.clone();
         let spawned = std::thread::Builder::new().name("hl-conn".into()).spawn(move || {
+            let _slot = slot;
             if let Err(e) = serve(&d, stream) {
                 log::debug!("connection closed: {e}");
             }
         });
         if let Err(e) = spawned {
-            log::error!("cannot start a connection thread: {e}");
+            limited!(daemon, "no connection thread", Error, "cannot start a connection thread: {e}; connection closed");
         }
     }
+}
+
+/// One of the `max_connections` served at once, held while served.
+struct Slot(Arc<Daemon>);
+
+impl Slot {
+    fn take(daemon: &Arc<Daemon>) -> Option<Slot> {
+        let max = daemon.cfg.max_connections;
+        daemon.serving.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1)).ok()?;
+        Some(Slot(daemon.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.serving.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Answers a connection over the cap with one error line and closes it,
+/// from the accept thread (no thread of its own: that is what is short).
+/// The request is not read; the client reads the answer even if its write
+/// fails on the closed connection.
+fn refuse_over_cap(daemon: &Daemon, mut stream: UnixStream) {
+    let max = daemon.cfg.max_connections;
+    let who = peer_of(&stream).map_or_else(|_| "a client".to_owned(), |p| format!("uid {} pid {}", p.uid, p.pid));
+    limited!(daemon, "too many connections", Warn, "refused connection from {who}: all {max} connections (`max_connections`) are in use");
+    let msg = format!(
+        "highlanderd serves at most {max} connections at once (`max_connections` in {}) and all are in use; retry later, or raise `max_connections`",
+        daemon.cfg.source.display()
+    );
+    // A fresh socket's buffer takes one line; never block the accept loop.
+    let _ = stream.set_nonblocking(true);
+    let _ = send(&mut stream, Response::err(WireError::new(Code::TooManyConnections, msg)));
 }
 
 fn peer_of(stream: &UnixStream) -> std::io::Result<Peer> {
@@ -125,11 +189,18 @@ fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>) -> Result<O
 
 fn serve(daemon: &Arc<Daemon>, mut stream: UnixStream) -> std::io::Result<()> {
     let peer = peer_of(&stream)?;
-    let mut reader = BufReader::with_capacity(8192, stream.try_clone()?);
+    let mut reader = match stream.try_clone() {
+        Ok(clone) => BufReader::with_capacity(8192, clone),
+        Err(e) => {
+            limited!(daemon, "connection not served", Warn, "pid {} uid {}: cannot serve its connection: {e}", peer.pid, peer.uid);
+            return send(&mut stream, Response::err(WireError::new(Code::Unavailable, format!("highlanderd cannot serve this connection now ({e}); retry later"))));
+        }
+    };
     let mut line = Vec::new();
     if !allowed(&daemon.cfg, &peer) {
         let who = format!("uid {} gid {} pid {}", peer.uid, peer.gid, peer.pid);
-        log::warn!("refused connection from {who}: only root{} may use highlanderd", daemon.cfg.group.as_ref().map(|(g, _)| format!(" and group {g}")).unwrap_or_default());
+        let rule = daemon.cfg.group.as_ref().map(|(g, _)| format!(" and group {g}")).unwrap_or_default();
+        limited!(daemon, "refused connection", Warn, "refused connection from {who}: only root{rule} may use highlanderd");
         // Take (and ignore) the request first: closing on an unread request
         // would hand the client EPIPE instead of this answer.
         stream.set_read_timeout(Some(REFUSAL_READ))?;
@@ -144,7 +215,7 @@ fn serve(daemon: &Arc<Daemon>, mut stream: UnixStream) -> std::io::Result<()> {
             Err(Some(e)) => return Err(e),
             Err(None) => {
                 let e = WireError::new(Code::TooLarge, format!("request exceeds {MAX_MESSAGE} bytes; closing the connection"));
-                log::warn!("pid {}: oversized request refused", peer.pid);
+                limited!(daemon, "oversized request", Warn, "pid {} uid {}: oversized request refused", peer.pid, peer.uid);
                 return send(&mut stream, Response::err(e));
             }
             Ok(Some(())) => {}
@@ -152,7 +223,7 @@ fn serve(daemon: &Arc<Daemon>, mut stream: UnixStream) -> std::io::Result<()> {
         let request = match Request::decode(&line) {
             Ok(r) => r,
             Err(e) => {
-                log::warn!("pid {} uid {}: bad request: {}", peer.pid, peer.uid, e.message);
+                limited!(daemon, "bad request", Warn, "pid {} uid {}: bad request: {}", peer.pid, peer.uid, e.message);
                 send(&mut stream, Response::err(e))?;
                 continue;
             }
@@ -178,6 +249,15 @@ fn handle(daemon: &Daemon, peer: Peer, request: Request) -> Response {
     let _op = daemon.ops.read();
     if daemon.stopping() {
         return Response::err(WireError::new(Code::ShuttingDown, "highlanderd is shutting down; retry when it is back"));
+    }
+    if request.mutates() && peer.uid != 0 {
+        let op = request.op();
+        let group = daemon.cfg.group.as_ref().map_or_else(String::new, |(g, _)| format!(", a member of group {g}"));
+        limited!(daemon, "refused operation", Warn, "refused `{op}` from uid {} pid {}: only root may change leases", peer.uid, peer.pid);
+        return Response::err(WireError::new(
+            Code::PermissionDenied,
+            format!("permission denied: `{op}` changes leases, which only root may do (libvirtd runs as root); uid {}{group} may use only the read-only operations ({})", peer.uid, READ_ONLY_OPS.join(", ")),
+        ));
     }
     let result = match request {
         Request::Register(r) => daemon.register(peer, r).map(to_value),

@@ -78,8 +78,8 @@ impl Watcher {
     }
 }
 
-pub fn spawn(daemon: Arc<Daemon>) {
-    std::thread::Builder::new().name("hl-watcher".into()).spawn(move || run(&daemon)).expect("spawn watcher thread");
+pub fn spawn(daemon: Arc<Daemon>) -> Result<(), super::StartError> {
+    super::thread("hl-watcher".into(), move || run(&daemon))
 }
 
 fn run(daemon: &Arc<Daemon>) {
@@ -129,7 +129,10 @@ fn exited(daemon: &Arc<Daemon>, pid: u32, start_time: u64) {
         procs.remove(&pid);
         drop(procs);
         let d = daemon.clone();
-        std::thread::spawn(move || d.guest_exited(pid, start_time));
+        if let Err(e) = std::thread::Builder::new().name("hl-exit".into()).spawn(move || d.guest_exited(pid, start_time)) {
+            log::warn!("guest pid {pid} exited; cannot start a thread to release its leases ({e}): releasing them from the watcher");
+            daemon.guest_exited(pid, start_time);
+        }
     }
 }
 

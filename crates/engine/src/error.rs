@@ -93,6 +93,8 @@ pub enum Error {
     /// Storage whose reads may miss another host's writes (GlusterFS options).
     #[error(transparent)]
     UnsafeStorage(#[from] identity::gluster::Refusal),
+    #[error("lockspace \"{lockspace}\": cannot start its renewal thread: {source}; the host is short of memory or of threads")]
+    RenewalThread { lockspace: String, source: std::io::Error },
 }
 
 impl Error {

@@ -233,7 +233,7 @@ impl Lockspace {
         let thread = std::thread::Builder::new()
             .name(format!("hl-renew-{}", shared.header.name))
             .spawn(move || worker.renewal_loop(stopped))
-            .expect("spawn renewal thread");
+            .map_err(|source| Error::RenewalThread { lockspace: shared.header.name.clone(), source })?;
         Ok(Lockspace { shared, thread: Arc::new(Mutex::new(Some(thread))) })
     }
 

@@ -48,7 +48,7 @@ fn failure(config: &Config, op: &str, e: ClientError) -> Failure {
         ClientError::Unreachable { source, .. } if source.kind() == ErrorKind::PermissionDenied => Failure::new(
             Kind::OperationFailed,
             format!(
-                "highlanderd's socket {socket} cannot be used by this process ({source}): {then}. libvirtd must run as root (or be in highlanderd's `group`, /etc/highlander/highlanderd.conf)"
+                "highlanderd's socket {socket} cannot be used by this process ({source}): {then}. libvirtd must run as root (qemu:///system): only root may take leases"
             ),
         ),
         ClientError::Unreachable { source, .. } => Failure::new(

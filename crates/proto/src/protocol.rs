@@ -10,6 +10,11 @@ use crate::Mode;
 pub const VERSION: u32 = 1;
 /// Longest request or response line, newline included.
 pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Every op this daemon knows.
+pub const OPS: &[&str] = &["register", "acquire", "release", "inquire", "status", "who"];
+/// The ops that change no lease: the configured `group` may send these
+/// only; any op not listed here is root's (docs/PROTOCOL.md).
+pub const READ_ONLY_OPS: &[&str] = &["inquire", "status", "who"];
 
 /// What to do with a guest whose leases can no longer be kept
 /// (libvirt's `<on_lockfailure>`).
@@ -164,6 +169,11 @@ impl Request {
         }
     }
 
+    /// Does it change leases or guests? Then only root may send it.
+    pub fn mutates(&self) -> bool {
+        !READ_ONLY_OPS.contains(&self.op())
+    }
+
     /// The request as one JSON line (without the newline).
     pub fn encode(&self) -> String {
         let body = match self {
@@ -193,7 +203,7 @@ impl Request {
         }
         let op = match obj.remove("op") {
             Some(Value::String(op)) => op,
-            _ => return Err(bad("missing \"op\" (one of register, acquire, release, inquire, status, who)".into())),
+            _ => return Err(bad(format!("missing \"op\" (one of {})", OPS.join(", ")))),
         };
         fn body<T: serde::de::DeserializeOwned>(op: &str, obj: serde_json::Map<String, Value>) -> Result<T, WireError> {
             serde_json::from_value(Value::Object(obj)).map_err(|e| WireError::new(Code::BadRequest, format!("{op}: {e}")))
@@ -206,7 +216,7 @@ impl Request {
             "status" if obj.is_empty() => Request::Status,
             "status" => return Err(bad("status: takes no arguments".into())),
             "who" => Request::Who(body(&op, obj)?),
-            _ => return Err(WireError::new(Code::UnknownOp, format!("unknown op {op:?}; this daemon knows register, acquire, release, inquire, status, who"))),
+            _ => return Err(WireError::new(Code::UnknownOp, format!("unknown op {op:?}; this daemon knows {}", OPS.join(", ")))),
         })
     }
 }
@@ -231,6 +241,8 @@ pub enum Code {
     /// errors, contention): retry later.
     Unavailable,
     Full,
+    /// `max_connections` connections are being served already.
+    TooManyConnections,
     ShuttingDown,
     Internal,
 }
@@ -431,5 +443,20 @@ mod tests {
         assert_eq!(code(r#"{"v":1,"op":"inquire"}"#), Code::BadRequest);
         assert_eq!(code(r#"{"v":1,"op":"inquire","pid":1,"extra":2}"#), Code::BadRequest);
         assert_eq!(code(r#"{"v":1,"op":"acquire","pid":1,"resources":[{"path":"/a","mode":"sideways"}]}"#), Code::BadRequest);
+    }
+
+    #[test]
+    fn every_op_is_known_and_only_reads_are_read_only() {
+        let samples = [
+            Request::Register(Register { pid: None, uuid: String::new(), name: String::new(), uri: String::new(), action: Action::Default, resources: vec![], state: None }),
+            Request::Acquire(Acquire { pid: 1, resources: vec![], state: None, action: None }),
+            Request::Release(Release { pid: 1, resources: None }),
+            Request::Inquire(Inquire { pid: 1 }),
+            Request::Status,
+            Request::Who(WhoResource { path: Some("/d".into()), identity: None, lockspace: None }),
+        ];
+        assert_eq!(samples.iter().map(Request::op).collect::<Vec<_>>(), OPS);
+        let mutating: Vec<&str> = samples.iter().filter(|r| r.mutates()).map(Request::op).collect();
+        assert_eq!(mutating, ["register", "acquire", "release"]);
     }
 }
