@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::escalate::SelfFence;
 use super::protocol::Action;
 
 pub const DEFAULT_PATH: &str = "/etc/highlander/highlanderd.conf";
@@ -33,6 +34,8 @@ pub struct Config {
     /// argv template for pause/restart; None = the built-in virsh calls.
     pub fence_helper: Option<Vec<String>>,
     pub log_level: log::LevelFilter,
+    /// What the host does when a guest it killed does not exit in time.
+    pub self_fence: SelfFence,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,6 +67,7 @@ const KEYS: &[&str] = &[
     "on_lockfailure",
     "fence_helper",
     "log_level",
+    "self_fence",
 ];
 
 /// Placeholders a `fence_helper` argument may contain.
@@ -93,6 +97,7 @@ impl Config {
             on_lockfailure: Action::Poweroff,
             fence_helper: None,
             log_level: log::LevelFilter::Info,
+            self_fence: SelfFence::Reboot,
         };
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -163,6 +168,7 @@ impl Config {
                 "log_level" => {
                     cfg.log_level = value.parse().map_err(|_| bad("must be one of off, error, warn, info, debug, trace".into()))?;
                 }
+                "self_fence" => cfg.self_fence = value.parse().map_err(bad)?,
                 _ => unreachable!("every key in KEYS is handled"),
             }
         }
@@ -232,6 +238,7 @@ mod tests {
         assert_eq!(c.group, None);
         assert_eq!(c.io_timeout, None);
         assert!(!c.auto_create);
+        assert_eq!(c.self_fence, SelfFence::Reboot);
     }
 
     #[test]
@@ -251,6 +258,7 @@ mod tests {
         assert_eq!(c.on_lockfailure, Action::Pause);
         assert_eq!(c.fence_helper.unwrap(), vec!["/usr/local/bin/fence", "{action}", "{uri}", "{uuid}"]);
         assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(parse("host_id=1\nlockspace=/a\nself_fence = command /usr/sbin/fence-me\n").unwrap().self_fence, SelfFence::Command("/usr/sbin/fence-me".into()));
         assert_eq!(parse("host_id=1\nlockspace=/a\ngroup=42\n").unwrap().group, Some(("42".into(), 42)));
     }
 
@@ -279,6 +287,8 @@ mod tests {
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
         let e = parse("host_id = 1\n= 3\n").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
+        let e = parse("host_id = 1\nself_fence = halt\n").unwrap_err();
+        assert!(matches!(e, ConfigError::BadValue { line: 2, .. }) && e.to_string().contains("log-only"), "{e}");
         let e = parse("host_id = 1\nauto_create = maybe\n").unwrap_err();
         assert!(e.to_string().contains("yes or no"), "{e}");
     }

@@ -13,13 +13,17 @@
 //! - `retry`       failed releases on storage, retried until they land
 //! - `watcher`     guest liveness: pidfds and restricted connections
 //! - `fence`       lock-failure actions when renewal fails; the watchdog
+//! - `escalate`    a killed guest that does not exit: the host fences itself
+//! - `heartbeat`   the fence monitors' heartbeat, watched by the sentinel
 //! - `sentinel`    fences the guests if highlanderd stops or dies unresumed
 //! - `server`      the socket: peer credentials, requests, responses
 
 pub mod client;
 pub mod config;
+pub mod escalate;
 pub mod fence;
 pub mod guest;
+pub mod heartbeat;
 pub mod leases;
 pub mod lock_state;
 pub mod persist;

@@ -362,6 +362,10 @@ pub struct Status {
     /// still see these disks held by this host.
     #[serde(default)]
     pub pending_releases: Vec<PendingRelease>,
+    /// Guests still alive after SIGKILL at the fence deadline, and what this
+    /// host did about it (latest last; kept in the state dir).
+    #[serde(default)]
+    pub escalations: Vec<super::escalate::Escalation>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
