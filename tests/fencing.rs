@@ -34,6 +34,23 @@ fn acquire(h: &Host, pid: u32, identity: &str, path: &str) -> Result<LeasesResul
     h.try_call(&Request::Acquire(Acquire { pid, resources: vec![disk], state: None, action: None }))
 }
 
+/// The timeouts, a scratch directory and a lockspace file `ls` in it.
+fn fresh(name: &str, io: Duration) -> (Timeouts, PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let ls = dir.join("ls");
+    init_lockspace(&ls, io.as_millis() as u64, 64);
+    (Timeouts::new(io).unwrap(), dir, ls)
+}
+
+/// `now` once host 2's acquire succeeded; None while the disk is busy.
+fn taken_at(acquired: Result<LeasesResult, ClientError>, now: Mono) -> Option<Mono> {
+    match acquired {
+        Ok(_) => Some(now),
+        Err(ClientError::Refused(e)) if e.code == Code::Busy => None,
+        Err(e) => panic!("host 2: {e}"),
+    }
+}
+
 /// Whether SIGKILL is pending for `pid` (sent, not yet taken: the process
 /// is stuck in the kernel).
 fn sigkill_pending(pid: u32) -> bool {
@@ -139,10 +156,7 @@ fn timeline(title: &str, t: &Timeouts, origin: Mono, events: &[(&str, Mono)]) {
 #[test]
 fn a_guest_that_sigkill_cannot_end_makes_the_host_fence_itself_before_peers_take_over() {
     let io = Duration::from_millis(500);
-    let t = Timeouts::new(io).unwrap();
-    let dir = scratch("fencing-stuck");
-    let ls = dir.join("ls");
-    init_lockspace(&ls, io.as_millis() as u64, 64);
+    let (t, dir, ls) = fresh("fencing-stuck", io);
     let calls = dir.join("self-fence.calls");
     let recorder = fence_helper(&dir, &format!("echo \"$1\" >> {}", calls.display()));
     let a = Host::start(&dir, &ls, 1, &format!("self_fence = command {}", recorder.display()));
@@ -172,11 +186,7 @@ fn a_guest_that_sigkill_cannot_end_makes_the_host_fence_itself_before_peers_take
             fenced = Some(now);
             assert!(!guest_fd.exited() && state(guest) == 'D', "the guest is no longer stuck when the host fences itself");
         }
-        match acquire(&b, taker.pid(), "frozen-disk", &disk.dev) {
-            Ok(_) => Some(now),
-            Err(ClientError::Refused(e)) if e.code == Code::Busy => None,
-            Err(e) => panic!("host 2: {e}"),
-        }
+        taken_at(acquire(&b, taker.pid(), "frozen-disk", &disk.dev), now)
     });
     let renewed = last_renewal(&a);
     let killed = killed.expect("host 1 sent the guest SIGKILL");
@@ -221,10 +231,7 @@ fn a_guest_that_sigkill_cannot_end_makes_the_host_fence_itself_before_peers_take
 #[test]
 fn a_hung_daemon_is_killed_and_its_guests_fenced_by_the_sentinel_before_peers_take_over() {
     let io = Duration::from_millis(400);
-    let t = Timeouts::new(io).unwrap();
-    let dir = scratch("fencing-hung");
-    let ls = dir.join("ls");
-    init_lockspace(&ls, io.as_millis() as u64, 64);
+    let (t, dir, ls) = fresh("fencing-hung", io);
     let mut a = Host::start(&dir, &ls, 1, "");
     let b = Host::start(&dir, &ls, 2, "");
     let d = dir.join("vm.img");
@@ -250,11 +257,7 @@ fn a_hung_daemon_is_killed_and_its_guests_fenced_by_the_sentinel_before_peers_ta
                 guest_gone = Some(now);
             }
         }
-        match b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None) {
-            Ok(_) => Some(now),
-            Err(ClientError::Refused(e)) if e.code == Code::Busy => None,
-            Err(e) => panic!("host 2: {e}"),
-        }
+        taken_at(b.acquire(gb.pid(), &[(&d, Mode::Exclusive)], None), now)
     });
     let renewed = last_renewal(&a);
     let daemon_gone = daemon_gone.expect("the sentinel killed the hung daemon before host 2 took the disk over");
