@@ -130,10 +130,10 @@ fn monitor(daemon: &Daemon, space: &Space) {
                 std::thread::sleep(tick);
             }
             Health::Lost { why } => {
-                // Every lease is void now: holdouts are killed at once, and
-                // killed guests must be gone before a new generation frees
-                // their disks for every peer.
-                // (Void from now: the deadline is a margin from now.)
+                // Every lease is void now (an episode begun here has its
+                // deadline a margin from now): holdouts are killed at once,
+                // and killed guests must be gone before a new generation
+                // frees their disks for every peer.
                 let mut e = episode.take().unwrap_or_else(|| Episode::begin(daemon, space, Mono::now(), &format!("the host lease was lost: {why}")));
                 e.holdouts_at = e.holdouts_at.map(|_| Mono::now());
                 e.check(daemon, space);
@@ -260,8 +260,15 @@ pub enum Fenced {
     Ignored,
     /// SIGKILL could not be sent (logged as `fence FAILED`).
     KillFailed,
-    /// Killed, but still not gone after the limit (stuck in I/O?).
+    /// Killed, but still not gone at the deadline (stuck in I/O?).
     NotGone,
+}
+
+impl Fenced {
+    /// The guest still runs although it had to die: the host must fence itself.
+    pub fn stuck(self) -> bool {
+        matches!(self, Fenced::NotGone | Fenced::KillFailed)
+    }
 }
 
 /// Applies `g`'s lock-failure action *now* and waits for it to take effect,
@@ -300,7 +307,7 @@ pub fn fence_now(cfg: &FenceConfig, g: &mut Guest, pidfd: &Pidfd, lockspace: &st
 /// guest still alive `limit` after its fence makes the host fence itself.
 pub fn fence_before_rejoin(cfg: &Config, g: &mut Guest, pidfd: &Pidfd, lockspace: &str, limit: Duration) {
     let fence = FenceConfig::from(cfg);
-    if fence_now(&fence, g, pidfd, lockspace, "its leases lapsed while highlanderd was down", Mono::now().add(limit)) == Fenced::NotGone {
+    if fence_now(&fence, g, pidfd, lockspace, "its leases lapsed while highlanderd was down", Mono::now().add(limit)).stuck() {
         escalate::self_fence(&fence, &cfg.state_dir, &format!("highlanderd (pid {}) before joining afresh", std::process::id()), lockspace, vec![g.to_string()], limit);
     }
 }

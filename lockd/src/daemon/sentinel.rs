@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Config;
 use super::escalate;
-use super::fence::{self, FenceConfig, Fenced};
+use super::fence::{self, FenceConfig};
 use super::guest::{self, Guest, Pidfd};
 use super::heartbeat;
 use super::persist::Store;
@@ -236,12 +236,10 @@ impl Sentinel {
             log_level: cfg.log_level.to_string(),
             lockspaces: lockspaces
                 .into_iter()
-                .map(|(name, t)| (name, SpaceTimes {
-                        io_timeout_ms: ms(t.io_timeout),
-                        fence_begin_ms: ms(t.fence_begin),
-                        fence_deadline_ms: ms(t.fence_deadline),
-                        lease_expiry_ms: ms(t.lease_expiry),
-                    }))
+                .map(|(name, t)| {
+                    let times = SpaceTimes { io_timeout_ms: ms(t.io_timeout), fence_begin_ms: ms(t.fence_begin), fence_deadline_ms: ms(t.fence_deadline), lease_expiry_ms: ms(t.lease_expiry) };
+                    (name, times)
+                })
                 .collect(),
         };
         let child = spawn(&spec)?;
@@ -580,7 +578,7 @@ fn fence_plan(spec: &Spec, p: &Plan, valid_from: Mono, guests: &mut BTreeMap<u32
             .filter_map(|(pid, (g, pidfd))| {
                 let disks = p.disks.get(pid).filter(|_| !g.fenced)?;
                 let why = format!("{why}; disks {}", disks.join(", "));
-                Some(s.spawn(move || (fence::fence_now(&spec.fence, g, pidfd, &p.name, &why, deadline) == Fenced::NotGone).then(|| g.to_string())))
+                Some(s.spawn(move || fence::fence_now(&spec.fence, g, pidfd, &p.name, &why, deadline).stuck().then(|| g.to_string())))
             })
             .collect();
         fencing.into_iter().filter_map(|h| h.join().expect("a fence thread panicked")).collect()
