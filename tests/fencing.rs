@@ -139,18 +139,22 @@ impl Drop for FrozenDisk {
     }
 }
 
-/// Prints a timeline relative to `origin` (host 1's last renewal).
+/// Prints a timeline relative to `origin` (host 1's last renewal), in one
+/// write to stdout itself: shown even when the test harness captures output.
 fn timeline(title: &str, t: &Timeouts, origin: Mono, events: &[(&str, Mono)]) {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
     let at = |m: Mono| format!("{:>+7.3} s = {:>5.2} T", (m.0 as f64 - origin.0 as f64) / 1e9, (m.0 as f64 - origin.0 as f64) / t.io_timeout.as_nanos() as f64);
-    println!("{title} (T = {:?}; 0 = host 1's last renewal):", t.io_timeout);
+    let mut text = format!("{title} (T = {:?}; 0 = host 1's last renewal):\n", t.io_timeout);
     let mut rows: Vec<(String, Mono)> = events.iter().map(|(what, m)| (what.to_string(), *m)).collect();
     for (what, d) in [("fence_begin", t.fence_begin), ("fence_deadline", t.fence_deadline), ("lease_expiry", t.lease_expiry), ("host_dead", t.host_dead)] {
         rows.push((format!("  ({what})"), origin.add(d)));
     }
     rows.sort_by_key(|(_, m)| *m);
     for (what, m) in rows {
-        println!("  {}  {what}", at(m));
+        let _ = writeln!(text, "  {}  {what}", at(m));
     }
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 #[test]
