@@ -9,14 +9,15 @@
 # (also the init tests) and libvirt's sanlock plugin (libvirt-sanlock) for
 # side-by-side benchmarks, GlusterFS (server, FUSE client, attr) for the
 # replicated-storage tests, corosync, pacemaker, resource-agents and crmsh
-# for the cluster-manager test. Idempotent; does nothing when everything is present.
+# for the cluster-manager test, python3-fusepy and libfuse2 (the freezable
+# FUSE filesystem of tests/fencing.rs). Idempotent; does nothing when everything is present.
 set -euo pipefail
 
 command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust (https://rustup.rs) first" >&2; exit 1; }
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in gcc libclang-dev libblkid-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux e2fsprogs xfsprogs fdisk lvm2 cryptsetup-bin python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock glusterfs-server glusterfs-client attr pacemaker corosync resource-agents crmsh; do
+for pkg in gcc libclang-dev libblkid-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux e2fsprogs xfsprogs fdisk lvm2 cryptsetup-bin python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock glusterfs-server glusterfs-client attr pacemaker corosync resource-agents crmsh python3-fusepy libfuse2; do
     have "$pkg" || need+=("$pkg")
 done
 

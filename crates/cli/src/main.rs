@@ -616,6 +616,12 @@ fn print_status(s: &Status) {
             println!("  {}  lver {}  lockspace \"{}\"", p.identity, p.lver, p.lockspace);
         }
     }
+    if !s.escalations.is_empty() {
+        println!("ESCALATIONS (killed guests still alive at the fence deadline; this host fenced itself):");
+        for e in &s.escalations {
+            println!("  {}  {}  lockspace \"{}\"  {}: {}", format_unix(e.unix), e.by, e.lockspace, e.guests.join(", "), e.action);
+        }
+    }
     println!("guests:");
     if s.guests.is_empty() {
         println!("  (none registered)");

@@ -24,7 +24,10 @@ use crate::config::DEFAULT_PATH;
                   stops renewing but keeps them, and a restart within the resume window (before fencing would\n\
                   begin) carries on without touching the guests; left stopped (or if it dies), its fence sentinel,\n\
                   a process it starts for itself (`highlanderd --fence-sentinel`, in the same cgroup: needs\n\
-                  KillMode=process), applies those guests' lock-failure actions when the window closes.\n\
+                  KillMode=process), applies those guests' lock-failure actions when the window closes; it also\n\
+                  SIGKILLs a daemon that hangs (SIGSTOP, a deadlock) past that time, then fences its guests.\n\
+                  A guest still alive after SIGKILL at the fence deadline (stuck in I/O) makes the host fence\n\
+                  itself: an armed watchdog is no longer petted, else `self_fence` runs (default: reboot).\n\
                   SIGHUP is ignored: restart to apply a new configuration.\n\n\
                   Examples:\n  \
                   highlanderd --check                          # validate /etc/highlander/highlanderd.conf\n  \

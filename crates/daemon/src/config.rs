@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::escalate::SelfFence;
 use proto::protocol::Action;
 
 pub const DEFAULT_PATH: &str = "/etc/highlander/highlanderd.conf";
@@ -39,6 +40,8 @@ pub struct Config {
     /// Connections served at once; one more is refused (guests' registered
     /// connections do not count).
     pub max_connections: usize,
+    /// What the host does when a guest it killed does not exit in time.
+    pub self_fence: SelfFence,
 }
 
 /// One `lockspace = PATH` line.
@@ -78,6 +81,7 @@ const KEYS: &[&str] = &[
     "fence_helper",
     "log_level",
     "max_connections",
+    "self_fence",
 ];
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
@@ -113,6 +117,7 @@ impl Config {
             fence_helper: None,
             log_level: log::LevelFilter::Info,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            self_fence: SelfFence::Reboot,
         };
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -188,6 +193,7 @@ impl Config {
                     cfg.max_connections =
                         value.parse().ok().filter(|n| (1..=MAX_CONNECTIONS_LIMIT).contains(n)).ok_or_else(|| bad(format!("must be a whole number from 1 to {MAX_CONNECTIONS_LIMIT}")))?;
                 }
+                "self_fence" => cfg.self_fence = value.parse().map_err(bad)?,
                 _ => unreachable!("every key in KEYS is handled"),
             }
         }
@@ -259,6 +265,7 @@ mod tests {
         assert_eq!(c.group, None);
         assert_eq!(c.io_timeout, None);
         assert!(!c.auto_create);
+        assert_eq!(c.self_fence, SelfFence::Reboot);
     }
 
     #[test]
@@ -279,6 +286,7 @@ mod tests {
         assert_eq!(c.fence_helper.unwrap(), vec!["/usr/local/bin/fence", "{action}", "{uri}", "{uuid}"]);
         assert_eq!(c.log_level, log::LevelFilter::Debug);
         assert_eq!(c.max_connections, 16);
+        assert_eq!(parse("host_id=1\nlockspace=/a\nself_fence = command /usr/sbin/fence-me\n").unwrap().self_fence, SelfFence::Command("/usr/sbin/fence-me".into()));
         assert_eq!(parse("host_id=1\nlockspace=/a\ngroup=42\n").unwrap().group, Some(("42".into(), 42)));
     }
 
@@ -309,6 +317,8 @@ mod tests {
         assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e}");
         let e = parse("host_id = 1\nlockspace = /a\nmax_connections = 0\n").unwrap_err();
         assert!(e.to_string().contains(":3: `max_connections`") && e.to_string().contains("from 1 to"), "{e}");
+        let e = parse("host_id = 1\nself_fence = halt\n").unwrap_err();
+        assert!(matches!(e, ConfigError::BadValue { line: 2, .. }) && e.to_string().contains("log-only"), "{e}");
         let e = parse("host_id = 1\nauto_create = maybe\n").unwrap_err();
         assert!(e.to_string().contains("yes or no"), "{e}");
     }

@@ -3,25 +3,33 @@
 //!
 //! Per lockspace, a monitor watches `Lockspace::health()`. The engine's
 //! timing (docs/SAFETY.md) gives, from the start of the last successful
-//! renewal: lock-failure actions at `fence_begin` (3.5T), our leases void at
-//! `lease_expiry` (4.5T), peers may call us dead at `host_dead` (5.5T). So:
+//! renewal: lock-failure actions at `fence_begin` (3.5T), killed guests gone
+//! by `fence_deadline` (4.25T), our leases void at `lease_expiry` (4.5T),
+//! peers may call us dead at `host_dead` (5.5T). So:
 //! - at fence_at (polled every T/10, so by fence_at + T/10 < valid_until):
 //!   each affected guest's action: poweroff = SIGKILL through its pidfd;
 //!   pause/restart = the fence helper (virsh, which needs no shared
 //!   storage); ignore = log only;
 //! - at fence_at + T/2, a pause/restart guest that still holds leases in
 //!   that lockspace (the helper failed or hung) is SIGKILLed;
+//! - at fence_deadline, a killed guest still alive (its pidfd has not
+//!   polled readable: stuck in I/O) makes the host fence itself
+//!   (`escalate.rs`);
 //! - once the host lease is lost, the lockspace's leases are void: they are
-//!   dropped from the table and the lockspace is rejoined with a new
-//!   generation as soon as storage answers again.
+//!   dropped from the table and, once every killed guest is gone (or the
+//!   host escalated), the lockspace is rejoined with a new generation as
+//!   soon as storage answers again.
+//!
+//! Every round of the monitor beats the heartbeat the fence sentinel
+//! watches (`heartbeat.rs`).
 //!
 //! When no daemon runs (stopped or dead with leases held, not resumed in
 //! time), the fence sentinel (`sentinel.rs`) applies the same actions with
 //! `fence_now`, as does a daemon back too late (`fence_before_rejoin`).
 //!
-//! The optional watchdog is petted while no fencing has failed; it is what
-//! resets the host if the daemon itself hangs, or dies together with its
-//! sentinel, with leases held.
+//! The optional watchdog is petted while no fencing has failed or stuck; it
+//! is what resets the host if the daemon dies together with its sentinel,
+//! or the whole host freezes, with leases held.
 
 use std::fs::File;
 use std::io::Write;
@@ -34,7 +42,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::config::Config;
+use crate::escalate::{self, SelfFence};
 use crate::guest::{Guest, Pidfd};
+use crate::heartbeat::Heartbeat;
 use proto::protocol::Action;
 use crate::{Daemon, Space};
 use engine::clock::Mono;
@@ -54,12 +64,53 @@ pub fn spawn(daemon: Arc<Daemon>) -> Result<(), super::StartError> {
     Ok(())
 }
 
+/// One failure episode of a lockspace, from its fencing time on.
+struct Episode {
+    /// Guests SIGKILLed (or whose kill failed), watched until they exit.
+    killed: Vec<(String, Arc<Pidfd>)>,
+    /// When pause/restart guests still holding leases are killed (None once done).
+    holdouts_at: Option<Mono>,
+    /// Every killed guest must have exited by then.
+    deadline: Mono,
+    escalated: bool,
+}
+
+impl Episode {
+    fn begin(daemon: &Daemon, space: &Space, valid_until: Mono, why: &str) -> Episode {
+        let t = space.ls().timeouts();
+        let valid_from = Mono(valid_until.0.saturating_sub(t.lease_expiry.as_nanos() as u64));
+        let killed = daemon.fence_space(space, why);
+        let holdouts_at = Some(valid_from.add(t.fence_begin + (t.lease_expiry - t.fence_begin) / 2));
+        Episode { killed, holdouts_at, deadline: escalate::exit_deadline(valid_from, t.fence_deadline, t.lease_expiry - t.fence_deadline), escalated: false }
+    }
+
+    /// Kills the holdouts when due; escalates once if a killed guest is
+    /// still alive at the deadline. True once nothing is left to watch.
+    fn check(&mut self, daemon: &Daemon, space: &Space) -> bool {
+        let now = Mono::now();
+        if self.holdouts_at.is_some_and(|at| now >= at) {
+            self.holdouts_at = None;
+            let killed = daemon.kill_holdouts(space);
+            self.killed.extend(killed);
+        }
+        if !self.escalated && now >= self.deadline {
+            let stuck = escalate::still_alive(&self.killed);
+            self.escalated = true;
+            if !stuck.is_empty() {
+                daemon.escalate_stuck(space, stuck);
+            }
+        }
+        self.escalated || (self.holdouts_at.is_none() && escalate::still_alive(&self.killed).is_empty())
+    }
+}
+
 fn monitor(daemon: &Daemon, space: &Space) {
     let t = space.ls().timeouts();
-    let tick = (t.io_timeout / 10).clamp(Duration::from_millis(5), Duration::from_secs(1));
-    // (valid_until of the episode, escalated yet)
-    let mut episode: Option<(Mono, bool)> = None;
+    let tick = super::heartbeat::round(t.io_timeout);
+    let heart = Heartbeat::new(&daemon.cfg.state_dir, &space.name);
+    let mut episode: Option<Episode> = None;
     while !daemon.stopping() {
+        heart.beat();
         match space.ls().health() {
             Health::Healthy { .. } => {
                 if episode.take().is_some() {
@@ -73,39 +124,36 @@ fn monitor(daemon: &Daemon, space: &Space) {
                     std::thread::sleep(tick.min(fence_at.since(now)));
                     continue;
                 }
-                let escalate_at = fence_at.add(valid_until.since(fence_at) / 2);
-                match &mut episode {
-                    None => {
-                        episode = Some((valid_until, false));
-                        daemon.fence_space(space, &format!("renewals of the host lease have failed for {:.1?} ({error})", now.since(fence_at) + t.fence_begin));
-                    }
-                    Some((_, escalated)) if !*escalated && now >= escalate_at => {
-                        *escalated = true;
-                        daemon.escalate(space);
-                    }
-                    Some(_) => {}
-                }
+                let why = || format!("renewals of the host lease have failed for {:.1?} ({error})", now.since(fence_at) + t.fence_begin);
+                episode.get_or_insert_with(|| Episode::begin(daemon, space, valid_until, &why())).check(daemon, space);
                 std::thread::sleep(tick);
             }
             Health::Lost { why } => {
-                if episode.is_none() {
-                    daemon.fence_space(space, &format!("the host lease was lost: {why}"));
-                }
-                daemon.escalate(space);
-                episode = None;
+                // Every lease is void now (an episode begun here has its
+                // deadline a margin from now): holdouts are killed at once,
+                // and killed guests must be gone before a new generation
+                // frees their disks for every peer.
+                let mut e = episode.take().unwrap_or_else(|| Episode::begin(daemon, space, Mono::now(), &format!("the host lease was lost: {why}")));
+                e.holdouts_at = e.holdouts_at.map(|_| Mono::now());
+                e.check(daemon, space);
                 daemon.drop_void_leases(space, &why);
-                rejoin(daemon, space);
+                while !e.check(daemon, space) && !daemon.stopping() {
+                    heart.beat();
+                    std::thread::sleep(tick);
+                }
+                rejoin(daemon, space, &heart);
             }
         }
     }
 }
 
 /// Joins again with a new generation once storage answers.
-fn rejoin(daemon: &Daemon, space: &Space) {
+fn rejoin(daemon: &Daemon, space: &Space, heart: &Heartbeat) {
     let t = space.ls().timeouts();
     // No write of the lost lease may be issued after the join's first read.
     space.ls().stop();
     while !daemon.stopping() {
+        heart.beat();
         match engine::Lockspace::join(space.join.clone()) {
             Ok(ls) => {
                 log::warn!("lockspace \"{}\": rejoined as host {} with generation {}", space.name, ls.host_id(), ls.generation());
@@ -128,17 +176,19 @@ pub struct FenceConfig {
     pub host_name: String,
     /// `fence_helper`: argv template for pause/restart; None = virsh.
     pub fence_helper: Option<Vec<String>>,
+    /// What to do when a killed guest does not exit in time.
+    pub self_fence: SelfFence,
 }
 
 impl From<&Config> for FenceConfig {
     fn from(cfg: &Config) -> FenceConfig {
-        FenceConfig { host_id: cfg.host_id, host_name: cfg.host_name.clone(), fence_helper: cfg.fence_helper.clone() }
+        FenceConfig { host_id: cfg.host_id, host_name: cfg.host_name.clone(), fence_helper: cfg.fence_helper.clone(), self_fence: cfg.self_fence.clone() }
     }
 }
 
 impl FenceConfig {
     /// `host ID "NAME"`, as every fence message names this host.
-    fn host(&self) -> String {
+    pub fn host(&self) -> String {
         format!("host {} \"{}\"", self.host_id, self.host_name)
     }
 }
@@ -181,7 +231,7 @@ pub fn apply(cfg: &Config, g: &mut Guest, pidfd: Option<&Pidfd>, lockspace: &str
 
 /// Runs the helper commands in order; true when every one succeeded, each
 /// within `limit` if given (a helper past it is left running).
-fn run_helpers(commands: &[Vec<String>], who: &str, limit: Option<Duration>) -> bool {
+pub(super) fn run_helpers(commands: &[Vec<String>], who: &str, limit: Option<Duration>) -> bool {
     commands.iter().all(|argv| {
         let run = Command::new(&argv[0]).args(&argv[1..]).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn();
         let outcome = run.map_err(|e| format!("cannot run it: {e}")).and_then(|child| {
@@ -214,16 +264,23 @@ pub enum Fenced {
     Ignored,
     /// SIGKILL could not be sent (logged as `fence FAILED`).
     KillFailed,
-    /// Killed, but still not gone after the limit (stuck in I/O?).
+    /// Killed, but still not gone at the deadline (stuck in I/O?).
     NotGone,
 }
 
+impl Fenced {
+    /// The guest still runs although it had to die: the host must fence itself.
+    pub fn stuck(self) -> bool {
+        matches!(self, Fenced::NotGone | Fenced::KillFailed)
+    }
+}
+
 /// Applies `g`'s lock-failure action *now* and waits for it to take effect,
-/// for callers that nobody escalates after (a daemon about to join afresh,
+/// for callers with no monitor behind them (a daemon about to join afresh,
 /// the fence sentinel): a pause or restart counts only if its helper
-/// succeeds within `limit`; otherwise (and for poweroff) the guest is
-/// SIGKILLed and waited for, again up to `limit`.
-pub fn fence_now(cfg: &FenceConfig, g: &mut Guest, pidfd: &Pidfd, lockspace: &str, why: &str, limit: Duration) -> Fenced {
+/// succeeds within half the time left until `deadline`; otherwise (and for
+/// poweroff) the guest is SIGKILLed and waited for until `deadline`.
+pub fn fence_now(cfg: &FenceConfig, g: &mut Guest, pidfd: &Pidfd, lockspace: &str, why: &str, deadline: Mono) -> Fenced {
     g.fenced = true;
     let host = cfg.host();
     if g.action == Action::Ignore {
@@ -232,7 +289,7 @@ pub fn fence_now(cfg: &FenceConfig, g: &mut Guest, pidfd: &Pidfd, lockspace: &st
     }
     if matches!(g.action, Action::Pause | Action::Restart) {
         log::error!("fenced: {g} on {host}: running the fence helper ({}): lockspace \"{lockspace}\": {why}", g.action);
-        if run_helpers(&helper_commands(cfg, g), &g.to_string(), Some(limit)) {
+        if run_helpers(&helper_commands(cfg, g), &g.to_string(), Some(deadline.remaining() / 2)) {
             return Fenced::Done;
         }
     }
@@ -241,7 +298,7 @@ pub fn fence_now(cfg: &FenceConfig, g: &mut Guest, pidfd: &Pidfd, lockspace: &st
         return Fenced::KillFailed;
     }
     log::error!("fenced: {g} on {host} killed: lockspace \"{lockspace}\": {why}");
-    if pidfd.wait_exit(limit) {
+    if pidfd.wait_exit(deadline.remaining()) {
         Fenced::Done
     } else {
         Fenced::NotGone
@@ -250,10 +307,12 @@ pub fn fence_now(cfg: &FenceConfig, g: &mut Guest, pidfd: &Pidfd, lockspace: &st
 
 /// Fences a guest whose leases lapsed while highlanderd was down, before
 /// joining afresh: the new generation frees its disks for every peer at
-/// once, so the fence must already have taken effect (`fence_now`).
+/// once, so the fence must already have taken effect (`fence_now`); a
+/// guest still alive `limit` after its fence makes the host fence itself.
 pub fn fence_before_rejoin(cfg: &Config, g: &mut Guest, pidfd: &Pidfd, lockspace: &str, limit: Duration) {
-    if fence_now(&cfg.into(), g, pidfd, lockspace, "its leases lapsed while highlanderd was down", limit) == Fenced::NotGone {
-        log::error!("fence incomplete: {g} has not exited {limit:?} after SIGKILL (stuck in I/O?); joining afresh anyway, other hosts may take its disks");
+    let fence = FenceConfig::from(cfg);
+    if fence_now(&fence, g, pidfd, lockspace, "its leases lapsed while highlanderd was down", Mono::now().add(limit)).stuck() {
+        escalate::self_fence(&fence, &cfg.state_dir, &format!("highlanderd (pid {}) before joining afresh", std::process::id()), lockspace, vec![g.to_string()], limit);
     }
 }
 
@@ -288,29 +347,33 @@ impl Daemon {
         pids
     }
 
-    fn fence_space(&self, space: &Space, why: &str) {
-        for pid in self.holders_in(space) {
-            self.fence_guest(pid, &space.name, why);
-        }
+    /// Fences the guests holding leases in `space`; returns those it killed.
+    fn fence_space(&self, space: &Space, why: &str) -> Vec<(String, Arc<Pidfd>)> {
+        self.holders_in(space).into_iter().filter_map(|pid| self.fence_guest(pid, &space.name, why)).collect()
     }
 
     /// Applies one guest's lock-failure action (the monitor calls it once
-    /// per failure episode).
-    pub(super) fn fence_guest(&self, pid: u32, lockspace: &str, why: &str) {
-        let Some(mut g) = self.table.lock().guests.get(&pid).cloned() else { return };
+    /// per failure episode); returns the guest and its pidfd if the action
+    /// was a kill, sent or failed.
+    pub(super) fn fence_guest(&self, pid: u32, lockspace: &str, why: &str) -> Option<(String, Arc<Pidfd>)> {
+        let mut g = self.table.lock().guests.get(&pid).cloned()?;
         let disks: Vec<String> = self.table.lock().disks.iter().filter(|(k, d)| k.0 == lockspace && d.holders.contains(&pid)).map(|(k, d)| format!("{} ({})", k.1, d.path)).collect();
         let why = format!("{why}; disks {}", disks.join(", "));
-        if !apply(&self.cfg, &mut g, self.watcher.pidfd(pid).as_deref(), lockspace, &why) {
+        let pidfd = self.watcher.pidfd(pid);
+        if !apply(&self.cfg, &mut g, pidfd.as_deref(), lockspace, &why) {
             self.fence_failed.store(true, Ordering::SeqCst);
         }
         if let Some(entry) = self.table.lock().guests.get_mut(&pid) {
             entry.fenced = true;
         }
         self.persist();
+        matches!(g.action, Action::Poweroff | Action::Default).then(|| pidfd.map(|p| (g.to_string(), p))).flatten()
     }
 
-    /// Kills pause/restart guests that still hold leases in `space`.
-    fn escalate(&self, space: &Space) {
+    /// Kills pause/restart guests that still hold leases in `space`;
+    /// returns those it killed.
+    fn kill_holdouts(&self, space: &Space) -> Vec<(String, Arc<Pidfd>)> {
+        let mut killed = Vec::new();
         for pid in self.holders_in(space) {
             let Some(g) = self.table.lock().guests.get(&pid).cloned() else { continue };
             if g.action == Action::Ignore || g.action == Action::Poweroff {
@@ -324,7 +387,9 @@ impl Daemon {
                     self.fence_failed.store(true, Ordering::SeqCst);
                 }
             }
+            killed.push((g.to_string(), pidfd));
         }
+        killed
     }
 
     /// The host lease is gone: every lease in `space` is void.
@@ -347,21 +412,45 @@ impl Daemon {
 // ------------------------------------------------------------ watchdog ---
 
 static WATCHDOG: Mutex<Option<File>> = Mutex::new(None);
+/// The armed watchdog's device, if it resets the host in time when no
+/// longer petted from the fence deadline on (`Timeouts::watchdog_in_time`).
+static WATCHDOG_IN_TIME: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
 
 const WDIOC_SETTIMEOUT: libc::c_ulong = 0xC004_5706;
+const WDIOC_GETTIMEOUT: libc::c_ulong = 0x8004_5707;
+
+/// The watchdog device that escalation stops petting, if it fires in time.
+pub(super) fn watchdog_in_time() -> Option<std::path::PathBuf> {
+    WATCHDOG_IN_TIME.lock().clone()
+}
 
 /// Opens and arms the watchdog; returns the pet interval.
 fn open_watchdog(daemon: &Daemon, dev: &std::path::Path) -> std::io::Result<Duration> {
     let file = std::fs::OpenOptions::new().write(true).open(dev)?;
     // Fire within one io_timeout of the last pet: pets stop at the latest at
-    // lease_expiry (4.5T) when fencing failed, peers take over at host_dead (5.5T).
+    // fence_deadline (4.25T) when a fence failed or is stuck, peers take
+    // over at host_dead (5.5T); `Timeouts::check` proves it in time.
     let t = daemon.spaces.iter().map(|s| s.ls().timeouts().io_timeout).min().expect("at least one lockspace");
     let mut secs: libc::c_int = (t.as_secs() as libc::c_int).max(1);
     // SAFETY: WDIOC_SETTIMEOUT reads and writes one c_int through the pointer.
     if unsafe { libc::ioctl(file.as_raw_fd(), WDIOC_SETTIMEOUT, &mut secs) } < 0 {
         log::warn!("watchdog {}: cannot set its timeout to {} s: {}; using the device's own", dev.display(), t.as_secs().max(1), std::io::Error::last_os_error());
     }
+    // SAFETY: WDIOC_GETTIMEOUT writes one c_int through the pointer.
+    if unsafe { libc::ioctl(file.as_raw_fd(), WDIOC_GETTIMEOUT, &mut secs) } < 0 {
+        log::warn!("watchdog {}: cannot read its timeout: {}", dev.display(), std::io::Error::last_os_error());
+    }
     log::info!("watchdog {} armed: timeout {secs} s", dev.display());
+    let fire = Duration::from_secs(secs.max(0) as u64);
+    if daemon.spaces.iter().all(|s| s.ls().timeouts().watchdog_in_time(fire)) {
+        *WATCHDOG_IN_TIME.lock() = Some(dev.to_owned());
+    } else {
+        log::warn!(
+            "watchdog {}: its timeout of {secs} s is too long to reset this host before other hosts may take over once a fence is stuck (io_timeout {t:?}); a stuck fence runs self_fence = {} instead",
+            dev.display(),
+            daemon.cfg.self_fence
+        );
+    }
     *WATCHDOG.lock() = Some(file);
     Ok((Duration::from_secs(secs as u64) / 4).min(t / 2))
 }

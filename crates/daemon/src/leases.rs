@@ -583,6 +583,7 @@ impl Daemon {
     }
 
     pub fn status(&self) -> Status {
+        let escalations = super::escalate::recent(&self.cfg.state_dir);
         let table = self.table.lock();
         let lockspaces = self
             .spaces
@@ -633,6 +634,7 @@ impl Daemon {
             host_name: self.cfg.host_name.clone(),
             lockspaces,
             leases: table.disks.values().map(|d| HeldView { lease: view(d), holders: d.holders.iter().map(guest_ref).collect() }).collect(),
+            escalations,
             pending_releases: table.pending.iter().map(|((lockspace, identity), l)| PendingRelease { lockspace: lockspace.clone(), identity: identity.clone(), lver: l.lver }).collect(),
             guests: table
                 .guests

@@ -13,6 +13,8 @@
 //! - `retry`       failed releases on storage, retried until they land
 //! - `watcher`     guest liveness: pidfds and restricted connections
 //! - `fence`       lock-failure actions when renewal fails; the watchdog
+//! - `escalate`    a killed guest that does not exit: the host fences itself
+//! - `heartbeat`   the fence monitors' heartbeat, watched by the sentinel
 //! - `sentinel`    fences the guests if highlanderd stops or dies unresumed
 //! - `server`      the socket: peer credentials, requests, responses
 //! - `log_limit`   repeated warnings, rate-limited per kind
@@ -20,8 +22,10 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod escalate;
 pub mod fence;
 pub mod guest;
+pub mod heartbeat;
 pub mod leases;
 pub mod log_limit;
 pub mod persist;

@@ -57,8 +57,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::fence::{self, FenceConfig, Fenced};
+use crate::escalate;
+use crate::fence::{self, FenceConfig};
 use crate::guest::{self, Guest, Pidfd};
+use crate::heartbeat;
 use crate::persist::Store;
 use crate::Daemon;
 use engine::clock::Mono;
@@ -194,6 +196,7 @@ struct Spec {
 struct SpaceTimes {
     io_timeout_ms: u64,
     fence_begin_ms: u64,
+    fence_deadline_ms: u64,
     lease_expiry_ms: u64,
 }
 
@@ -203,6 +206,9 @@ impl SpaceTimes {
     }
     fn fence_begin(&self) -> Duration {
         Duration::from_millis(self.fence_begin_ms)
+    }
+    fn fence_deadline(&self) -> Duration {
+        Duration::from_millis(self.fence_deadline_ms)
     }
     fn lease_expiry(&self) -> Duration {
         Duration::from_millis(self.lease_expiry_ms)
@@ -230,7 +236,10 @@ impl Sentinel {
             log_level: cfg.log_level.to_string(),
             lockspaces: lockspaces
                 .into_iter()
-                .map(|(name, t)| (name, SpaceTimes { io_timeout_ms: ms(t.io_timeout), fence_begin_ms: ms(t.fence_begin), lease_expiry_ms: ms(t.lease_expiry) }))
+                .map(|(name, t)| {
+                    let times = SpaceTimes { io_timeout_ms: ms(t.io_timeout), fence_begin_ms: ms(t.fence_begin), fence_deadline_ms: ms(t.fence_deadline), lease_expiry_ms: ms(t.lease_expiry) };
+                    (name, times)
+                })
                 .collect(),
         };
         let child = spawn(&spec)?;
@@ -354,10 +363,31 @@ pub fn run() -> ExitCode {
     // SAFETY: dup2 of this process's own stderr onto its stdout.
     unsafe { libc::dup2(2, 1) };
     if let Some(pidfd) = daemon {
-        while !pidfd.wait_exit(Duration::from_secs(3600)) {}
+        watch_live(&spec, &pidfd);
     }
     watch(&spec);
     ExitCode::SUCCESS
+}
+
+/// While the daemon runs: waits for its exit, or, should it hang with
+/// leases at stake past the fencing time (`heartbeat.rs`), SIGKILLs it.
+fn watch_live(spec: &Spec, daemon: &Pidfd) {
+    let watched: Vec<heartbeat::Watched> =
+        spec.lockspaces.iter().map(|(name, t)| heartbeat::Watched { name, fence_begin: t.fence_begin(), stale: t.io_timeout() / 2 }).collect();
+    let round = spec.lockspaces.iter().map(|(_, t)| heartbeat::round(t.io_timeout())).min().unwrap_or(Duration::from_secs(1));
+    while !daemon.wait_exit(round) {
+        let Some(why) = heartbeat::hung(&spec.state_dir, spec.fence.host_id, &watched) else { continue };
+        log::error!("highlanderd (pid {}) is alive but hung: {why}; killing it (SIGKILL) and fencing its guests", spec.daemon_pid);
+        if let Err(e) = daemon.kill() {
+            log::error!("cannot kill highlanderd (pid {}): {e}; fencing its guests anyway", spec.daemon_pid);
+        }
+        // A thread stuck in I/O keeps the process from exiting, but SIGKILL
+        // has stopped every other one: none of its code runs any more.
+        if !daemon.wait_exit(round) {
+            log::error!("highlanderd (pid {}) has not exited {round:?} after SIGKILL (a thread stuck in I/O?); fencing its guests anyway", spec.daemon_pid);
+        }
+        return;
+    }
 }
 
 /// The sentinel must outlive a `systemctl stop` and a Ctrl-C: only SIGKILL
@@ -503,7 +533,7 @@ fn watch(spec: &Spec) {
             next = Some(next.map_or(fence_at, |n| n.min(fence_at)));
         }
         if !due {
-            let tick = plans.iter().map(|p| (p.times.io_timeout() / 10).clamp(Duration::from_millis(5), Duration::from_secs(1))).min().expect("a plan");
+            let tick = plans.iter().map(|p| heartbeat::round(p.times.io_timeout())).min().expect("a plan");
             std::thread::sleep(next.expect("a plan").since(now).min(tick));
             continue;
         }
@@ -536,23 +566,26 @@ fn watch(spec: &Spec) {
 /// Applies the action of every guest in `p` at once (one thread each), so
 /// one slow pause helper does not hold up the next guest's kill.
 fn fence_plan(spec: &Spec, p: &Plan, valid_from: Mono, guests: &mut BTreeMap<u32, (Guest, Pidfd)>) {
-    let limit = p.times.io_timeout() / 2;
     let expiry = valid_from.add(p.times.lease_expiry());
+    let deadline = escalate::exit_deadline(valid_from, p.times.fence_deadline(), p.times.lease_expiry() - p.times.fence_deadline());
     let why = format!(
         "highlanderd (pid {}) exited and no highlanderd resumed this host's lease within the resume window ({:?} after its last renewal); its leases expire in {:.1?}",
         spec.daemon_pid,
         p.times.fence_begin(),
         expiry.remaining()
     );
-    std::thread::scope(|s| {
-        for (pid, (g, pidfd)) in guests.iter_mut() {
-            let Some(disks) = p.disks.get(pid).filter(|_| !g.fenced) else { continue };
-            let why = format!("{why}; disks {}", disks.join(", "));
-            s.spawn(move || {
-                if fence::fence_now(&spec.fence, g, pidfd, &p.name, &why, limit) == Fenced::NotGone {
-                    log::error!("fence incomplete: {g} has not exited {limit:?} after SIGKILL (stuck in I/O?); other hosts may take its disks once they see this host dead");
-                }
-            });
-        }
+    let stuck: Vec<String> = std::thread::scope(|s| {
+        let fencing: Vec<_> = guests
+            .iter_mut()
+            .filter_map(|(pid, (g, pidfd))| {
+                let disks = p.disks.get(pid).filter(|_| !g.fenced)?;
+                let why = format!("{why}; disks {}", disks.join(", "));
+                Some(s.spawn(move || fence::fence_now(&spec.fence, g, pidfd, &p.name, &why, deadline).stuck().then(|| g.to_string())))
+            })
+            .collect();
+        fencing.into_iter().filter_map(|h| h.join().expect("a fence thread panicked")).collect()
     });
+    if !stuck.is_empty() {
+        escalate::self_fence(&spec.fence, &spec.state_dir, &format!("fence sentinel (pid {})", std::process::id()), &p.name, stuck, p.times.io_timeout() / 2);
+    }
 }

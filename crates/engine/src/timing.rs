@@ -8,6 +8,7 @@
 //! | io_deadline    | T     | a single sector I/O that takes longer has failed                |
 //! | renew_interval | T/2   | a host rewrites its slot (and reads its peers') this often      |
 //! | fence_begin    | 3.5T  | no renewal for this long: apply lock-failure actions            |
+//! | fence_deadline | 4.25T | a guest fenced by SIGKILL still alive now: escalate (self-fence) |
 //! | lease_expiry   | 4.5T  | no renewal for this long: our leases are void, locally          |
 //! | host_dead      | 5.5T  | a peer's slot unchanged this long: the peer is dead             |
 //! | join_span      | T/20  | a fast join's read..write must fit in this span                 |
@@ -35,6 +36,11 @@ pub struct Timeouts {
     pub io_deadline: Duration,
     pub renew_interval: Duration,
     pub fence_begin: Duration,
+    /// Guests killed at fence_begin (or at the pause/restart escalation,
+    /// fence_begin + T/2) must have exited by now; one that has not (stuck
+    /// in I/O) makes the host fence itself: the watchdog stops being petted
+    /// or the `self_fence` action runs.
+    pub fence_deadline: Duration,
     pub lease_expiry: Duration,
     pub host_dead: Duration,
     pub join_span: Duration,
@@ -60,6 +66,7 @@ impl Timeouts {
             io_deadline: t,
             renew_interval: t / 2,
             fence_begin: t * 7 / 2,
+            fence_deadline: t * 17 / 4,
             lease_expiry: t * 9 / 2,
             host_dead: t * 11 / 2,
             join_span: t / 20,
@@ -81,6 +88,17 @@ impl Timeouts {
         if self.fence_begin + self.io_timeout > self.lease_expiry {
             return Err(TimingError::Inequality("fence_begin + io_timeout <= lease_expiry"));
         }
+        // A pause/restart guest still holding leases is killed half-way
+        // from fence_begin to lease_expiry; its exit is due before the
+        // deadline, which leaves a margin before the leases are void.
+        if self.fence_begin + (self.lease_expiry - self.fence_begin) / 2 >= self.fence_deadline || self.fence_deadline >= self.lease_expiry {
+            return Err(TimingError::Inequality("fence_begin + (lease_expiry - fence_begin)/2 < fence_deadline < lease_expiry"));
+        }
+        // The watchdog the daemon sets to io_timeout, unpetted from the
+        // deadline on, resets the host before any peer may take it over.
+        if !self.watchdog_in_time(self.io_timeout) {
+            return Err(TimingError::Inequality("(fence_deadline + watchdog timeout (= io_timeout))*(1+drift)^2 < host_dead"));
+        }
         // A host's leases are void (by its own clock) strictly before any
         // peer, whose clock may run slow, can call the host dead; the proof
         // needs lease_expiry*(1+drift)^2 < host_dead, half an io_deadline
@@ -93,6 +111,15 @@ impl Timeouts {
             return Err(TimingError::Inequality("join_span*(1+drift) < join_delay"));
         }
         Ok(())
+    }
+
+    /// Whether a watchdog that fires `timeout` after its last pet, and is
+    /// last petted at fence_deadline (by this host's clock), resets the
+    /// host before any peer may call it dead: both clocks may drift
+    /// (docs/SAFETY.md, "Timing", inequality 3 and 5).
+    pub fn watchdog_in_time(&self, timeout: Duration) -> bool {
+        let drift = |d: Duration| d.mul_f64(1.0 + MAX_DRIFT);
+        drift(drift(self.fence_deadline + timeout)) < self.host_dead
     }
 }
 
@@ -129,5 +156,22 @@ mod tests {
         let mut t = Timeouts::new(DEFAULT_IO_TIMEOUT).unwrap();
         t.join_delay = t.join_span;
         assert!(matches!(t.check(), Err(TimingError::Inequality(_))));
+        let mut t = Timeouts::new(DEFAULT_IO_TIMEOUT).unwrap();
+        t.fence_deadline = t.lease_expiry;
+        assert!(matches!(t.check(), Err(TimingError::Inequality(_))));
+    }
+
+    #[test]
+    fn the_fence_deadline_leaves_room_for_the_watchdog() {
+        let t = Timeouts::new(DEFAULT_IO_TIMEOUT).unwrap();
+        assert_eq!(t.fence_deadline, Duration::from_millis(42_500));
+        assert!(t.watchdog_in_time(Duration::from_secs(10)));
+        // softdog's default of 60 s would fire long after peers took over.
+        assert!(!t.watchdog_in_time(Duration::from_secs(60)));
+        // The 1 s minimum of a watchdog is too slow for io_timeout 0.3 s.
+        assert!(!Timeouts::new(Duration::from_millis(300)).unwrap().watchdog_in_time(Duration::from_secs(1)));
+        let mut t = Timeouts::new(DEFAULT_IO_TIMEOUT).unwrap();
+        t.host_dead = t.fence_deadline + t.io_timeout;
+        assert_eq!(t.check(), Err(TimingError::Inequality("(fence_deadline + watchdog timeout (= io_timeout))*(1+drift)^2 < host_dead")));
     }
 }

@@ -374,6 +374,10 @@ pub struct Status {
     /// still see these disks held by this host.
     #[serde(default)]
     pub pending_releases: Vec<PendingRelease>,
+    /// Guests still alive after SIGKILL at the fence deadline, and what this
+    /// host did about it (latest last; kept in the state dir).
+    #[serde(default)]
+    pub escalations: Vec<Escalation>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -410,6 +414,21 @@ pub struct WhoResult {
     pub shared: Vec<SharedView>,
     /// Guests on the answering host that hold it.
     pub local_holders: Vec<GuestRef>,
+}
+
+/// One escalation, as recorded and shown by `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub unix: u64,
+    /// CLOCK_BOOTTIME (ns), to compare with the lease timeline.
+    pub mono_ns: u64,
+    /// `highlanderd (pid N)` or `fence sentinel (pid N)`.
+    pub by: String,
+    pub lockspace: String,
+    /// The guests still alive at the deadline.
+    pub guests: Vec<String>,
+    /// What was done, and how it went.
+    pub action: String,
 }
 
 #[cfg(test)]

@@ -161,6 +161,11 @@ impl Host {
         child.wait().unwrap();
     }
 
+    /// Waits for the daemon to end (something else stops it); how it ended.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.take().expect("running").wait().unwrap()
+    }
+
     /// The daemon's state dir (saved table, host lease resume state).
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join("state")
