@@ -4,14 +4,15 @@
 # libvirt, QEMU and jq for the end-to-end tests, e2fsprogs (mkfs.ext4) for
 # the disk identity tests, make, file, binutils, groff and systemd-analyze for
 # the install check, sanlock and libvirt's
-# sanlock plugin (libvirt-sanlock) for side-by-side benchmarks. Idempotent; does nothing when everything is present.
+# sanlock plugin (libvirt-sanlock) for side-by-side benchmarks, g++ (libfuzzer-sys
+# builds libFuzzer) and cargo-fuzz for scripts/fuzz.sh. Idempotent; does nothing when everything is present.
 set -euo pipefail
 
 command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust (https://rustup.rs) first" >&2; exit 1; }
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in gcc libclang-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux e2fsprogs python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock; do
+for pkg in gcc g++ libclang-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux e2fsprogs python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock; do
     have "$pkg" || need+=("$pkg")
 done
 
@@ -30,6 +31,9 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
     apt-get install -y -qq --no-install-recommends "${need[@]}" "${extra[@]}" >/dev/null
 fi
+
+# scripts/fuzz.sh drives cargo-fuzz (from crates.io; it runs on the stable toolchain).
+command -v cargo-fuzz >/dev/null || { echo "setup: installing cargo-fuzz"; cargo install cargo-fuzz --locked --quiet; }
 
 # libvirt's QEMU driver refuses to start without its user and group, even
 # when qemu.conf runs guests as root.
