@@ -6,7 +6,7 @@
 # crashed, failed an assertion or hung, naming the input it saved under
 # fuzz/artifacts/TARGET/ (README.md, "Fuzzing", says what to do with it).
 #
-#   bash scripts/fuzz.sh          # 10 s each (scripts/test.sh)
+#   bash scripts/fuzz.sh          # 10 s each (scripts/test.sh runs 8 s each)
 #   bash scripts/fuzz.sh 600      # the long run
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"

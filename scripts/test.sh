@@ -3,12 +3,12 @@
 # tests, the torture test, the plugin through its C ABI, the end-to-end
 # tests through real libvirtd + QEMU (one host, two hosts), and the install
 # check (make install/uninstall/deb into scratch directories, from a release
-# build), and every fuzz target for 10 s. Installs what it needs on a fresh
+# build), and every fuzz target for 8 s. Installs what it needs on a fresh
 # Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads="${HL_TEST_THREADS:-2}"
-bash scripts/fuzz.sh 10
+bash scripts/fuzz.sh 8
 bash scripts/check-install.sh
