@@ -10,14 +10,15 @@
 # side-by-side benchmarks, GlusterFS (server, FUSE client, attr) for the
 # replicated-storage tests, corosync, pacemaker, resource-agents and crmsh
 # for the cluster-manager test, python3-fusepy and libfuse2 (the freezable
-# FUSE filesystem of tests/fencing.rs). Idempotent; does nothing when everything is present.
+# FUSE filesystem of tests/fencing.rs), g++ (libfuzzer-sys builds
+# libFuzzer) and cargo-fuzz for scripts/fuzz.sh. Idempotent; does nothing when everything is present.
 set -euo pipefail
 
 command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust (https://rustup.rs) first" >&2; exit 1; }
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in gcc libclang-dev libblkid-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux e2fsprogs xfsprogs fdisk lvm2 cryptsetup-bin python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock glusterfs-server glusterfs-client attr pacemaker corosync resource-agents crmsh python3-fusepy libfuse2; do
+for pkg in gcc g++ libclang-dev libblkid-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux e2fsprogs xfsprogs fdisk lvm2 cryptsetup-bin python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock glusterfs-server glusterfs-client attr pacemaker corosync resource-agents crmsh python3-fusepy libfuse2; do
     have "$pkg" || need+=("$pkg")
 done
 
@@ -36,6 +37,9 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
     apt-get install -y -qq --no-install-recommends "${need[@]}" "${extra[@]}" >/dev/null
 fi
+
+# scripts/fuzz.sh drives cargo-fuzz (from crates.io; it runs on the stable toolchain).
+command -v cargo-fuzz >/dev/null || { echo "setup: installing cargo-fuzz"; cargo install cargo-fuzz --locked --quiet; }
 
 # libvirt's QEMU driver refuses to start without its user and group, even
 # when qemu.conf runs guests as root.

@@ -99,7 +99,12 @@ impl Pidfd {
 
 /// The start time (clock ticks after boot) of process `pid`.
 pub fn start_time(pid: u32) -> io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
+}
+
+/// The start time from the text of a /proc/PID/stat (public for fuzz/).
+#[doc(hidden)]
+pub fn parse_start_time(stat: &str) -> io::Result<u64> {
     // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc/PID/stat"))?;
     // `rest` starts at field 3; starttime is field 22.

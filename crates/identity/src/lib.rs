@@ -18,6 +18,9 @@
 //!   `local:<machine id>:dev:<major>:<minor>`
 //! - a file on a GlusterFS FUSE mount: `gluster:<volume id>:gfid:<gfid>`
 //! - anything else: `file:<canonical path>`
+//!
+//! The parsers of /proc and /sys text are `#[doc(hidden)] pub` for the fuzz
+//! targets in fuzz/; they are not a stable API.
 
 use std::ffi::{CString, OsString};
 use std::os::fd::AsRawFd;
@@ -144,15 +147,17 @@ struct Slave {
     identity: Option<String>,
 }
 
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Multipath<'a> {
+pub enum Multipath<'a> {
     /// A multipath map: dm uuid `mpath-<wwid>`.
     Map,
     /// A kpartx partition of a multipath map: dm uuid `part<N>-mpath-<wwid>`.
     Partition(&'a str),
 }
 
-fn multipath_kind(uuid: &str) -> Option<Multipath<'_>> {
+#[doc(hidden)]
+pub fn multipath_kind(uuid: &str) -> Option<Multipath<'_>> {
     if uuid.starts_with("mpath-") {
         return Some(Multipath::Map);
     }
@@ -429,19 +434,21 @@ fn format_uuid(bytes: &[u8]) -> String {
 }
 
 /// One line of /proc/<pid>/mountinfo, the fields used here.
+#[doc(hidden)]
 #[derive(Debug, PartialEq, Eq)]
-struct Mount {
-    id: u64,
+pub struct Mount {
+    pub id: u64,
     /// major:minor of the filesystem (st_dev of its files, except btrfs).
-    dev: (u32, u32),
-    mount_point: PathBuf,
-    fstype: String,
-    source: String,
+    pub dev: (u32, u32),
+    pub mount_point: PathBuf,
+    pub fstype: String,
+    pub source: String,
     /// Per-superblock options.
-    options: String,
+    pub options: String,
 }
 
-fn parse_mountinfo(text: &[u8]) -> Vec<Mount> {
+#[doc(hidden)]
+pub fn parse_mountinfo(text: &[u8]) -> Vec<Mount> {
     text.split(|&b| b == b'\n').filter_map(parse_mount_line).collect()
 }
 
@@ -486,7 +493,8 @@ fn unescape(field: &[u8]) -> Vec<u8> {
 
 /// The mount `path` lies on: by statx mount id, else (kernels before 5.8)
 /// the deepest mount of its device that contains the path.
-fn find_mount<'a>(mounts: &'a [Mount], mnt_id: Option<u64>, dev: (u32, u32), path: &Path) -> Option<&'a Mount> {
+#[doc(hidden)]
+pub fn find_mount<'a>(mounts: &'a [Mount], mnt_id: Option<u64>, dev: (u32, u32), path: &Path) -> Option<&'a Mount> {
     match mnt_id {
         Some(id) => mounts.iter().find(|m| m.id == id),
         None => mounts.iter().filter(|m| m.dev == dev && path.starts_with(&m.mount_point)).max_by_key(|m| m.mount_point.as_os_str().len()),
@@ -497,7 +505,8 @@ fn find_mount<'a>(mounts: &'a [Mount], mnt_id: Option<u64>, dev: (u32, u32), pat
 /// (`NV SERVER PORT DEV FSID FSC`): the fsid is the server's own name for
 /// the exported filesystem (the scope of its inode numbers), the same
 /// whichever directory of it a host mounts, and where.
-fn nfs_filesystem(volumes: &str, dev: (u32, u32)) -> Option<String> {
+#[doc(hidden)]
+pub fn nfs_filesystem(volumes: &str, dev: (u32, u32)) -> Option<String> {
     let dev = format!("{}:{}", dev.0, dev.1);
     volumes.lines().find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -521,7 +530,8 @@ fn server_address(hex: &str) -> String {
 /// or the client (`cluster_fsid`); failing all, the old syntax's monitors
 /// `<mon>[,<mon>...]:<path>`, sorted. The fs name (a cluster may hold
 /// several, each numbering its inodes) is `-` when the mount took the default.
-fn ceph_filesystem(source: &str, options: &str, cluster_fsid: impl FnOnce() -> Option<String>) -> Option<String> {
+#[doc(hidden)]
+pub fn ceph_filesystem(source: &str, options: &str, cluster_fsid: impl FnOnce() -> Option<String>) -> Option<String> {
     let option = |key: &str| options.split(',').find_map(|o| o.strip_prefix(key)?.strip_prefix('=').filter(|v| !v.is_empty()));
     let new_syntax = source.rsplit_once('@').and_then(|(_, rest)| {
         let (fsid, rest) = rest.split_once('.')?;

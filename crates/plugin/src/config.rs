@@ -13,7 +13,7 @@
 //! `key = value`, one per line (or separated by `;`). `#` starts a comment,
 //! on its own line or after a value. Values: whole numbers (`5`, `+5`,
 //! `-1`), strings in double or single quotes (no escapes; `"""..."""` may
-//! span lines), lists `[ v, v ]` (may span lines). Booleans are `0` or `1`.
+//! span lines), lists `[ v, v ]` (may span lines, not nested). Booleans are `0` or `1`.
 //! Unlike libvirt, which silently uses the first of two settings of one
 //! key, a repeated key is refused.
 //!
@@ -336,6 +336,8 @@ impl Parser<'_> {
                     match self.peek() {
                         None => return Err(err("list is not closed with `]`")),
                         Some(b']') => break,
+                        // Refused before recursing: a file of `[` would overflow the stack.
+                        Some(b'[') => return Err(err("a list cannot hold another list (no key takes lists)")),
                         Some(_) => {}
                     }
                     items.push(self.value(key)?);
@@ -443,5 +445,14 @@ mod tests {
         assert!(parse("lockspace = \"\"\"two\nlines\"\"\"\nbogus = 1").unwrap_err().starts_with(&format!("{F}:1: `lockspace` = \"two\\nlines\"")));
         assert!(parse("socket = \"\"\"/multi\nline\"\"\"\nbogus = 1").unwrap_err().starts_with(&format!("{F}:3: unknown key `bogus`")));
         assert!(parse("x = [\n  \"a\",\n]\n\nbogus = 1").unwrap_err().starts_with(&format!("{F}:1: unknown key `x`")));
+    }
+
+    #[test]
+    fn deeply_nested_lists_are_refused_not_a_stack_overflow() {
+        // Found while fuzzing (fuzz/fuzz_targets/plugin_config.rs): each `[`
+        // recursed, and a file of them overflowed libvirtd's stack.
+        let deep = format!("socket = {}", "[".repeat(200_000));
+        assert_eq!(parse(&deep).unwrap_err(), format!("{F}:1: `socket`: a list cannot hold another list (no key takes lists)"));
+        assert!(parse("x = [ 1, [ 2 ] ]").unwrap_err().contains(":1: `x`: a list cannot hold another list"));
     }
 }

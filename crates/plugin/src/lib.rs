@@ -18,3 +18,10 @@ mod ffi {
 }
 
 pub use driver::virLockDriverImpl;
+
+/// What the fuzz targets in fuzz/ drive; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::config::Config;
+    pub use crate::report::{Failure, Kind};
+}

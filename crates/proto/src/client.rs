@@ -108,7 +108,7 @@ impl Client {
         if n == 0 {
             return Err(ClientError::Protocol { socket: self.socket.clone(), why: "connection closed without an answer".into() });
         }
-        serde_json::from_slice(&answer).map_err(|e| ClientError::Protocol { socket: self.socket.clone(), why: e.to_string() })
+        Response::decode(&answer).map_err(|e| ClientError::Protocol { socket: self.socket.clone(), why: e.to_string() })
     }
 
     /// Sends a request; a typed error becomes `ClientError::Refused`.

@@ -283,6 +283,10 @@ impl Response {
         s.push('\n');
         s
     }
+    /// Parses one response line (what clients read; trailing newline optional).
+    pub fn decode(line: &[u8]) -> Result<Response, serde_json::Error> {
+        serde_json::from_slice(line)
+    }
 }
 
 // ------------------------------------------------------------ results ---
