@@ -130,22 +130,24 @@ echo "   virsh said: $out"
 [ "$(hl_domstate web1 hostb)" = paused ] || fail "web1 is $(hl_domstate web1 hostb) on hostb after the refused resume"
 hl_virsh hostb destroy web1 >/dev/null
 
-step "frozen host: hosta's daemon and guest stopped past host_dead; hostb takes over; on wake the guest is fenced"
+step "frozen host: hosta's daemon, its fence sentinel and guest stopped past host_dead; hostb takes over; on wake the guest is fenced"
 disk frz
 guest frozen "$frz_a"
 guest frozen-b "$frz_b"
 hl_virsh hosta create "$HL_STATE/frozen.xml" >/dev/null
-daemon_a=$(cat "$(hl_root hosta)/highlanderd.pid")
+# A frozen host freezes everything on it, the sentinel too (which would
+# otherwise kill a daemon that stops beating: tests/fencing.rs).
+daemon_a="$(cat "$(hl_root hosta)/highlanderd.pid") $(python3 -c 'import json,sys; print(*{o["sentinel_pid"] for o in json.load(open(sys.argv[1])).values()})' "$(hl_root hosta)/run/highlander/fence-owner.json")"
 frozen_qemu=$(hl_qemu_pid hosta frozen)
-kill -STOP "$daemon_a" "$frozen_qemu"
+kill -STOP $daemon_a "$frozen_qemu"
 stopped=$(hl_now_ms)
-taken=$(retry_start hostb "$HL_STATE/frozen-b.xml" $((stopped + 4 * HOST_DEAD_MS))) || { kill -CONT "$daemon_a" "$frozen_qemu"; fail "hostb never took over from the frozen host"; }
+taken=$(retry_start hostb "$HL_STATE/frozen-b.xml" $((stopped + 4 * HOST_DEAD_MS))) || { kill -CONT $daemon_a "$frozen_qemu"; fail "hostb never took over from the frozen host"; }
 # The last renewal began at most T/2 before the freeze; peers wait
 # host_dead of their own clock (1% drift) from seeing it.
 earliest=$(( (HOST_DEAD_MS * 100 / 101) - RENEW_MS ))
-[ $((taken - stopped)) -ge $earliest ] || { kill -CONT "$daemon_a" "$frozen_qemu"; fail "hostb took over $((taken - stopped)) ms after the freeze, before host_dead allows ($earliest ms)"; }
+[ $((taken - stopped)) -ge $earliest ] || { kill -CONT $daemon_a "$frozen_qemu"; fail "hostb took over $((taken - stopped)) ms after the freeze, before host_dead allows ($earliest ms)"; }
 echo "   hostb started frozen-b $((taken - stopped)) ms after hosta froze (host_dead $HOST_DEAD_MS ms)"
-kill -CONT "$daemon_a" "$frozen_qemu"
+kill -CONT $daemon_a "$frozen_qemu"
 woke=$(hl_now_ms)
 hl_wait 100 gone "$frozen_qemu" || fail "hosta's frozen guest still runs 10 s after waking"
 fenced=$(hl_now_ms)
