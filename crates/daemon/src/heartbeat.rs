@@ -61,14 +61,17 @@ pub struct Watched<'a> {
 
 /// Why the live daemon must be stopped and its guests fenced, if it must:
 /// in some lockspace guests hold leases, the last renewal is older than
-/// the fencing time, and the monitor has not beaten for `stale`.
-pub fn hung(state_dir: &Path, host_id: u32, spaces: &[Watched]) -> Option<String> {
+/// the fencing time, and the monitor has not beaten for `stale` of the
+/// time since `awake_since` (when the sentinel itself last resumed running:
+/// after a freeze of the whole host both wake together, and the daemon gets
+/// `stale` to beat before it counts as hung).
+pub fn hung(state_dir: &Path, host_id: u32, spaces: &[Watched], awake_since: Mono) -> Option<String> {
     let now = Mono::now();
     let overdue: Vec<(&Watched, Mono)> = spaces
         .iter()
         .filter_map(|w| {
             let (_, _, valid_from) = engine::lockspace::saved_renewal(&engine::lockspace::resume_file(state_dir, w.name)).ok()?;
-            (now >= valid_from.add(w.fence_begin) && last_beat(state_dir, w.name).is_none_or(|b| now.since(b) >= w.stale)).then_some((w, valid_from))
+            (now >= valid_from.add(w.fence_begin) && now.since(last_beat(state_dir, w.name).map_or(awake_since, |b| b.max(awake_since))) >= w.stale).then_some((w, valid_from))
         })
         .collect();
     if overdue.is_empty() {

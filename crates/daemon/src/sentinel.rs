@@ -375,8 +375,16 @@ fn watch_live(spec: &Spec, daemon: &Pidfd) {
     let watched: Vec<heartbeat::Watched> =
         spec.lockspaces.iter().map(|(name, t)| heartbeat::Watched { name, fence_begin: t.fence_begin(), stale: t.io_timeout() / 2 }).collect();
     let round = spec.lockspaces.iter().map(|(_, t)| heartbeat::round(t.io_timeout())).min().unwrap_or(Duration::from_secs(1));
+    let (mut awake_since, mut last_round) = (Mono::now(), Mono::now());
     while !daemon.wait_exit(round) {
-        let Some(why) = heartbeat::hung(&spec.state_dir, spec.fence.host_id, &watched) else { continue };
+        let now = Mono::now();
+        // A round that came this late means the sentinel was not running
+        // (the host froze, or starved it): the daemon may just be waking too.
+        if now.since(last_round) > 2 * round {
+            awake_since = now;
+        }
+        last_round = now;
+        let Some(why) = heartbeat::hung(&spec.state_dir, spec.fence.host_id, &watched, awake_since) else { continue };
         log::error!("highlanderd (pid {}) is alive but hung: {why}; killing it (SIGKILL) and fencing its guests", spec.daemon_pid);
         if let Err(e) = daemon.kill() {
             log::error!("cannot kill highlanderd (pid {}): {e}; fencing its guests anyway", spec.daemon_pid);
