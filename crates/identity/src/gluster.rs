@@ -60,7 +60,24 @@ pub fn volfile_path(mount_point: &Path) -> std::path::PathBuf {
 
 /// Reads the client graph the mount at `mount_point` runs now.
 pub fn active_graph(mount_point: &Path) -> std::io::Result<ClientGraph> {
-    Ok(ClientGraph::parse(&std::fs::read_to_string(volfile_path(mount_point))?))
+    Ok(ClientGraph::parse(&read_meta(&volfile_path(mount_point))?))
+}
+
+/// Reads a file of the mount's `.meta` tree. While the client switches to a
+/// new graph (an option changed, a brick reconnected) the tree's files are
+/// briefly absent (ENOENT, seen under load): such a read is tried again,
+/// for at most half a second.
+fn read_meta(path: &Path) -> std::io::Result<String> {
+    let mut tries = 0;
+    loop {
+        match std::fs::read_to_string(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 25 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 impl ClientGraph {
@@ -198,7 +215,7 @@ pub fn check_lockspace(path: &Path) -> Result<(), Refusal> {
     let mut problems = graph.read_caches();
     for replicate in graph.replicates() {
         let dump = mount.join(".meta/graphs/active").join(replicate).join("private");
-        let text = std::fs::read_to_string(&dump).map_err(|e| unchecked(format!("{} cannot be read ({e})", dump.display())))?;
+        let text = read_meta(&dump).map_err(|e| unchecked(format!("{} cannot be read ({e})", dump.display())))?;
         problems.extend(quorum_problem(&text));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
