@@ -46,11 +46,17 @@ pub struct Outcome {
     pub violations: Vec<(&'static str, String)>,
 }
 
+/// How a counterexample step reads: the action and, for a step of an
+/// operation, which step of the code it was.
+pub trait Explain: Model {
+    fn explain(&self, before: &Self::State, action: &Self::Action) -> String;
+}
+
 /// Checks every reachable state of `model` breadth first (so
 /// counterexamples are shortest); `first`: stop at the first violation.
 pub fn check<M>(model: M, first: bool) -> Outcome
 where
-    M: Model + Send + Sync + 'static,
+    M: Explain + Send + Sync + 'static,
     M::State: Clone + std::fmt::Debug + std::hash::Hash + PartialEq + Send + Sync + 'static,
     M::Action: Clone + std::fmt::Debug + PartialEq + Send + Sync + 'static,
 {
@@ -61,7 +67,11 @@ where
     let mut violations: Vec<(&'static str, String)> = checker
         .discoveries()
         .into_iter()
-        .map(|(name, path)| (name, path.into_actions().iter().map(|a| format!("  {a:?}")).collect::<Vec<_>>().join("\n")))
+        .map(|(name, path)| {
+            let steps = path.into_vec();
+            let lines: Vec<String> = steps.iter().filter_map(|(state, action)| action.as_ref().map(|a| format!("  {}", checker.model().explain(state, a)))).collect();
+            (name, lines.join("\n"))
+        })
         .collect();
     violations.sort();
     Outcome { states: checker.unique_state_count(), max_depth: checker.max_depth(), elapsed: start.elapsed(), violations }

@@ -514,6 +514,26 @@ impl ResourceModel {
     }
 }
 
+impl crate::Explain for ResourceModel {
+    fn explain(&self, before: &State, action: &Action) -> String {
+        match action {
+            Action::Step { host, op, fault } => {
+                let step = format!("{:?}", before.hosts[h(*host)].ops[*op as usize].step);
+                let name = step.split(['(', ' ']).next().unwrap_or_default();
+                let what = match (fault, Self::is_write(&before.hosts[h(*host)].ops[*op as usize].step)) {
+                    (false, _) => "",
+                    (true, true) => " (write times out)",
+                    (true, false) => " (read fails)",
+                };
+                format!("host {host} op {op}: {name}{what}")
+            }
+            Action::Land(p) => format!("late write of host {} lands on {:?}: {:?}", p.host, p.sector, p.content),
+            Action::Drop(p) => format!("late write of host {} to {:?} is lost", p.host, p.sector),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
 impl Model for ResourceModel {
     type State = State;
     type Action = Action;
