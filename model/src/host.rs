@@ -359,21 +359,19 @@ impl HostModel {
     #[allow(clippy::too_many_arguments)]
     fn renew(&self, s: &mut State, p: usize, write: Write, rec: Rec, confirmed: u8, last_attempt: u8, valid_from: u32, saw_foreign: bool) -> (Phase, u32) {
         let (d, now) = (&self.d, s.now);
-        {
-            if now >= valid_from + d.expiry_slow {
-                (self.lost(s, p), now)
-            } else {
-                    let next = Rec { renewal: last_attempt + 1, ..rec };
-                    let holding = |confirmed, valid_from| Phase::Holding { rec, confirmed, last_attempt: last_attempt + 1, valid_from, saw_foreign };
-                if Self::write_now(s, p as u8, next, write) {
-                    s.procs[p].proof = Some(next);
-                    (holding(next.renewal, now), now + d.renew)
-                } else if write == Write::Timeout {
-                    (holding(confirmed, valid_from), now + d.io)
-                } else {
-                    (holding(confirmed, valid_from), now + d.renew)
-                }
-            }
+        if now >= valid_from + d.expiry_slow {
+            return (self.lost(s, p), now);
+        }
+        let next = Rec { renewal: last_attempt + 1, ..rec };
+        let holding = |confirmed, valid_from| Phase::Holding { rec, confirmed, last_attempt: last_attempt + 1, valid_from, saw_foreign };
+        if Self::write_now(s, p as u8, next, write) {
+            s.procs[p].proof = Some(next);
+            (holding(next.renewal, now), now + d.renew)
+        } else if write == Write::Timeout {
+            // The renewal thread waited the whole deadline.
+            (holding(confirmed, valid_from), now + d.io)
+        } else {
+            (holding(confirmed, valid_from), now + d.renew)
         }
     }
 

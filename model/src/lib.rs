@@ -13,7 +13,7 @@ use stateright::{Checker, HasDiscoveries, Model};
 
 /// A known bug, re-introduced in the model only: each one the checker must
 /// find (model/tests/check.rs), each one fixed in lockd (docs/SAFETY.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Bug {
     /// Join: a slot whose owner fields (host name, machine id) match ours
     /// is taken on the fast path ("Who may take the fast path").

@@ -50,7 +50,7 @@ fn value(o: Option<Owner>) -> LeaseValue {
 }
 
 fn owner(v: &LeaseValue) -> Option<Owner> {
-    (!v.is_empty()).then(|| Owner { host: v.owner_id as u8, gen: v.owner_generation as u8 })
+    (!v.is_empty()).then_some(Owner { host: v.owner_id as u8, gen: v.owner_generation as u8 })
 }
 
 fn leader(l: &Ldr) -> Leader {
