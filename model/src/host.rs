@@ -177,8 +177,8 @@ pub enum Second {
     /// Another daemon with the same host id and owner fields (a second
     /// daemon with its own state dir, a cloned VM) starts at any moment.
     Twin,
-    /// The first daemon crashes and a new one starts on its state dir,
-    /// with its resume state (`try_resume`, predecessor proof).
+    /// The first daemon crashes and a new one starts on its host id, with
+    /// its resume state (`try_resume`, predecessor proof) or without.
     Restart,
 }
 
@@ -213,6 +213,9 @@ pub enum Action {
     Freeze { p: u8 },
     Crash,
     Start { p: u8 },
+    /// A new daemon on the crashed one's host id, with or without its
+    /// state dir's resume state.
+    Restart { resume: bool },
 }
 
 pub struct HostModel {
@@ -473,7 +476,10 @@ impl Model for HostModel {
         match self.cfg.second {
             Second::Twin if p1.phase == Phase::Idle => actions.push(Action::Start { p: 1 }),
             Second::Restart if s.crashes_left > 0 && matches!(p0.phase, Phase::Holding { .. }) => actions.push(Action::Crash),
-            Second::Restart if matches!(p0.phase, Phase::Crashed { .. }) && p1.phase == Phase::Idle && Self::io_ok(s, 0) => actions.push(Action::Start { p: 1 }),
+            Second::Restart if matches!(p0.phase, Phase::Crashed { .. }) && p1.phase == Phase::Idle && Self::io_ok(s, 0) => {
+                actions.push(Action::Restart { resume: true });
+                actions.push(Action::Restart { resume: false });
+            }
             _ => {}
         }
         if self.cfg.race && p0.phase == Phase::Idle {
@@ -532,7 +538,8 @@ impl Model for HostModel {
                     p0.phase = Phase::Crashed { held: Some((rec, valid_from)), saved: Some((Rec { renewal: confirmed, ..rec }, valid_from)) };
                 }
             }
-            Action::Start { p: 1 } if self.cfg.second == Second::Restart => {
+            Action::Restart { resume: false } => s.procs[1] = Proc { phase: Phase::JoinRead { attempt: 0, may_fast: true }, wake: s.now, proof: None },
+            Action::Restart { resume: true } => {
                 let Phase::Crashed { saved, .. } = s.procs[0].phase else { unreachable!("restarts follow a crash") };
                 let (proof, valid_from) = saved.expect("the daemon saved its resume state");
                 // `try_resume`: before fence_begin, carry on with the same lease.
