@@ -92,51 +92,62 @@ impl BallotSite<'_> {
     /// the resource; on return `area.dblocks` holds the last phase's read
     /// (so callers can see shared-mode registrations).
     pub fn run(&self, lver: u64, value: &LeaseValue, area: &mut ResourceArea) -> Result<BallotOutcome> {
-        let max_hosts = self.layout.max_hosts;
-        let mine = area.dblocks[self.host_id as usize - 1].clone();
-        let highest = area.dblocks.iter().filter(|d| d.lver == lver).map(|d| d.mbal).max().unwrap_or(0);
-        // Ballot numbers are ≡ host_id (mod max_hosts): unique per host.
-        let mbal = (highest / max_hosts + 1) * max_hosts + self.host_id as u64;
-        let same_instance = mine.lver == lver;
-        let mut dblock = Dblock {
-            host_id: self.host_id,
-            released: false,
-            lver,
-            mbal,
-            bal: if same_instance { mine.bal } else { 0 },
-            inp: if same_instance { mine.inp.clone() } else { LeaseValue::default() },
-            lockspace_uuid: self.lockspace_uuid,
-            ..mine
-        };
+        let mine = &area.dblocks[self.host_id as usize - 1];
+        let mbal = ballot_number(&area.dblocks, lver, self.host_id, self.layout.max_hosts);
+        let mut dblock = Dblock { lockspace_uuid: self.lockspace_uuid, ..announce(mine, self.host_id, lver, mbal) };
 
         // Phase 1: announce mbal, learn any value a previous ballot may have chosen.
         self.write_dblock(&dblock)?;
         area.dblocks = self.read_dblocks()?;
-        if self.overtaken(&area.dblocks, lver, mbal) {
+        if overtaken(&area.dblocks, self.host_id, lver, mbal) {
             return Ok(BallotOutcome::Aborted);
         }
-        let chosen = area
-            .dblocks
-            .iter()
-            .filter(|d| d.lver == lver && d.bal > 0 && !d.inp.is_empty())
-            .max_by_key(|d| d.bal)
-            .map_or_else(|| value.clone(), |d| d.inp.clone());
+        let chosen = adopted(&area.dblocks, lver).unwrap_or(value).clone();
 
         // Phase 2: accept the value under mbal.
         dblock.bal = mbal;
         dblock.inp = chosen.clone();
         self.write_dblock(&dblock)?;
         area.dblocks = self.read_dblocks()?;
-        if self.overtaken(&area.dblocks, lver, mbal) {
+        if overtaken(&area.dblocks, self.host_id, lver, mbal) {
             return Ok(BallotOutcome::Aborted);
         }
         Ok(BallotOutcome::Chosen(chosen))
     }
+}
 
-    fn overtaken(&self, dblocks: &[Dblock], lver: u64, mbal: u64) -> bool {
-        dblocks
-            .iter()
-            .filter(|d| d.host_id != self.host_id)
-            .any(|d| d.lver > lver || (d.lver == lver && d.mbal > mbal))
+// The ballot's decisions, as pure functions of what it read (model/ checks
+// them exhaustively).
+
+/// A ballot number for `lver` above every one seen for it, ≡ host_id (mod
+/// max_hosts), so no two hosts ever use the same number.
+pub fn ballot_number(dblocks: &[Dblock], lver: u64, host_id: u32, max_hosts: u64) -> u64 {
+    let highest = dblocks.iter().filter(|d| d.lver == lver).map(|d| d.mbal).max().unwrap_or(0);
+    (highest / max_hosts + 1) * max_hosts + host_id as u64
+}
+
+/// Phase 1's dblock: `mbal` announced for `lver`, keeping what we accepted
+/// for that same version (a dblock never forgets an accepted value).
+pub fn announce(mine: &Dblock, host_id: u32, lver: u64, mbal: u64) -> Dblock {
+    let same_instance = mine.lver == lver;
+    Dblock {
+        host_id,
+        released: false,
+        lver,
+        mbal,
+        bal: if same_instance { mine.bal } else { 0 },
+        inp: if same_instance { mine.inp.clone() } else { LeaseValue::default() },
+        ..mine.clone()
     }
+}
+
+/// The value an earlier ballot for `lver` may have chosen: the one accepted
+/// under the highest `bal`. None: we may propose our own.
+pub fn adopted(dblocks: &[Dblock], lver: u64) -> Option<&LeaseValue> {
+    dblocks.iter().filter(|d| d.lver == lver && d.bal > 0 && !d.inp.is_empty()).max_by_key(|d| d.bal).map(|d| &d.inp)
+}
+
+/// Another host's dblock shows a higher ballot for `lver`, or a later version.
+pub fn overtaken(dblocks: &[Dblock], host_id: u32, lver: u64, mbal: u64) -> bool {
+    dblocks.iter().filter(|d| d.host_id != host_id).any(|d| d.lver > lver || (d.lver == lver && d.mbal > mbal))
 }

@@ -187,43 +187,17 @@ impl Ctx<'_> {
                 }
             };
             let leader = area.leader.clone().expect("located slots are named");
-            let mine = &area.dblocks[self.host_id as usize - 1];
-            // A late-landing leader write can roll the leader back to an old
-            // version; a dblock at a later version betrays it. Never ballot
-            // below that version (it would roll our own dblock back and let
-            // a decided version be chosen again), and never trust such a
-            // leader's claim that we hold the lease.
-            let top = area.dblocks.iter().map(|d| d.lver).max().unwrap_or(0);
-            let lver = (leader.lver + 1).max(top);
-            // Idempotent: a repeated acquire of what we hold succeeds. The
-            // leader alone does not prove we hold it exclusively: our release
-            // may have landed only as a RELEASED dblock (peers then take it),
-            // or a peer that finished our shared acquire's ballot wrote it
-            // as an exclusive hold (shared holders may be live). Nor does
-            // anything we read while a write of ours to this lease was in
-            // flight: a timed-out release landing after the read frees the
-            // lease under us (docs/SAFETY.md, "A release still in flight").
+            let lver = ballot_version(&leader, &area.dblocks);
+            // Idempotent: a repeated acquire of what we hold succeeds, but
+            // nothing we read while a write of ours to this lease was in
+            // flight proves it: a timed-out release landing after the read
+            // frees the lease under us (docs/SAFETY.md, "A release still in
+            // flight").
             if area.own_write_in_flight {
                 return Err(Error::IoOutstanding { path: self.storage.path().to_owned(), op: crate::error::IoOp::Write, sector: self.header.layout().resource_base(slot) });
             }
-            match req.mode {
-                Mode::Exclusive
-                    if top <= leader.lver
-                        && effectively_held(&leader, &area.dblocks)
-                        && !leader.short_hold
-                        && leader.value.owner_id == self.host_id
-                        && leader.value.owner_generation == self.generation
-                        && !self.live_shared_holders(&area) =>
-                {
-                    return Ok(lease(slot, leader.lver));
-                }
-                // Our registration may be a late-landing write that missed an
-                // exclusive holder's check: trust it only if no version was
-                // taken since.
-                Mode::Shared if mine.shared && mine.shared_generation == self.generation && mine.lver == leader.lver && top <= leader.lver => {
-                    return Ok(lease(slot, mine.lver));
-                }
-                _ => {}
+            if let Some(held) = already_held(req.mode, &leader, &area.dblocks, self.host_id, self.generation, || self.live_shared_holders(&area)) {
+                return Ok(lease(slot, held));
             }
             // A holder is named first: it is the more useful refusal.
             if self.held_by_other(&area) {
@@ -418,6 +392,45 @@ enum Located<'a> {
     /// We named a fresh slot and own version 1.
     Won(u32, ResourceArea, MutexGuard<'a, ()>),
     Retry,
+}
+
+/// The version an acquire ballots for: the leader's next, and never below
+/// a version some dblock has reached. A late-landing leader write can roll
+/// the leader back; balloting below the top dblock would roll our own
+/// dblock back and let a decided version be chosen again (docs/SAFETY.md,
+/// "Late-landing leader writes").
+pub fn ballot_version(leader: &Leader, dblocks: &[Dblock]) -> u64 {
+    (leader.lver + 1).max(top_version(dblocks))
+}
+
+fn top_version(dblocks: &[Dblock]) -> u64 {
+    dblocks.iter().map(|d| d.lver).max().unwrap_or(0)
+}
+
+/// "We already hold it": the version of the `mode` lease that storage
+/// proves is ours at `generation`, or None (a ballot decides). The leader
+/// alone does not prove an exclusive hold: no dblock may be beyond its
+/// version (a rolled-back leader), our dblock must not mark it RELEASED
+/// (our release landed only there, and peers take it), it must not be a
+/// shared acquire's short hold, and no live host may be registered shared
+/// (`live_shared`, asked last). A shared registration of ours may be a
+/// late-landing write that missed an exclusive holder's check: trusted only
+/// for the leader's version, with no version taken since.
+pub fn already_held(mode: Mode, leader: &Leader, dblocks: &[Dblock], host_id: u32, generation: u64, live_shared: impl FnOnce() -> bool) -> Option<u64> {
+    let top = top_version(dblocks);
+    match mode {
+        Mode::Exclusive => (top <= leader.lver
+            && effectively_held(leader, dblocks)
+            && !leader.short_hold
+            && leader.value.owner_id == host_id
+            && leader.value.owner_generation == generation
+            && !live_shared())
+        .then_some(leader.lver),
+        Mode::Shared => {
+            let mine = &dblocks[host_id as usize - 1];
+            (mine.shared && mine.shared_generation == generation && mine.lver == leader.lver && top <= leader.lver).then_some(mine.lver)
+        }
+    }
 }
 
 /// A leader is held unless freed, or its owner marked its dblock released
