@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HL_TORTURE_SECS="${HL_TORTURE_SECS:-1800}"
 cargo build --all-targets -p highlander-tests
-exec cargo test -p highlander-tests --test torture torture -- --nocapture
+exec cargo test -p highlander-tests --test torture torture -- --exact --nocapture
