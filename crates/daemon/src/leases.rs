@@ -26,8 +26,7 @@ use engine::format::{Header, IDENTITY_LEN, NAME_LEN};
 use engine::lockspace::{JoinOptions, Lockspace};
 use engine::resource::{AcquireRequest, Busy, Lease, LeaseInfo, Mode, SharedHolder};
 
-/// (lockspace name, disk identity)
-pub type DiskKey = (String, String);
+pub use crate::DiskKey;
 
 /// A disk this host holds a lease on, for one or more local guests.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

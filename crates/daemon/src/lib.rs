@@ -71,6 +71,10 @@ fn thread(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), StartEr
     }
 }
 
+/// A disk lease in this host's table: (lockspace name, disk identity).
+/// Here, not in `leases`, so `retry` (which `leases` uses) needs nothing of it.
+pub type DiskKey = (String, String);
+
 /// One configured lockspace. The handle is replaced when a lost host lease
 /// is rejoined.
 pub struct Space {

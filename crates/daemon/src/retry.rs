@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::leases::DiskKey;
+use crate::DiskKey;
 use crate::{Daemon, Space};
 use engine::Health;
 
