@@ -93,7 +93,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
         } else if t.is_block_device() {
             Id::Device { rdev: meta.rdev() }
         } else {
-            return Err(CheckError::NotFileOrDevice { file: file(), line, path: path.clone(), what: kind_of(&t) });
+            return Err(CheckError::NotFileOrDevice { file: file(), line, path: path.clone(), what: engine::storage::unusable_kind(&t).unwrap_or("neither a file nor a block device") });
         };
         let header = read_header(cfg, path).map_err(on_engine)?;
         if cfg.host_id > header.max_hosts {
@@ -136,19 +136,6 @@ fn same(a: &Id, b: &Id, ha: Option<&Header>, hb: Option<&Header>) -> Option<Stri
     (ha.name == hb.name).then(|| format!("both are named \"{}\"; lockspace names must be unique per host: re-initialise one with another --name", hb.name))
 }
 
-fn kind_of(t: &std::fs::FileType) -> &'static str {
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "neither a file nor a block device"
-    }
-}
 
 /// Creates a missing lockspace file named after its stem (auto_create).
 fn auto_create(cfg: &Config, path: &Path) -> engine::Result<()> {

@@ -304,21 +304,30 @@ struct WriterKey {
 /// Sector ranges [start, end) of writes whose caller gave up waiting, per writer.
 static OUTSTANDING: Mutex<std::collections::BTreeMap<WriterKey, Vec<(u64, u64)>>> = Mutex::new(std::collections::BTreeMap::new());
 
+/// What a path that is neither a regular file nor a block device is, for
+/// messages; None for the two that can hold a lockspace.
+pub fn unusable_kind(t: &std::fs::FileType) -> Option<&'static str> {
+    if t.is_file() || t.is_block_device() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("neither a file nor a block device")
+    }
+}
+
 /// Refuses what cannot hold a lockspace: only block devices and regular files can.
 fn check_kind(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
-    let t = meta.file_type();
-    let what = if t.is_dir() {
-        "a directory"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        return Ok(());
-    };
-    Err(Error::NotStorage { path: path.to_owned(), what })
+    match unusable_kind(&meta.file_type()) {
+        Some(what) => Err(Error::NotStorage { path: path.to_owned(), what }),
+        None => Ok(()),
+    }
 }
 
 fn block_device_geometry(file: &File) -> std::io::Result<(u32, u64)> {
