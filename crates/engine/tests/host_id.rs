@@ -13,6 +13,7 @@ use engine::error::Error;
 use engine::format::{HostSlot, Leader, LeaseValue};
 use engine::timing::Timeouts;
 use engine::{AcquireRequest, Health, Holder, InitOptions, JoinOptions, Lockspace, Mode};
+use testkit::daemon_harness::wait_for;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
@@ -32,16 +33,6 @@ fn init(dir: &Path, io_ms: u64) -> (PathBuf, Timeouts) {
     (path, Timeouts::new(o.io_timeout).unwrap())
 }
 
-fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 fn slot_bytes(path: &Path, host_id: u32) -> [u8; 512] {
     let mut b = [0u8; 512];
