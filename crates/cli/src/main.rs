@@ -579,7 +579,8 @@ fn ago(ms: Option<u64>) -> String {
 
 fn print_status(s: &Status) {
     use engine::clock::format_unix;
-    println!("host {} \"{}\"  (highlanderd {}, pid {})", s.host_id, s.host_name, s.daemon_version, s.daemon_pid);
+    let claimed = if s.host_id_auto { ", host id claimed automatically" } else { "" };
+    println!("host {} \"{}\"  (highlanderd {}, pid {}{claimed})", s.host_id, s.host_name, s.daemon_version, s.daemon_pid);
     for ls in &s.lockspaces {
         let health = match (ls.health.as_str(), ls.valid_for_ms, ls.fence_in_ms) {
             ("failing", Some(v), Some(f)) => format!("FAILING: fencing in {:.1} s, leases void in {:.1} s ({})", f as f64 / 1000.0, v as f64 / 1000.0, ls.error.as_deref().unwrap_or("")),

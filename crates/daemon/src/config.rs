@@ -12,14 +12,21 @@ use crate::escalate::SelfFence;
 use proto::protocol::Action;
 
 pub const DEFAULT_PATH: &str = "/etc/highlander/highlanderd.conf";
+/// Where `host_id = auto` remembers its claim: persistent, unlike state_dir.
+pub const DEFAULT_HOST_ID_FILE: &str = "/var/lib/highlander/host-id";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Where the configuration was read from (for messages).
     pub source: PathBuf,
+    /// This host's id in every lockspace; with `host_id = auto`, 0 until
+    /// the daemon has claimed one (`host_claim`).
     pub host_id: u32,
     /// The line of `host_id` (for messages).
     pub host_id_line: usize,
+    /// `host_id = auto`: claim a free id, remembered in `host_id_file`.
+    pub host_id_auto: bool,
+    pub host_id_file: PathBuf,
     pub host_name: String,
     /// The configured lockspaces; the first is the default for requests
     /// that name none.
@@ -75,6 +82,7 @@ const KEYS: &[&str] = &[
     "auto_create",
     "socket",
     "state_dir",
+    "host_id_file",
     "group",
     "watchdog",
     "on_lockfailure",
@@ -105,6 +113,8 @@ impl Config {
             source: file.to_owned(),
             host_id: 0,
             host_id_line: 0,
+            host_id_auto: false,
+            host_id_file: PathBuf::from(DEFAULT_HOST_ID_FILE),
             host_name: String::new(),
             lockspaces: Vec::new(),
             io_timeout: None,
@@ -143,8 +153,13 @@ impl Config {
             seen.push((key, line));
             let bad = |why: String| ConfigError::BadValue { file: file.to_owned(), line, key: key.to_owned(), value: value.to_owned(), why };
             match key {
+                "host_id" if value == "auto" => {
+                    cfg.host_id_auto = true;
+                    host_id = Some(0);
+                    cfg.host_id_line = line;
+                }
                 "host_id" => {
-                    let id: u32 = value.parse().map_err(|_| bad("must be a whole number".into()))?;
+                    let id: u32 = value.parse().map_err(|_| bad("must be a whole number, or `auto`".into()))?;
                     if !(1..=engine::format::MAX_HOSTS_LIMIT).contains(&id) {
                         return Err(bad(format!("must be between 1 and {}, unique per host", engine::format::MAX_HOSTS_LIMIT)));
                     }
@@ -167,6 +182,7 @@ impl Config {
                 "auto_create" => cfg.auto_create = boolean(value).map_err(bad)?,
                 "socket" => cfg.socket = absolute(value).map_err(bad)?,
                 "state_dir" => cfg.state_dir = absolute(value).map_err(bad)?,
+                "host_id_file" => cfg.host_id_file = absolute(value).map_err(bad)?,
                 "group" => {
                     let gid = value.parse::<u32>().ok().or_else(|| group_id(value)).ok_or_else(|| bad("no such group (give a group name or a numeric gid)".into()))?;
                     cfg.group = Some((value.to_owned(), gid));
@@ -197,7 +213,7 @@ impl Config {
                 _ => unreachable!("every key in KEYS is handled"),
             }
         }
-        cfg.host_id = host_id.ok_or(ConfigError::Missing { file: file.to_owned(), key: "host_id", why: "give this host an id unique among the hosts sharing the lockspaces" })?;
+        cfg.host_id = host_id.ok_or(ConfigError::Missing { file: file.to_owned(), key: "host_id", why: "give this host an id unique among the hosts sharing the lockspaces, or `auto`" })?;
         if cfg.lockspaces.is_empty() {
             return Err(ConfigError::Missing { file: file.to_owned(), key: "lockspace", why: "name at least one lockspace file or device (`lockspace = /path`)" });
         }
@@ -257,6 +273,8 @@ mod tests {
         assert_eq!(c.host_id, 3);
         assert_eq!(c.lockspaces, vec![LockspaceEntry { path: PathBuf::from("/srv/hl/default.lockspace"), line: 2 }]);
         assert_eq!(c.host_id_line, 1);
+        assert!(!c.host_id_auto);
+        assert_eq!(c.host_id_file, PathBuf::from(DEFAULT_HOST_ID_FILE));
         assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(c.socket, PathBuf::from("/run/highlander/highlanderd.sock"));
         assert_eq!(c.state_dir, PathBuf::from("/run/highlander"));
@@ -295,6 +313,10 @@ mod tests {
         let e = parse("host_id = 1\nlockspace = /a\nfrobnicate = 1\n").unwrap_err();
         assert_eq!(e, ConfigError::UnknownKey { file: "/t.conf".into(), line: 3, key: "frobnicate".into() });
         assert!(e.to_string().starts_with("/t.conf:3: unknown key `frobnicate`"), "{e}");
+        let auto = parse("host_id = auto\nlockspace = /a\nhost_id_file = /var/lib/hl/id\n").unwrap();
+        assert!(auto.host_id_auto && auto.host_id == 0 && auto.host_id_file == Path::new("/var/lib/hl/id"));
+        let e = parse("host_id = automatic\n").unwrap_err();
+        assert!(e.to_string().contains("or `auto`"), "{e}");
         let e = parse("host_id = 0\n").unwrap_err();
         assert!(matches!(e, ConfigError::BadValue { line: 1, ref key, .. } if key == "host_id"), "{e}");
         let e = parse("host_id = 1\nhost_id = 2\n").unwrap_err();

@@ -52,6 +52,11 @@ pub struct Table {
 }
 
 impl Table {
+    /// Disk leases held in lockspace `name`.
+    pub fn held_in(&self, name: &str) -> usize {
+        self.disks.keys().filter(|k| k.0 == name).count()
+    }
+
     fn held_by(&self, pid: u32) -> impl Iterator<Item = (&DiskKey, &Disk)> {
         self.disks.iter().filter(move |(_, d)| d.holders.contains(&pid))
     }
@@ -630,6 +635,7 @@ impl Daemon {
             daemon_version: env!("CARGO_PKG_VERSION").into(),
             daemon_pid: std::process::id(),
             host_id: self.cfg.host_id,
+            host_id_auto: self.cfg.host_id_auto,
             host_name: self.cfg.host_name.clone(),
             lockspaces,
             leases: table.disks.values().map(|d| HeldView { lease: view(d), holders: d.holders.iter().map(guest_ref).collect() }).collect(),

@@ -8,6 +8,7 @@
 //! - `config`      /etc/highlander/highlanderd.conf
 //! - `check`       the configured lockspaces, checked (`--check` and start)
 //! - `guest`       a registered guest and its process (pidfd, start time)
+//! - `host_claim`  `host_id = auto`: the claimed id, kept across reboots
 //! - `leases`      the local lease table: register, acquire, release, inquire
 //! - `persist`     the table saved under the state dir, for restarts
 //! - `retry`       failed releases on storage, retried until they land
@@ -26,6 +27,7 @@ pub mod escalate;
 pub mod fence;
 pub mod guest;
 pub mod heartbeat;
+pub mod host_claim;
 pub mod leases;
 pub mod log_limit;
 pub mod persist;
@@ -53,6 +55,8 @@ pub enum StartError {
     Lockspace(#[from] check::CheckError),
     #[error(transparent)]
     Persist(#[from] persist::PersistError),
+    #[error(transparent)]
+    HostId(#[from] host_claim::ClaimError),
     #[error("{what} {path}: {source}")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("socket {0}: another highlanderd is already serving it; stop it first")]
@@ -136,7 +140,7 @@ impl Daemon {
     /// starts serving. Returns once the socket accepts connections. A start
     /// that fails after joining leaves the lockspaces it joined as a stop
     /// would (`wind_down`): peers never see a host that died at start-up.
-    pub fn start(cfg: Config) -> Result<Arc<Daemon>, StartError> {
+    pub fn start(mut cfg: Config) -> Result<Arc<Daemon>, StartError> {
         let checked = check::lockspaces(&cfg, true)?;
         for c in &checked {
             if let Some(t) = cfg.io_timeout.filter(|t| t.as_millis() != c.header.io_timeout_ms as u128) {
@@ -162,28 +166,38 @@ impl Daemon {
         // window closed) or stands down once we resumed (sentinel.rs).
         let handover = sentinel::Handover::lock(&cfg.state_dir)?;
         let store = persist::Store::new(&cfg.state_dir);
-        let mut saved = store.load(cfg.host_id)?;
         let watcher = watcher::Watcher::new().map_err(io("cannot create eventfd for", &cfg.state_dir))?;
         let fault = test_fault_hook();
-        let mut spaces: Vec<Space> = Vec::new();
-        let saved_held = |saved: &Table, name: &str| saved.disks.keys().filter(|k| k.0 == name).count();
-        for c in checked {
-            let mut join = JoinOptions::new(&c.entry.path, cfg.host_id, &cfg.host_name);
-            join.fault = fault.clone();
-            join.state_dir = Some(cfg.state_dir.clone());
-            match leases::join_resuming(&join, &c.header, &mut saved, &cfg) {
-                Ok(ls) => spaces.push(Space { name: c.header.name.clone(), path: c.entry.path.clone(), handle: RwLock::new(ls), join }),
-                Err(source) => {
-                    leave_or_stop(&spaces, |name| saved_held(&saved, name), None);
-                    return Err(check::CheckError::Lockspace { file: cfg.source.clone(), line: c.entry.line, path: c.entry.path, source: Box::new(source) }.into());
+        let claims = cfg.host_id_auto.then(|| host_claim::HostIdFile::new(&cfg.host_id_file));
+        let mut refused = Vec::new();
+        let (spaces, saved) = loop {
+            let pick = claims.as_ref().map(|f| f.pick(&checked, &refused)).transpose()?;
+            if let Some(p) = pick {
+                cfg.host_id = p.id;
+            }
+            let mut saved = store.load(cfg.host_id)?;
+            let (source, entry) = match join_all(&cfg, &checked, &mut saved, &fault, pick.is_some_and(|p| p.fresh)) {
+                Ok(spaces) => break (spaces, saved),
+                Err(failed) => failed,
+            };
+            // An automatic id someone else holds: taken by another host
+            // during our attempt, or since our last start (also by a clone
+            // of this machine, host-id file and all): claim another one.
+            if let (Some(p), engine::Error::HostIdBusy { holder, same_machine, .. }) = (pick, &source) {
+                if refused.len() < host_claim::MAX_ATTEMPTS {
+                    let clone = if *same_machine && !p.fresh { " (with this machine's id: a clone of this machine, or a second highlanderd here)" } else { "" };
+                    log::warn!("lockspace at {}: host id {} (claimed automatically{}) is in use by host \"{holder}\"{clone}; claiming another", entry.path.display(), p.id, if p.fresh { "" } else { " at an earlier start" });
+                    refused.push(p.id);
+                    continue;
                 }
             }
-        }
+            return Err(check::CheckError::Lockspace { file: cfg.source.clone(), line: entry.line, path: entry.path.clone(), source: Box::new(source) }.into());
+        };
         let armed = sentinel::Sentinel::start(&cfg, spaces.iter().map(|s| (s.name.clone(), s.ls().timeouts()))).and_then(|guard| handover.take_over(&guard).map(|()| guard));
         let guard = match armed {
             Ok(guard) => guard,
             Err(e) => {
-                leave_or_stop(&spaces, |name| saved_held(&saved, name), None);
+                leave_or_stop(&spaces, |name| saved.held_in(name), None);
                 return Err(e.into());
             }
         };
@@ -262,8 +276,7 @@ impl Daemon {
     /// the watchdog.
     fn wind_down(&self) {
         let mut table = self.table.lock();
-        let disks = &table.disks;
-        let left = leave_or_stop(&self.spaces, |name| disks.keys().filter(|k| k.0 == name).count(), Some(self.sentinel_pid.load(Ordering::SeqCst)));
+        let left = leave_or_stop(&self.spaces, |name| table.held_in(name), Some(self.sentinel_pid.load(Ordering::SeqCst)));
         // Pending releases are void with our slot.
         table.pending.retain(|k, _| !left.contains(&k.0.as_str()));
         let any_held = !table.disks.is_empty();
@@ -280,6 +293,26 @@ impl Daemon {
     fn persist(&self) {
         self.store.save(self.cfg.host_id, &self.table);
     }
+}
+
+/// Joins (or resumes) every checked lockspace as `cfg.host_id`; on a
+/// failure, leaves those joined and returns the error with its entry.
+fn join_all<'a>(cfg: &Config, checked: &'a [check::Checked], saved: &mut Table, fault: &Option<Arc<dyn FaultHook>>, claim: bool) -> Result<Vec<Space>, (engine::Error, &'a config::LockspaceEntry)> {
+    let mut spaces: Vec<Space> = Vec::new();
+    for c in checked {
+        let mut join = JoinOptions::new(&c.entry.path, cfg.host_id, &cfg.host_name);
+        join.fault = fault.clone();
+        join.state_dir = Some(cfg.state_dir.clone());
+        join.claim = claim;
+        match leases::join_resuming(&join, &c.header, saved, cfg) {
+            Ok(ls) => spaces.push(Space { name: c.header.name.clone(), path: c.entry.path.clone(), handle: RwLock::new(ls), join }),
+            Err(source) => {
+                leave_or_stop(&spaces, |name| saved.held_in(name), None);
+                return Err((source, &c.entry));
+            }
+        }
+    }
+    Ok(spaces)
 }
 
 /// Leaves each lockspace in which `held` counts no lease (the next join is

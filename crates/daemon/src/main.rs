@@ -44,10 +44,22 @@ fn main() -> ExitCode {
     if cli.check {
         return match daemon::check::lockspaces(&cfg, false) {
             Ok(found) => {
+                let host_id = if cfg.host_id_auto {
+                    match daemon::host_claim::HostIdFile::new(&cfg.host_id_file).remembered() {
+                        Ok(Some(id)) => format!("{id} (auto, claimed earlier, in {})", cfg.host_id_file.display()),
+                        Ok(None) => format!("auto (none claimed yet: one is claimed at start and kept in {})", cfg.host_id_file.display()),
+                        Err(e) => {
+                            eprintln!("highlanderd: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                } else {
+                    cfg.host_id.to_string()
+                };
                 println!("{}: configuration is valid", cli.config.display());
                 for entry in &cfg.lockspaces {
                     match found.iter().find(|c| c.entry == *entry) {
-                        Some(c) => println!("  lockspace \"{}\" at {}: host id {} of 1..={}", c.header.name, entry.path.display(), cfg.host_id, c.header.max_hosts),
+                        Some(c) => println!("  lockspace \"{}\" at {}: host id {host_id} of 1..={}", c.header.name, entry.path.display(), c.header.max_hosts),
                         None => println!("  lockspace at {}: does not exist yet; auto_create creates it at start-up", entry.path.display()),
                     }
                 }

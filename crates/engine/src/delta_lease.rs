@@ -248,7 +248,11 @@ impl Incarnation {
 /// (a second daemon, a cloned or reinstalled machine look the same), takes
 /// the slow path: watch the slot for `host_dead`; any change means the id
 /// is in use. docs/SAFETY.md ("Joining a host id").
-pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, me: &HostIdentity, predecessor: Option<Incarnation>) -> Result<Joined> {
+///
+/// `claim`: the id was picked automatically as unused (`host_claim`), so a
+/// slot found in use is refused at once instead of watched: another host
+/// got there first, and the caller picks another id.
+pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, me: &HostIdentity, predecessor: Option<Incarnation>, claim: bool) -> Result<Joined> {
     if host_id == 0 || host_id > header.max_hosts {
         return Err(Error::HostIdOutOfRange { host_id, max_hosts: header.max_hosts, lockspace: header.name.clone() });
     }
@@ -262,6 +266,9 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
                 None => true,
                 Some(s) => s.free || predecessor.is_some_and(|p| p.is(s)),
             };
+        if !fast && claim && may_take_fast {
+            return Err(busy(header, host_id, seen.as_ref()));
+        }
         if !fast {
             start = wait_until_unchanged(storage, header, timeouts, host_id, &mut seen, &raw)?;
         }

@@ -9,6 +9,7 @@
 //! - `sys`          random bytes
 //! - `lease_info`   what a reader learns of a lease and its holder; refusals
 //! - `delta_lease`  host leases: join, renew, leave, judging peers live or dead
+//! - `host_claim`   which host ids are free for `host_id = auto`
 //! - `paxos_lease`  Disk Paxos ballots that pick a resource's next owner
 //! - `resource`     resource leases: naming, exclusive/shared acquire, release
 //! - `init`         formatting a new lockspace, refusing to destroy what is there
@@ -25,6 +26,7 @@ pub mod delta_lease;
 pub mod direct;
 pub mod error;
 pub mod format;
+pub mod host_claim;
 pub mod init;
 pub mod lease_info;
 pub mod lockspace;

@@ -71,11 +71,14 @@ pub struct JoinOptions {
     /// the same proof across a restart; the caller must hold `state_dir`
     /// exclusively (highlanderd does, with its lock file).
     pub predecessor: Option<delta_lease::Incarnation>,
+    /// The id was picked automatically as unused (`host_claim`): refuse it
+    /// at once if the slot turns out to be in use.
+    pub claim: bool,
 }
 
 impl JoinOptions {
     pub fn new(path: impl Into<PathBuf>, host_id: u32, host_name: &str) -> JoinOptions {
-        JoinOptions { path: path.into(), host_id, host_name: host_name.to_owned(), fault: None, state_dir: None, require_resume: false, predecessor: None }
+        JoinOptions { path: path.into(), host_id, host_name: host_name.to_owned(), fault: None, state_dir: None, require_resume: false, predecessor: None, claim: false }
     }
 }
 
@@ -201,7 +204,7 @@ impl Lockspace {
             }
             None => {
                 let predecessor = opts.predecessor.or_else(|| saved.as_ref().and_then(|s| s.incarnation(&header, opts.host_id)));
-                (delta_lease::join(&storage, &header, &timeouts, opts.host_id, &me, predecessor)?, false)
+                (delta_lease::join(&storage, &header, &timeouts, opts.host_id, &me, predecessor, opts.claim)?, false)
             }
         };
         let (stop, stopped) = crossbeam_channel::bounded(1);

@@ -370,6 +370,9 @@ pub struct Status {
     pub daemon_version: String,
     pub daemon_pid: u32,
     pub host_id: u32,
+    /// `host_id = auto`: the id was claimed by the daemon, not configured.
+    #[serde(default)]
+    pub host_id_auto: bool,
     pub host_name: String,
     pub lockspaces: Vec<LockspaceStatus>,
     pub leases: Vec<HeldView>,

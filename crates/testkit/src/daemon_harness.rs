@@ -76,22 +76,37 @@ pub struct Host {
 impl Host {
     /// Writes the host's config and starts it; `extra` is appended to the config.
     pub fn start(base: &Path, lockspace: &Path, id: u32, extra: &str) -> Host {
-        let dir = base.join(format!("host{id}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("highlanderd.conf");
-        let socket = dir.join("hl.sock");
-        std::fs::write(
-            &conf,
-            format!("host_id = {id}\nhost_name = host-{id}\nlockspace = {}\nsocket = {}\nstate_dir = {}\n{extra}\n", lockspace.display(), socket.display(), dir.join("state").display()),
-        )
-        .unwrap();
-        let mut h = Host { id, fault: dir.join("fault"), log: dir.join("highlanderd.log"), dir, conf, socket, child: None };
+        let mut h = Host::configure(base, &format!("host{id}"), lockspace, &format!("host_id = {id}\nhost_name = host-{id}\n{extra}"));
+        h.id = id;
         h.spawn();
         h
     }
 
+    /// Writes the config of a host with `host_id = auto` (its claim kept in
+    /// its directory's `host-id`) in `base/NAME`, without starting it: start
+    /// with `launch` + `wait_serving` (several at once) or `spawn`.
+    pub fn auto(base: &Path, name: &str, lockspace: &Path, extra: &str) -> Host {
+        let dir = base.join(name);
+        Host::configure(base, name, lockspace, &format!("host_id = auto\nhost_id_file = {}\nhost_name = {name}\n{extra}", dir.join("host-id").display()))
+    }
+
+    fn configure(base: &Path, name: &str, lockspace: &Path, lines: &str) -> Host {
+        let dir = base.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("highlanderd.conf");
+        let socket = dir.join("hl.sock");
+        std::fs::write(&conf, format!("{lines}\nlockspace = {}\nsocket = {}\nstate_dir = {}\n", lockspace.display(), socket.display(), dir.join("state").display())).unwrap();
+        Host { id: 0, fault: dir.join("fault"), log: dir.join("highlanderd.log"), dir, conf, socket, child: None }
+    }
+
     /// (Re)starts the daemon and waits until it answers.
     pub fn spawn(&mut self) {
+        self.launch();
+        self.wait_serving();
+    }
+
+    /// Starts the daemon process.
+    pub fn launch(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(bin("highlanderd"))
             .arg("--config")
@@ -103,13 +118,18 @@ impl Host {
             .spawn()
             .expect("spawn highlanderd");
         self.child = Some(child);
+    }
+
+    /// Waits until the launched daemon answers; learns its host id.
+    pub fn wait_serving(&mut self) {
         let log = self.log.clone();
-        wait_for(&format!("host {} to serve (log: {})", self.id, log.display()), Duration::from_secs(20), || {
+        let status = wait_for(&format!("{} to serve (log: {})", self.dir.display(), log.display()), Duration::from_secs(20), || {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("highlanderd host {} exited at start-up ({status}):\n{}", self.id, std::fs::read_to_string(&log).unwrap_or_default());
+                panic!("highlanderd {} exited at start-up ({status}):\n{}", self.dir.display(), std::fs::read_to_string(&log).unwrap_or_default());
             }
             self.try_call::<Status>(&Request::Status).ok()
         });
+        self.id = status.host_id;
     }
 
     pub fn pid(&self) -> u32 {
