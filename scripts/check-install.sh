@@ -78,7 +78,7 @@ readelf --dyn-syms -W "$plugin" | grep -qw virLockDriverImpl || fail "highlander
 
 unit=$d/usr/lib/systemd/system/highlanderd.service
 grep -q '^ExecStart=/usr/sbin/highlanderd --config /etc/highlander/highlanderd.conf$' "$unit" || fail "unit's ExecStart"
-grep -q '^ExecStartPost=.*/usr/sbin/highlander status' "$unit" || fail "unit's ExecStartPost"
+grep -q '^Type=notify$' "$unit" || fail "unit's Type=notify (highlanderd sends READY=1 once its lockspaces are joined)"
 # The unit's syntax and commands, with its binaries taken from the stage
 # (man: links resolve only once the pages are installed for real).
 sed "s|/usr/sbin/|$d/usr/sbin/|g" "$unit" > "$stage/highlanderd.service"

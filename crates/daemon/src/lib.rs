@@ -19,6 +19,7 @@
 //! - `sentinel`    fences the guests if highlanderd stops or dies unresumed
 //! - `server`      the socket: peer credentials, requests, responses
 //! - `log_limit`   repeated warnings, rate-limited per kind
+//! - `notify`      systemd readiness (READY=1, STATUS=)
 
 pub mod check;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod heartbeat;
 pub mod host_claim;
 pub mod leases;
 pub mod log_limit;
+pub mod notify;
 pub mod persist;
 pub mod retry;
 pub mod sentinel;
@@ -300,6 +302,7 @@ impl Daemon {
 fn join_all<'a>(cfg: &Config, checked: &'a [check::Checked], saved: &mut Table, fault: &Option<Arc<dyn FaultHook>>, claim: bool) -> Result<Vec<Space>, (engine::Error, &'a config::LockspaceEntry)> {
     let mut spaces: Vec<Space> = Vec::new();
     for c in checked {
+        notify::send(&format!("STATUS=joining lockspace \"{}\" ({}) as host {}", c.header.name, c.entry.path.display(), cfg.host_id));
         let mut join = JoinOptions::new(&c.entry.path, cfg.host_id, &cfg.host_name);
         join.fault = fault.clone();
         join.state_dir = Some(cfg.state_dir.clone());

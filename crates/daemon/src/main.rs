@@ -74,7 +74,10 @@ fn main() -> ExitCode {
     env_logger::Builder::new().filter_level(cfg.log_level).parse_env("RUST_LOG").format_timestamp_millis().init();
     let signals = block_signals();
     let daemon = match Daemon::start(cfg) {
-        Ok(d) => d,
+        Ok(d) => {
+            daemon::notify::send(&format!("READY=1\nSTATUS=serving as host {} in {} lockspace(s)", d.cfg.host_id, d.spaces.len()));
+            d
+        }
         Err(e) => {
             log::error!("cannot start: {e}");
             return ExitCode::FAILURE;
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         log::info!("signal {sig}: stopping");
         break;
     }
+    daemon::notify::send("STOPPING=1");
     daemon.shutdown();
     ExitCode::SUCCESS
 }

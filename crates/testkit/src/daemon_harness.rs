@@ -70,6 +70,8 @@ pub struct Host {
     /// Write `fail` here to make every lockspace I/O of this host fail.
     pub fault: PathBuf,
     pub log: PathBuf,
+    /// Extra environment for the daemon process.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -96,7 +98,7 @@ impl Host {
         let conf = dir.join("highlanderd.conf");
         let socket = dir.join("hl.sock");
         std::fs::write(&conf, format!("{lines}\nlockspace = {}\nsocket = {}\nstate_dir = {}\n", lockspace.display(), socket.display(), dir.join("state").display())).unwrap();
-        Host { id: 0, fault: dir.join("fault"), log: dir.join("highlanderd.log"), dir, conf, socket, child: None }
+        Host { id: 0, fault: dir.join("fault"), log: dir.join("highlanderd.log"), dir, conf, socket, env: Vec::new(), child: None }
     }
 
     /// (Re)starts the daemon and waits until it answers.
@@ -113,6 +115,7 @@ impl Host {
             .arg(&self.conf)
             .env("HIGHLANDER_TEST_FAULT_FILE", &self.fault)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
