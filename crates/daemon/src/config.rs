@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::escalate::SelfFence;
+use serde::{Deserialize, Serialize};
 use proto::protocol::Action;
 
 pub const DEFAULT_PATH: &str = "/etc/highlander/highlanderd.conf";
@@ -248,6 +248,38 @@ fn hostname() -> String {
         "localhost".into()
     } else {
         name
+    }
+}
+
+/// `self_fence` in highlanderd.conf.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SelfFence {
+    #[default]
+    Reboot,
+    Command(PathBuf),
+    LogOnly,
+}
+
+impl std::str::FromStr for SelfFence {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SelfFence, String> {
+        match s.split_once(char::is_whitespace).map(|(verb, path)| (verb, path.trim())) {
+            None if s == "reboot" => Ok(SelfFence::Reboot),
+            None if s == "log-only" => Ok(SelfFence::LogOnly),
+            Some(("command", path)) if path.starts_with('/') => Ok(SelfFence::Command(PathBuf::from(path))),
+            Some(("command", _)) => Err("`command` needs an absolute program path (it runs without a shell)".into()),
+            _ => Err("must be `reboot`, `command /absolute/path` or `log-only` (unsafe)".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for SelfFence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SelfFence::Reboot => f.write_str("reboot"),
+            SelfFence::Command(p) => write!(f, "command {}", p.display()),
+            SelfFence::LogOnly => f.write_str("log-only"),
+        }
     }
 }
 

@@ -7,13 +7,12 @@
 //! (the engine would happily tell both "you hold it"), and where a shared
 //! lease is counted per guest and released on storage with its last holder.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 
 use crate::guest::{self, Guest};
 use proto::lock_state::{self, Entry};
@@ -27,57 +26,8 @@ use engine::lockspace::{JoinOptions, Lockspace};
 use engine::resource::{AcquireRequest, Busy, Lease, LeaseInfo, Mode, SharedHolder};
 
 pub use crate::DiskKey;
-
-/// A disk this host holds a lease on, for one or more local guests.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Disk {
-    pub lease: Lease,
-    /// The path the first holder named (display only).
-    pub path: String,
-    pub holders: BTreeSet<u32>,
-    pub since_unix: u64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Table {
-    pub guests: BTreeMap<u32, Guest>,
-    pub disks: BTreeMap<DiskKey, Disk>,
-    /// Leases no guest holds any more whose release on storage failed: they
-    /// stay held on storage until a retry lands (`retry`). A key is never
-    /// both here and in `disks`.
-    pub pending: BTreeMap<DiskKey, Lease>,
-    /// The state of each guest's last release of all its leases, until its
-    /// next acquire or exit (see `release`). Not persisted.
-    pub released_state: BTreeMap<u32, String>,
-}
-
-impl Table {
-    /// Disk leases held in lockspace `name`.
-    pub fn held_in(&self, name: &str) -> usize {
-        self.disks.keys().filter(|k| k.0 == name).count()
-    }
-
-    fn held_by(&self, pid: u32) -> impl Iterator<Item = (&DiskKey, &Disk)> {
-        self.disks.iter().filter(move |(_, d)| d.holders.contains(&pid))
-    }
-
-    fn views_of(&self, pid: u32) -> Vec<LeaseView> {
-        self.held_by(pid).map(|(_, d)| view(d)).collect()
-    }
-
-    /// The state string of `disks`, in a canonical order.
-    fn state_of<'a>(disks: impl Iterator<Item = &'a Disk>) -> Option<String> {
-        let mut entries: Vec<Entry> = disks
-            .map(|d| Entry { lockspace: d.lease.lockspace.clone(), identity: d.lease.identity.clone(), lver: (d.lease.mode == Mode::Exclusive).then_some(d.lease.lver) })
-            .collect();
-        entries.sort_by(|a, b| (&a.lockspace, &a.identity).cmp(&(&b.lockspace, &b.identity)));
-        lock_state::encode(&entries)
-    }
-}
-
-fn view(d: &Disk) -> LeaseView {
-    LeaseView { identity: d.lease.identity.clone(), path: d.path.clone(), lockspace: d.lease.lockspace.clone(), mode: d.lease.mode, lver: d.lease.lver, since_unix: d.since_unix }
-}
+pub use crate::table::{Disk, Table};
+use crate::table::view;
 
 /// Who is asking, from SO_PEERCRED.
 #[derive(Clone, Copy, Debug)]
@@ -127,7 +77,7 @@ pub fn join_resuming(join: &JoinOptions, header: &Header, saved: &mut Table, cfg
             for pid in holders {
                 if let Some(g) = saved.guests.get_mut(&pid) {
                     if let Some((pidfd, _)) = guest::track(g.pid, Some(g.start_time)) {
-                        crate::fence::fence_before_rejoin(cfg, g, &pidfd, name, io_timeout);
+                        crate::fence::escalate::fence_before_rejoin(cfg, g, &pidfd, name, io_timeout);
                     }
                 }
             }
@@ -587,7 +537,7 @@ impl Daemon {
     }
 
     pub fn status(&self) -> Status {
-        let escalations = super::escalate::recent(&self.cfg.state_dir);
+        let escalations = crate::fence::escalate::recent(&self.cfg.state_dir);
         let table = self.table.lock();
         let lockspaces = self
             .spaces

@@ -9,12 +9,14 @@
 //! - `check`       the configured lockspaces, checked (`--check` and start)
 //! - `guest`       a registered guest and its process (pidfd, start time)
 //! - `host_claim`  `host_id = auto`: the claimed id, kept across reboots
-//! - `leases`      the local lease table: register, acquire, release, inquire
+//! - `table`       the local lease table: guests, held disks, pending releases
+//! - `leases`      the operations on it: register, acquire, release, inquire
 //! - `persist`     the table saved under the state dir, for restarts
 //! - `retry`       failed releases on storage, retried until they land
 //! - `watcher`     guest liveness: pidfds and restricted connections
-//! - `fence`       lock-failure actions when renewal fails; the watchdog
-//! - `escalate`    a killed guest that does not exit: the host fences itself
+//! - `fence`       lock-failure actions when renewal fails: the monitor, the
+//!                 actions, escalation (a killed guest that does not exit: the
+//!                 host fences itself), the watchdog
 //! - `heartbeat`   the fence monitors' heartbeat, watched by the sentinel
 //! - `sentinel`    fences the guests if highlanderd stops or dies unresumed
 //! - `server`      the socket: peer credentials, requests, responses
@@ -24,7 +26,6 @@
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod escalate;
 pub mod fence;
 pub mod guest;
 pub mod heartbeat;
@@ -36,6 +37,7 @@ pub mod persist;
 pub mod retry;
 pub mod sentinel;
 pub mod server;
+pub mod table;
 pub mod watcher;
 
 use std::path::PathBuf;
@@ -47,7 +49,7 @@ use parking_lot::{Mutex, RwLock};
 use engine::lockspace::{JoinOptions, Lockspace};
 use engine::storage::{Fault, FaultHook};
 use config::Config;
-use leases::Table;
+use table::Table;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::guest::Guest;
-use crate::leases::{Disk, Table};
+use crate::table::{Disk, Table};
 use engine::resource::Lease;
 
 const FORMAT: u32 = 1;

@@ -57,7 +57,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::escalate;
+use crate::fence::escalate;
 use crate::fence::{self, FenceConfig};
 use crate::guest::{self, Guest, Pidfd};
 use crate::heartbeat;

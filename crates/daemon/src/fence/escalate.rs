@@ -21,14 +21,14 @@
 //! state dir, which `highlander status` shows.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 
-use crate::fence::FenceConfig;
-use crate::guest::Pidfd;
+use crate::config::{Config, SelfFence};
+use crate::fence::{fence_now, FenceConfig};
+use crate::guest::{Guest, Pidfd};
 use crate::{Daemon, Space};
 use engine::clock::Mono;
 
@@ -39,35 +39,14 @@ const SHOWN: usize = 20;
 /// Where the kernel takes sysrq commands from (root, whatever kernel.sysrq says).
 const SYSRQ: &str = "/proc/sysrq-trigger";
 
-/// `self_fence` in highlanderd.conf.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SelfFence {
-    #[default]
-    Reboot,
-    Command(PathBuf),
-    LogOnly,
-}
-
-impl std::str::FromStr for SelfFence {
-    type Err = String;
-    fn from_str(s: &str) -> Result<SelfFence, String> {
-        match s.split_once(char::is_whitespace).map(|(verb, path)| (verb, path.trim())) {
-            None if s == "reboot" => Ok(SelfFence::Reboot),
-            None if s == "log-only" => Ok(SelfFence::LogOnly),
-            Some(("command", path)) if path.starts_with('/') => Ok(SelfFence::Command(PathBuf::from(path))),
-            Some(("command", _)) => Err("`command` needs an absolute program path (it runs without a shell)".into()),
-            _ => Err("must be `reboot`, `command /absolute/path` or `log-only` (unsafe)".into()),
-        }
-    }
-}
-
-impl std::fmt::Display for SelfFence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SelfFence::Reboot => f.write_str("reboot"),
-            SelfFence::Command(p) => write!(f, "command {}", p.display()),
-            SelfFence::LogOnly => f.write_str("log-only"),
-        }
+/// Fences a guest whose leases lapsed while highlanderd was down, before
+/// joining afresh: the new generation frees its disks for every peer at
+/// once, so the fence must already have taken effect (`fence_now`); a
+/// guest still alive `limit` after its fence makes the host fence itself.
+pub fn fence_before_rejoin(cfg: &Config, g: &mut Guest, pidfd: &Pidfd, lockspace: &str, limit: Duration) {
+    let fence = FenceConfig::from(cfg);
+    if fence_now(&fence, g, pidfd, lockspace, "its leases lapsed while highlanderd was down", Mono::now().add(limit)).stuck() {
+        self_fence(&fence, &cfg.state_dir, &format!("highlanderd (pid {}) before joining afresh", std::process::id()), lockspace, vec![g.to_string()], limit);
     }
 }
 
