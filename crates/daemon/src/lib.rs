@@ -14,9 +14,8 @@
 //! - `persist`     the table saved under the state dir, for restarts
 //! - `retry`       failed releases on storage, retried until they land
 //! - `watcher`     guest liveness: pidfds and restricted connections
-//! - `fence`       lock-failure actions when renewal fails: the monitor, the
-//!                 actions, escalation (a killed guest that does not exit: the
-//!                 host fences itself), the watchdog
+//! - `fence`       lock-failure actions when renewal fails (monitor, actions,
+//!   escalation when a killed guest does not exit, watchdog)
 //! - `heartbeat`   the fence monitors' heartbeat, watched by the sentinel
 //! - `sentinel`    fences the guests if highlanderd stops or dies unresumed
 //! - `server`      the socket: peer credentials, requests, responses
