@@ -196,7 +196,7 @@ impl Daemon {
             }
             return Err(check::CheckError::Lockspace { file: cfg.source.clone(), line: entry.line, path: entry.path.clone(), source: Box::new(source) }.into());
         };
-        let armed = sentinel::Sentinel::start(&cfg, spaces.iter().map(|s| (s.name.clone(), s.ls().timeouts()))).and_then(|guard| handover.take_over(&guard).map(|()| guard));
+        let armed = sentinel::Sentinel::start(&cfg, spaces.iter().map(|s| (s.name.clone(), s.ls().timeouts()))).and_then(|guard| guard.take_over(&handover).map(|()| guard));
         let guard = match armed {
             Ok(guard) => guard,
             Err(e) => {
