@@ -463,6 +463,11 @@ fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs:
 // Deterministic replays of the engine bugs this test found.
 
 fn two_hosts(name: &str, fault: Option<std::sync::Arc<dyn engine::storage::FaultHook>>) -> (PathBuf, engine::Lockspace, engine::Lockspace) {
+    two_hosts_with(name, fault, None)
+}
+
+/// Hosts A (id 1) and B (id 2), each with its own fault hook.
+fn two_hosts_with(name: &str, fault_a: Option<std::sync::Arc<dyn engine::storage::FaultHook>>, fault_b: Option<std::sync::Arc<dyn engine::storage::FaultHook>>) -> (PathBuf, engine::Lockspace, engine::Lockspace) {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("torture-{name}-{}.lockspace", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let mut opts = InitOptions::new("replay");
@@ -471,8 +476,10 @@ fn two_hosts(name: &str, fault: Option<std::sync::Arc<dyn engine::storage::Fault
     opts.io_timeout = IO_TIMEOUT;
     engine::init::init(&path, &opts).unwrap();
     let mut a = engine::JoinOptions::new(&path, 1, "host-a");
-    a.fault = fault;
-    (path.clone(), engine::Lockspace::join(a).unwrap(), engine::Lockspace::join(engine::JoinOptions::new(&path, 2, "host-b")).unwrap())
+    a.fault = fault_a;
+    let mut b = engine::JoinOptions::new(&path, 2, "host-b");
+    b.fault = fault_b;
+    (path.clone(), engine::Lockspace::join(a).unwrap(), engine::Lockspace::join(b).unwrap())
 }
 
 fn exclusive(identity: &str) -> engine::AcquireRequest {
@@ -497,13 +504,13 @@ fn a_late_leader_write_cannot_hand_out_an_old_version() {
     b.release(&lb).unwrap();
     file.write_all_at(&stale, offset).unwrap();
     file.sync_data().unwrap();
-    // A finds B's version 2 in the dblocks and repairs the leader to it
-    // (B's release was overwritten, so B is the holder again).
+    // A finds B's version 2 in the dblocks and repairs the leader to it;
+    // B's dblock still records B's release, so version 2 stays released.
     assert!(matches!(a.acquire(&exclusive(disk)), Err(engine::Error::Busy(_))));
     let lb = b.acquire(&exclusive(disk)).unwrap();
-    assert_eq!(lb.lver, 2);
+    assert_eq!(lb.lver, 3);
     b.release(&lb).unwrap();
-    assert_eq!(a.acquire(&exclusive(disk)).unwrap().lver, 3);
+    assert_eq!(a.acquire(&exclusive(disk)).unwrap().lver, 4);
     let _ = std::fs::remove_file(&path);
 }
 
@@ -573,7 +580,8 @@ fn a_release_still_in_flight_is_not_taken_for_a_hold() {
     let leader = a.header().layout().resource_base(la.slot);
     hook.late.store(leader, Relaxed);
     hook.failed.store(a.header().layout().dblock(la.slot, a.host_id()), Relaxed);
-    assert!(matches!(a.release(&la), Err(engine::Error::IoTimeout { .. })));
+    // The dblock's failure is the one reported: only it makes a release final.
+    assert!(matches!(a.release(&la), Err(engine::Error::IoInjected { .. })));
     hook.late.store(u64::MAX, Relaxed);
     hook.failed.store(u64::MAX, Relaxed);
     match a.acquire(&exclusive(disk)) {
@@ -591,6 +599,92 @@ fn a_release_still_in_flight_is_not_taken_for_a_hold() {
     };
     assert_eq!(lb.lver, 2);
     assert!(matches!(a.acquire(&exclusive(disk)), Err(engine::Error::Busy(_))));
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Stops the first write to one sector (once armed) until opened: the
+/// writer is caught between reading a resource and writing its dblock.
+#[derive(Default)]
+struct Gate {
+    state: std::sync::Mutex<GateState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    sector: Option<u64>,
+    reached: bool,
+    open: bool,
+}
+
+impl Gate {
+    fn arm(&self, sector: u64) {
+        self.state.lock().unwrap().sector = Some(sector);
+    }
+    fn wait_reached(&self) {
+        let s = self.state.lock().unwrap();
+        drop(self.changed.wait_while(s, |s| !s.reached).unwrap());
+    }
+    fn open(&self) {
+        self.state.lock().unwrap().open = true;
+        self.changed.notify_all();
+    }
+}
+
+impl engine::storage::FaultHook for Gate {
+    fn on_io(&self, op: engine::error::IoOp, sector: u64, _count: u64) -> engine::storage::Fault {
+        let mut s = self.state.lock().unwrap();
+        if op == engine::error::IoOp::Write && s.sector == Some(sector) && !s.reached {
+            s.reached = true;
+            self.changed.notify_all();
+            drop(self.changed.wait_while(s, |s| !s.open).unwrap());
+        }
+        engine::storage::Fault::Proceed
+    }
+}
+
+/// Another host's commit of A's version lands late, after A released it:
+/// the leader names A as holder again. B, which read the release, is
+/// already balloting for the next version; A's next acquire took the
+/// resurrected leader for "already mine" and used the old version while B
+/// won the new one (found by the torture test on GlusterFS, seed
+/// 17828213066102740463). A release must stay final whoever rewrites the
+/// leader afterwards.
+#[test]
+fn a_leader_another_host_wrote_late_does_not_undo_a_release() {
+    use std::os::unix::fs::FileExt;
+    let gate = std::sync::Arc::new(Gate::default());
+    let (path, a, b) = two_hosts_with("late-commit", None, Some(gate.clone()));
+    let disk = "file:/late-commit";
+    let la = a.acquire(&exclusive(disk)).unwrap();
+    let layout = a.header().layout();
+    let offset = layout.resource_base(la.slot) * a.header().sector_size as u64;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    // What a third host's commit of A's chosen value writes.
+    let commit = {
+        let mut buf = [0u8; 512];
+        file.read_exact_at(&mut buf, offset).unwrap();
+        buf
+    };
+    a.release(&la).unwrap();
+    gate.arm(layout.dblock(la.slot, b.host_id()));
+    let b = std::sync::Arc::new(b);
+    let contender = {
+        let b = b.clone();
+        std::thread::spawn(move || b.acquire(&exclusive(disk)))
+    };
+    gate.wait_reached();
+    file.write_all_at(&commit, offset).unwrap();
+    file.sync_data().unwrap();
+    let again = a.acquire(&exclusive(disk));
+    gate.open();
+    let contended = contender.join().unwrap();
+    match (&again, &contended) {
+        (Ok(la), Ok(lb)) => panic!("two holders: A at version {}, B at version {}", la.lver, lb.lver),
+        (Ok(la), _) => assert_eq!(la.lver, 2, "A's re-acquire must win a new version, not reuse the released one"),
+        _ => {}
+    }
+    assert!(again.is_ok() || contended.is_ok(), "nobody holds it: A {again:?}, B {contended:?}");
     let _ = std::fs::remove_file(&path);
 }
 

@@ -35,6 +35,10 @@ pub enum Bug {
     /// No slot lock: two threads of one host ballot on one dblock
     /// ("One ballot per slot per host").
     TwoBallotsPerDblock,
+    /// Release frees only the leader (the dblock is marked only if that
+    /// write fails): another host's late commit of our value resurrects
+    /// the lease ("A commit landing after the release").
+    ReleaseOnlyInLeader,
 }
 
 /// What one exhaustive run found.

@@ -155,8 +155,12 @@ pub enum Step {
     UndoFree(Ldr),
     /// `Ctx::release`: read the area.
     RelRead(Held),
-    /// Exclusive: free the leader; if that fails, mark our dblock RELEASED.
-    RelFree { leader: Ldr, mine: Db },
+    /// Exclusive: free the leader (if it is still held) and mark our dblock
+    /// RELEASED for the version (unless it already is). The code issues
+    /// both at once; with the slot locked, only peers can look in between,
+    /// and either order shows them a free lease. With
+    /// `Bug::ReleaseOnlyInLeader`, the mark is written only if freeing fails.
+    RelFree { leader: Ldr, mark: Option<Db>, mine: Db },
     RelMark(Db),
     /// Shared: clear our mode block.
     RelUnregister(Db),
@@ -178,6 +182,8 @@ pub struct Host {
     /// (`Ctx::slot_locks`) serialises them, unless `Bug::TwoBallotsPerDblock`.
     pub ops: Vec<Op>,
     pub held: Vec<Held>,
+    /// The last version this generation released exclusively (`resource::Released`).
+    pub released: Option<u8>,
     pub acquires_left: u8,
     pub ballots_left: u8,
     /// This host's view of every host's slot (index host id - 1).
@@ -411,7 +417,7 @@ impl ResourceModel {
                 if in_flight && !self.bug(Bug::InFlightReleaseTrusted) {
                     return None;
                 }
-                if let Some(v) = self.already_held(s, host, op.mode, &l, &dbs) {
+                if let Some(v) = self.already_held(s, host, op.mode, &l, &dbs).filter(|&v| !(op.mode == Mode::Exclusive && s.hosts[h(host)].released == Some(v))) {
                     Self::grant(s, host, op.mode, v, op.expect, false);
                     return None;
                 }
@@ -452,6 +458,10 @@ impl ResourceModel {
                 let l = Ldr { held: true, short_hold: op.mode == Mode::Shared && chosen.host == host, lver, owner: chosen };
                 if !Self::write(s, host, Sector::Leader, Content::Leader(l), fault) || chosen != me {
                     return None;
+                }
+                // `Ctx::acquire`: our value re-chosen for a version we released is no grant.
+                if !engine::resource::effectively_held(&leader(&l), &dblocks(&read)) || s.hosts[h(host)].released == Some(lver) {
+                    return Some(Step::Read);
                 }
                 let mine = read[h(host)];
                 match op.mode {
@@ -498,13 +508,24 @@ impl ResourceModel {
                     Mode::Shared => (mine.shared && mine.shared_gen == lease.gen).then_some(Step::RelUnregister(Db { shared: false, shared_gen: 0, ..mine })),
                     Mode::Exclusive => {
                         let l = s.leader?;
-                        let ours = l.held && l.lver == lease.lver && l.owner == Owner { host, gen: lease.gen };
-                        ours.then_some(Step::RelFree { leader: Ldr { held: false, short_hold: false, ..l }, mine })
+                        let ours = l.lver == lease.lver && l.owner == Owner { host, gen: lease.gen };
+                        let recorded = Db { released: true, inp: Some(l.owner), ..mine };
+                        let mark = (ours && mine.lver == lease.lver && mine != recorded).then_some(recorded);
+                        match ((ours && l.held).then_some(Ldr { held: false, short_hold: false, ..l }), mark) {
+                            (Some(leader), _) if self.bug(Bug::ReleaseOnlyInLeader) => Some(Step::RelFree { leader, mark: None, mine }),
+                            (Some(leader), mark) => Some(Step::RelFree { leader, mark, mine }),
+                            (None, _) if self.bug(Bug::ReleaseOnlyInLeader) => None,
+                            (None, mark) => mark.map(Step::RelMark),
+                        }
                     }
                 }
             }
-            Step::RelFree { leader, mine } => {
-                (!Self::write(s, host, Sector::Leader, Content::Leader(leader), fault)).then_some(Step::RelMark(Db { released: true, ..mine }))
+            Step::RelFree { leader, mark, mine } => {
+                let freed = Self::write(s, host, Sector::Leader, Content::Leader(leader), fault);
+                if self.bug(Bug::ReleaseOnlyInLeader) {
+                    return (!freed).then_some(Step::RelMark(Db { released: true, ..mine }));
+                }
+                mark.map(Step::RelMark)
             }
             Step::RelMark(d) | Step::RelUnregister(d) => {
                 Self::write(s, host, Sector::Dblock(host), Content::Dblock(d), fault);
@@ -549,6 +570,7 @@ impl Model for ResourceModel {
                 valid: true,
                 ops: Vec::new(),
                 held: Vec::new(),
+                released: None,
                 acquires_left: acquires,
                 ballots_left: ballots,
                 // Joined and read every slot once before serving acquires.
@@ -637,6 +659,9 @@ impl Model for ResourceModel {
                 let lease = s.hosts[h(host)].held.remove(0);
                 if lease.mode == Mode::Exclusive {
                     s.last_released = Some((host, lease.lver));
+                    if !self.bug(Bug::ReleaseOnlyInLeader) {
+                        s.hosts[h(host)].released = Some(lease.lver);
+                    }
                 }
                 s.hosts[h(host)].ops.push(Op { mode: lease.mode, expect: None, step: Step::RelRead(lease) });
             }
@@ -664,6 +689,7 @@ impl Model for ResourceModel {
             Action::Rejoin { host } => {
                 let me = &mut s.hosts[h(host)];
                 me.valid = true;
+                me.released = None;
                 me.gen += 1;
                 let gen = me.gen;
                 me.views[h(host)] = View { gen, dead: false };

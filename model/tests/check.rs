@@ -142,6 +142,12 @@ fn bug_late_shared_registration_trusted() {
 }
 
 #[test]
+fn bug_release_recorded_only_in_the_leader() {
+    // A acquires twice; B's one ballot adopts A's value and its commit lands late; C contends.
+    found(Bug::ReleaseOnlyInLeader, "one exclusive holder", |bug| ResourceModel { cfg: resource::Config { budgets: vec![(2, 2), (1, 1), (1, 1)], bug, ..resource(3, (0, 0), 1, 0) } });
+}
+
+#[test]
 fn bug_two_ballots_of_one_host_on_one_dblock() {
     found(Bug::TwoBallotsPerDblock, "one owner per version", |bug| ResourceModel { cfg: resource::Config { bug, ..resource(2, (2, 2), 0, 0) } });
 }

@@ -103,14 +103,19 @@ struct Host {
     stop: Arc<AtomicBool>,
     witness: std::fs::File,
     acquired: u64,
+    /// Expected errors by kind, for the exit line: where a host's time went.
+    errors: std::collections::BTreeMap<String, u32>,
 }
 
 impl Host {
-    fn check(&self, what: &str, e: Error) {
+    fn check(&mut self, what: &str, e: Error) {
         if !expected(&e, self.id) {
             eprintln!("host {}: unexpected error from {what}: {e} ({e:?})", self.id);
             std::process::exit(2);
         }
+        let kind = format!("{e:?}");
+        let kind = kind.split([' ', '(', '{']).next().unwrap_or_default();
+        *self.errors.entry(format!("{what} {kind}")).or_default() += 1;
     }
 
     /// `predecessor`: our previous lockspace's last write, for a fast rejoin.
@@ -125,6 +130,7 @@ impl Host {
                     return Some(ls);
                 }
                 Err(e) => {
+                    eprintln!("host {}: join failed at {:?}: {e}", self.id, Mono::now());
                     self.check("join", e);
                     std::thread::sleep(Duration::from_millis(20 + self.rng.below(80)));
                 }
@@ -236,6 +242,7 @@ fn main() {
         stop,
         witness,
         acquired: 0,
+        errors: Default::default(),
     };
     let mut predecessor = None;
     while let Some(ls) = host.join(predecessor) {
@@ -250,5 +257,5 @@ fn main() {
         ls.clone().stop();
         predecessor = Some(ls.incarnation());
     }
-    eprintln!("host {id}: stopped after {} acquisitions", host.acquired);
+    eprintln!("host {id}: stopped after {} acquisitions; expected errors: {:?}", host.acquired, host.errors);
 }

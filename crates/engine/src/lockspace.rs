@@ -116,6 +116,8 @@ struct Shared {
     peers: Mutex<Peers>,
     slots: Mutex<resource::SlotNames>,
     slot_locks: Vec<Mutex<()>>,
+    /// Per slot, the last version this generation released exclusively.
+    released: Mutex<resource::Released>,
     state_file: Option<PathBuf>,
     stop: crossbeam_channel::Sender<()>,
 }
@@ -225,6 +227,7 @@ impl Lockspace {
             }),
             slots: Mutex::new(resource::SlotNames::default()),
             slot_locks: (0..header.resource_slots).map(|_| Mutex::new(())).collect(),
+            released: Mutex::new(resource::Released::default()),
             state_file,
             header,
             stop,
@@ -299,6 +302,7 @@ impl Lockspace {
             peers: &s.peers,
             slots: &s.slots,
             slot_locks: &s.slot_locks,
+            released: &s.released,
             backoff_max: s.timeouts.io_timeout / 10,
         }
     }

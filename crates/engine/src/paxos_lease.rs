@@ -127,12 +127,14 @@ pub fn ballot_number(dblocks: &[Dblock], lver: u64, host_id: u32, max_hosts: u64
 }
 
 /// Phase 1's dblock: `mbal` announced for `lver`, keeping what we accepted
-/// for that same version (a dblock never forgets an accepted value).
+/// for that same version (a dblock never forgets an accepted value), and
+/// our RELEASED mark for it: a ballot re-run for a version we held and
+/// released (a rolled-back leader) must not undo the release.
 pub fn announce(mine: &Dblock, host_id: u32, lver: u64, mbal: u64) -> Dblock {
     let same_instance = mine.lver == lver;
     Dblock {
         host_id,
-        released: false,
+        released: same_instance && mine.released,
         lver,
         mbal,
         bal: if same_instance { mine.bal } else { 0 },

@@ -72,6 +72,22 @@ impl SlotNames {
     }
 }
 
+/// The versions this host released, by slot: storage can show one of them
+/// as ours again (another host's late commit of our value, docs/SAFETY.md
+/// "A commit landing after the release"), and only we know it is over.
+#[derive(Default)]
+pub struct Released(HashMap<u32, u64>);
+
+impl Released {
+    fn note(&mut self, slot: u32, lver: u64) {
+        self.0.insert(slot, lver);
+    }
+
+    fn contains(&self, slot: u32, lver: u64) -> bool {
+        self.0.get(&slot) == Some(&lver)
+    }
+}
+
 fn first_slot(key: &[u8; KEY_LEN], slots: u32) -> u32 {
     (u64::from_le_bytes(key[..8].try_into().unwrap()) % slots as u64) as u32
 }
@@ -89,6 +105,7 @@ pub struct Ctx<'a> {
     /// One per resource slot: this host runs one ballot (writes its one
     /// dblock) per slot at a time, whatever the number of callers.
     pub slot_locks: &'a [Mutex<()>],
+    pub released: &'a Mutex<Released>,
     pub backoff_max: Duration,
 }
 
@@ -197,7 +214,9 @@ impl Ctx<'_> {
                 return Err(Error::IoOutstanding { path: self.storage.path().to_owned(), op: crate::error::IoOp::Write, sector: self.header.layout().resource_base(slot) });
             }
             if let Some(held) = already_held(req.mode, &leader, &area.dblocks, self.host_id, self.generation, || self.live_shared_holders(&area)) {
-                return Ok(lease(slot, held));
+                if !(req.mode == Mode::Exclusive && self.released.lock().contains(slot, held)) {
+                    return Ok(lease(slot, held));
+                }
             }
             // A holder is named first: it is the more useful refusal.
             if self.held_by_other(&area) {
@@ -229,6 +248,15 @@ impl Ctx<'_> {
                     area.leader = Some(Leader { held: true, lver, writer_id: self.host_id, lockspace_uuid: self.header.uuid, short_hold: false, value: chosen.clone() });
                     if !self.is_ours(&chosen, &key) {
                         return Err(self.busy(slot, &area));
+                    }
+                    // Our value chosen again for a version we had released
+                    // (the ballot repaired a rolled-back leader): that
+                    // version is over, not granted; the next one is balloted.
+                    // Our dblock's mark says so, unless that write was lost;
+                    // our memory of the release says so in any case.
+                    if !effectively_held(area.leader.as_ref().expect("just committed"), &area.dblocks) || self.released.lock().contains(slot, lver) {
+                        drop(guard);
+                        continue;
                     }
                     return self.finish(req, slot, area, lver).map(|()| lease(slot, lver));
                 }
@@ -327,16 +355,36 @@ impl Ctx<'_> {
                 site.write_dblock(&Dblock { shared: false, shared_generation: 0, ..mine })
             }
             Mode::Exclusive => {
+                // Whatever storage shows, this version is over for us.
+                self.released.lock().note(lease.slot, lease.lver);
                 let Some(leader) = area.leader else { return Ok(()) };
-                let ours = leader.held && leader.lver == lease.lver && leader.value.owner_id == self.host_id && leader.value.owner_generation == lease.generation;
-                if !ours {
+                let ours = leader.lver == lease.lver && leader.value.owner_id == self.host_id && leader.value.owner_generation == lease.generation;
+                // Our dblock records the release for good: a leader naming us
+                // that another host's late commit writes back afterwards then
+                // still reads as released, to us and to peers (docs/SAFETY.md,
+                // "A commit landing after the release"). Only at the lease's
+                // own version: our dblock never goes back.
+                let recorded = Dblock { released: true, inp: leader.value.clone(), ..mine.clone() };
+                let record = ours && mine.lver == lease.lver && mine != recorded;
+                if !(ours && leader.held) && !record {
                     return Ok(());
                 }
-                let freed = Leader { held: false, short_hold: false, writer_id: self.host_id, ..leader };
-                site.write_leader(&freed).or_else(|leader_err| {
-                    // Peers honour a RELEASED dblock when the leader write is lost.
-                    site.write_dblock(&Dblock { released: true, ..mine }).map_err(|_| leader_err)
-                })
+                let freed = Leader { held: false, short_hold: false, writer_id: self.host_id, ..leader.clone() };
+                // Both at once: with the slot locked, their order changes
+                // nothing, and the release costs one I/O's time.
+                let (dblock, leader_write) = std::thread::scope(|scope| {
+                    let freeing = (ours && leader.held).then(|| scope.spawn(|| site.write_leader(&freed)));
+                    let dblock = if record { site.write_dblock(&recorded) } else { Ok(()) };
+                    (dblock, freeing.map_or(Ok(()), |h| h.join().expect("leader write thread")))
+                });
+                // Either write frees the lease for peers; only the dblock
+                // makes it final, so its failure is the one reported (the
+                // caller retries, and a retry writes what is missing).
+                match (dblock, leader_write) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Err(e)) if !record => Err(e),
+                    _ => Ok(()),
+                }
             }
         }
     }
