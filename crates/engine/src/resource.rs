@@ -366,14 +366,15 @@ impl Ctx<'_> {
                 // own version: our dblock never goes back.
                 let recorded = Dblock { released: true, inp: leader.value.clone(), ..mine.clone() };
                 let record = ours && mine.lver == lease.lver && mine != recorded;
-                if !(ours && leader.held) && !record {
+                let free = ours && leader.held;
+                if !free && !record {
                     return Ok(());
                 }
                 let freed = Leader { held: false, short_hold: false, writer_id: self.host_id, ..leader.clone() };
                 // Both at once: with the slot locked, their order changes
                 // nothing, and the release costs one I/O's time.
                 let (dblock, leader_write) = std::thread::scope(|scope| {
-                    let freeing = (ours && leader.held).then(|| scope.spawn(|| site.write_leader(&freed)));
+                    let freeing = free.then(|| scope.spawn(|| site.write_leader(&freed)));
                     let dblock = if record { site.write_dblock(&recorded) } else { Ok(()) };
                     (dblock, freeing.map_or(Ok(()), |h| h.join().expect("leader write thread")))
                 });
