@@ -2,7 +2,10 @@
 //! with `--sanlock`, the same scenarios against a private sanlock daemon on
 //! the same storage, side by side.
 //!
-//!   hl-bench-daemon [--guests N] [--io-timeout SECONDS] [--dir DIR] [--sanlock]
+//!   hl-bench-daemon [--guests N] [--io-timeout SECONDS] [--dir DIR] [--sanlock] [--load]
+//!
+//! --load: every figure taken with a busy process on every core (testkit's
+//! CpuLoad, started before the first scenario and ended after the last).
 //!
 //! - acquire+release round trip of one disk (p50/p99)
 //! - boot storm: N guests (default 500) × 2 disks registered and acquired
@@ -37,10 +40,11 @@ struct Args {
     io_timeout: f64,
     dir: PathBuf,
     sanlock: bool,
+    load: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { guests: 500, io_timeout: 10.0, dir: PathBuf::from("target/bench"), sanlock: false };
+    let mut a = Args { guests: 500, io_timeout: 10.0, dir: PathBuf::from("target/bench"), sanlock: false, load: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -49,7 +53,8 @@ fn args() -> Args {
             "--io-timeout" => a.io_timeout = value().parse().expect("--io-timeout SECONDS"),
             "--dir" => a.dir = value().into(),
             "--sanlock" => a.sanlock = true,
-            other => panic!("unknown argument {other}; usage: hl-bench-daemon [--guests N] [--io-timeout SECONDS] [--dir DIR] [--sanlock]"),
+            "--load" => a.load = true,
+            other => panic!("unknown argument {other}; usage: hl-bench-daemon [--guests N] [--io-timeout SECONDS] [--dir DIR] [--sanlock] [--load]"),
         }
     }
     a
@@ -389,8 +394,14 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     // Absolute: each daemon resolves paths from its own working directory.
     let dir = dir.canonicalize().unwrap();
+    let load = a.load.then(|| testkit::cpu_load::CpuLoad::start().expect("start the CPU load"));
+    match &load {
+        Some(l) => println!("hl-bench-daemon: LOADED: {} busy processes, one per core, throughout", l.processes()),
+        None => println!("hl-bench-daemon: quiet (no load of our own; --load adds a busy process per core)"),
+    }
     let ours = measure_ours(&a, &dir);
     // sanlock's io_timeout is whole seconds.
     let theirs = if a.sanlock { measure_sanlock(&dir, a.guests, (a.io_timeout.round() as u64).max(1)) } else { None };
+    drop(load);
     report(a.guests, &ours, theirs.as_ref());
 }

@@ -33,6 +33,7 @@ pub mod leases;
 pub mod log_limit;
 pub mod notify;
 pub mod persist;
+pub mod priority;
 pub mod retry;
 pub mod sentinel;
 pub mod server;
