@@ -121,7 +121,8 @@ pub struct Daemon {
 }
 
 /// `HIGHLANDER_TEST_FAULT_FILE=/path`: while that file contains `fail`,
-/// every lockspace I/O fails. For tests only; checked on every I/O.
+/// every lockspace I/O fails (unset or empty: no hook). For tests only;
+/// checked on every I/O.
 struct FaultFile(PathBuf);
 
 impl FaultHook for FaultFile {
@@ -134,7 +135,7 @@ impl FaultHook for FaultFile {
 }
 
 fn test_fault_hook() -> Option<Arc<dyn FaultHook>> {
-    let file = std::env::var_os("HIGHLANDER_TEST_FAULT_FILE")?;
+    let file = std::env::var_os("HIGHLANDER_TEST_FAULT_FILE").filter(|f| !f.is_empty())?;
     log::warn!("HIGHLANDER_TEST_FAULT_FILE is set: lockspace I/O fails while {} contains `fail` (tests only)", PathBuf::from(&file).display());
     Some(Arc::new(FaultFile(file.into())))
 }
