@@ -51,7 +51,10 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/libvirt/lock-driver/sanlock.so ] && [ "$(id 
 fi
 cargo build --release -p highlander-plugin
 # Absolute: the hosts resolve it inside their own mount namespaces.
-HL_BIN=$PWD/target/release HL_STATE="${BENCH_DIR:-target/bench}/libvirt" bash bench/libvirt.sh
-echo
+# With 1 and 8 disks per guest: the time inside the lock manager per start.
+for disks in 1 8; do
+    BENCH_DISKS=$disks HL_BIN=$PWD/target/release HL_STATE="${BENCH_DIR:-target/bench}/libvirt" bash bench/libvirt.sh
+    echo
+done
 # Failover and live migration across two hosts (bench/twohost.sh; ~6 min).
 HL_BIN=$PWD/target/release HL_STATE="${BENCH_DIR:-target/bench}/twohost" bash bench/twohost.sh
