@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use proto::client::{Client, ClientError};
-use proto::protocol::{Request, Status, WhoResource, WhoResult};
+use proto::protocol::{Health, HostState, Request, Status, WhoResource, WhoResult};
 
 
 /// Exit codes (also listed in --help and the man page).
@@ -582,15 +582,15 @@ fn print_status(s: &Status) {
     let claimed = if s.host_id_auto { ", host id claimed automatically" } else { "" };
     println!("host {} \"{}\"  (highlanderd {}, pid {}{claimed})", s.host_id, s.host_name, s.daemon_version, s.daemon_pid);
     for ls in &s.lockspaces {
-        let health = match (ls.health.as_str(), ls.valid_for_ms, ls.fence_in_ms) {
-            ("failing", Some(v), Some(f)) => format!("FAILING: fencing in {:.1} s, leases void in {:.1} s ({})", f as f64 / 1000.0, v as f64 / 1000.0, ls.error.as_deref().unwrap_or("")),
-            ("lost", _, _) => format!("LOST: {}", ls.error.as_deref().unwrap_or("")),
+        let health = match (ls.health, ls.valid_for_ms, ls.fence_in_ms) {
+            (Health::Failing, Some(v), Some(f)) => format!("FAILING: fencing in {:.1} s, leases void in {:.1} s ({})", f as f64 / 1000.0, v as f64 / 1000.0, ls.error.as_deref().unwrap_or("")),
+            (Health::Lost, _, _) => format!("LOST: {}", ls.error.as_deref().unwrap_or("")),
             (h, v, _) => format!("{h}, leases valid for {:.1} s", v.unwrap_or(0) as f64 / 1000.0),
         };
         println!("lockspace \"{}\" at {}: generation {}{}, {health}, io_timeout {} ms", ls.name, ls.path, ls.generation, if ls.resumed { " (resumed)" } else { "" }, ls.io_timeout_ms);
         for h in &ls.hosts {
             let me = if h.host_id == s.host_id { "  (this host)".to_owned() } else { format!("  {}", ago(h.last_change_ago_ms)) };
-            let name = if h.state == "corrupt" { "<slot unreadable>".to_owned() } else { format!("\"{}\"", h.host_name) };
+            let name = if h.state == HostState::Corrupt { "<slot unreadable>".to_owned() } else { format!("\"{}\"", h.host_name) };
             println!("  host {:>4}  {:<24} gen {:<6} {:<8}{me}", h.host_id, name, h.generation, h.state);
         }
     }

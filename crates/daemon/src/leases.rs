@@ -546,11 +546,11 @@ impl Daemon {
                 let ls = s.ls();
                 let now = engine::clock::Mono::now();
                 let (health, valid_for_ms, fence_in_ms, error) = match ls.health() {
-                    engine::Health::Healthy { valid_until } => ("healthy", Some(valid_until.since(now).as_millis() as u64), None, None),
+                    engine::Health::Healthy { valid_until } => (Health::Healthy, Some(valid_until.since(now).as_millis() as u64), None, None),
                     engine::Health::Failing { fence_at, valid_until, error } => {
-                        ("failing", Some(valid_until.since(now).as_millis() as u64), Some(fence_at.since(now).as_millis() as u64), Some(error))
+                        (Health::Failing, Some(valid_until.since(now).as_millis() as u64), Some(fence_at.since(now).as_millis() as u64), Some(error))
                     }
-                    engine::Health::Lost { why } => ("lost", None, None, Some(why)),
+                    engine::Health::Lost { why } => (Health::Lost, None, None, Some(why)),
                 };
                 LockspaceStatus {
                     name: s.name.clone(),
@@ -558,7 +558,8 @@ impl Daemon {
                     generation: ls.generation(),
                     resumed: ls.resumed(),
                     io_timeout_ms: ls.timeouts().io_timeout.as_millis() as u64,
-                    health: health.into(),
+                    health,
+                    renewal_age_ms: Some(now.since(ls.renewed_at()).as_millis() as u64),
                     valid_for_ms,
                     fence_in_ms,
                     error,
@@ -569,7 +570,7 @@ impl Daemon {
                             host_id: h.host_id,
                             host_name: h.host_name,
                             generation: h.generation,
-                            state: state_word(h.state).into(),
+                            state: host_state(h.state),
                             renewed_unix: h.renewed_unix,
                             last_change_ago_ms: h.last_change_ago_ms,
                         })
@@ -622,14 +623,16 @@ impl Daemon {
     }
 }
 
-pub fn state_word(s: HostState) -> &'static str {
+/// The engine's judgement of a host, as the protocol carries it.
+pub fn host_state(s: HostState) -> proto::protocol::HostState {
+    use proto::protocol::HostState as Wire;
     match s {
-        HostState::Free => "free",
-        HostState::Live => "live",
-        HostState::Unknown => "unknown",
-        HostState::Failing => "failing",
-        HostState::Dead => "dead",
-        HostState::Corrupt => "corrupt",
+        HostState::Free => Wire::Free,
+        HostState::Live => Wire::Live,
+        HostState::Unknown => Wire::Unknown,
+        HostState::Failing => Wire::Failing,
+        HostState::Dead => Wire::Dead,
+        HostState::Corrupt => Wire::Corrupt,
     }
 }
 
@@ -660,14 +663,14 @@ pub fn who_result(identity: &str, path: Option<String>, lockspace: &str, info: O
         held: i.held,
         owner_id: i.owner_id,
         owner_name: i.owner_name.clone(),
-        owner_state: state_word(i.owner_state).into(),
+        owner_state: host_state(i.owner_state),
         guest: i.holder.name.clone(),
         uuid: uuid(&i.holder),
         since_unix: i.since_unix,
         shared: i
             .shared
             .iter()
-            .map(|s| SharedView { host_id: s.host_id, host_name: s.host_name.clone(), guest: s.holder.name.clone(), uuid: uuid(&s.holder), host_state: state_word(s.host_state).into() })
+            .map(|s| SharedView { host_id: s.host_id, host_name: s.host_name.clone(), guest: s.holder.name.clone(), uuid: uuid(&s.holder), host_state: host_state(s.host_state) })
             .collect(),
         local_holders,
     }

@@ -337,13 +337,83 @@ pub struct HeldView {
     pub holders: Vec<GuestRef>,
 }
 
+/// A host as this host judges it from its slot (the words on the wire:
+/// live, unknown, failing, dead, free, corrupt).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Renewing.
+    Live,
+    /// Not watched long enough yet; counted as live.
+    Unknown,
+    /// Its renewals have stopped, not yet for the dead-host time.
+    Failing,
+    /// Its leases may be taken over.
+    Dead,
+    /// Left cleanly, or never used.
+    Free,
+    /// The slot does not decode; counted as live.
+    Corrupt,
+}
+
+impl HostState {
+    pub const ALL: [HostState; 6] = [HostState::Live, HostState::Unknown, HostState::Failing, HostState::Dead, HostState::Free, HostState::Corrupt];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Live => "live",
+            HostState::Unknown => "unknown",
+            HostState::Failing => "failing",
+            HostState::Dead => "dead",
+            HostState::Free => "free",
+            HostState::Corrupt => "corrupt",
+        }
+    }
+}
+
+impl std::fmt::Display for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// This host's lease in a lockspace (the words on the wire: healthy,
+/// failing, lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Renewals land.
+    Healthy,
+    /// Renewals fail; guests are fenced at `fence_in_ms`.
+    Failing,
+    /// The host lease is void; the daemon rejoins.
+    Lost,
+}
+
+impl Health {
+    pub const ALL: [Health; 3] = [Health::Healthy, Health::Failing, Health::Lost];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Failing => "failing",
+            Health::Lost => "lost",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostStatus {
     pub host_id: u32,
     pub host_name: String,
     pub generation: u64,
-    /// live, unknown, failing, dead, free
-    pub state: String,
+    pub state: HostState,
     pub renewed_unix: u64,
     pub last_change_ago_ms: Option<u64>,
 }
@@ -355,8 +425,11 @@ pub struct LockspaceStatus {
     pub generation: u64,
     pub resumed: bool,
     pub io_timeout_ms: u64,
-    /// healthy, failing, lost
-    pub health: String,
+    pub health: Health,
+    /// Time since the start of the last renewal that landed (absent from
+    /// daemons older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_age_ms: Option<u64>,
     /// Time left before this host's leases are void (None once lost).
     pub valid_for_ms: Option<u64>,
     /// Time left before lock-failure actions start (only while failing).
@@ -400,7 +473,7 @@ pub struct SharedView {
     pub host_name: String,
     pub guest: String,
     pub uuid: String,
-    pub host_state: String,
+    pub host_state: HostState,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -414,7 +487,7 @@ pub struct WhoResult {
     pub held: bool,
     pub owner_id: u32,
     pub owner_name: String,
-    pub owner_state: String,
+    pub owner_state: HostState,
     pub guest: String,
     pub uuid: String,
     pub since_unix: u64,
