@@ -1,18 +1,21 @@
 //! Monitoring against a real highlanderd on a real lockspace file:
 //! `highlander check` as Nagios and Icinga run it (status line, perfdata,
 //! exit codes), on a healthy daemon, with thresholds, with failing storage
-//! and with the daemon stopped.
+//! and with the daemon stopped; the Prometheus metrics scraped over HTTP
+//! from `metrics_listen` and printed by `highlander metrics`.
 //! Binaries come from `cargo build --workspace --all-targets`.
 
 use testkit::daemon_harness as harness;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use engine::Mode;
 use harness::*;
-use proto::protocol::{Action, Health};
+use proto::client::ClientError;
+use proto::protocol::{Action, Code, Health};
 
 fn highlander(args: &[&str]) -> Output {
     Command::new(bin("highlander")).args(args).output().unwrap()
@@ -57,6 +60,166 @@ fn parse_check(o: &Output) -> (String, String, BTreeMap<String, Perf>) {
         assert!(items.insert(label.to_owned(), Perf { value, uom, warn: field(1), crit: field(2) }).is_none(), "label {label} twice");
     }
     (state, text.to_owned(), items)
+}
+
+/// An OpenMetrics text exposition, parsed: its families (from `# TYPE`)
+/// and its samples (`name{labels}` to value). Panics on what is not the format.
+struct Exposition {
+    families: BTreeSet<(String, String)>,
+    samples: BTreeMap<String, f64>,
+}
+
+impl Exposition {
+    fn parse(text: &str) -> Exposition {
+        assert!(text.ends_with("# EOF\n"), "an exposition ends with `# EOF`: {text}");
+        let mut families = BTreeSet::new();
+        let mut samples = BTreeMap::new();
+        for line in text.lines().filter(|l| *l != "# EOF") {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+                assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+                families.insert((name.to_owned(), kind.to_owned()));
+            } else if line.starts_with("# HELP ") || line.starts_with("# UNIT ") {
+                assert!(line.split(' ').nth(2).is_some_and(|n| n.starts_with("highlander_")), "{line}");
+            } else {
+                let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line}"));
+                let value: f64 = value.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+                let name = series.split('{').next().unwrap();
+                assert!(series.find('{').is_none_or(|_| series.ends_with('}')), "{line}");
+                let family = families.iter().find(|(f, _)| name == f || ["_total", "_bucket", "_count", "_sum", "_created"].iter().any(|sfx| name.strip_suffix(sfx) == Some(f)));
+                assert!(family.is_some(), "sample {line} of no declared family");
+                assert!(samples.insert(series.to_owned(), value).is_none(), "{series} twice");
+            }
+        }
+        assert!(families.iter().all(|(f, _)| f.starts_with("highlander_")), "{families:?}");
+        Exposition { families, samples }
+    }
+
+    fn get(&self, series: &str) -> f64 {
+        *self.samples.get(series).unwrap_or_else(|| panic!("no {series} in {:#?}", self.samples))
+    }
+
+    fn or_zero(&self, series: &str) -> f64 {
+        self.samples.get(series).copied().unwrap_or(0.0)
+    }
+}
+
+/// `highlander metrics`, parsed.
+fn cli_metrics(h: &Host) -> Exposition {
+    let o = highlander(&["metrics", "--socket", h.socket.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Exposition::parse(&String::from_utf8(o.stdout).unwrap())
+}
+
+/// One HTTP/1.0 request to `addr`: the status line, headers and body.
+fn http_get(addr: &str, path: &str) -> (String, String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end: {answer:?}"));
+    let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    (status.to_owned(), headers.to_owned(), body.to_owned())
+}
+
+#[test]
+fn metrics_are_scraped_over_http_and_match_the_cli() {
+    let dir = scratch("metrics");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 300, 16);
+    // Port 0: the daemon picks a free port and status names it.
+    let a = Host::start(&dir, &ls, 1, "metrics_listen = 127.0.0.1:0\n");
+    let addr = a.status().metrics_listen.expect("status names where metrics are served");
+    assert!(a.log_text().contains(&format!("serving metrics on http://{addr}/metrics")), "{}", a.log_text());
+    let scrape = || {
+        let (status, headers, body) = http_get(&addr, "/metrics");
+        assert_eq!(status, "HTTP/1.0 200 OK");
+        assert!(headers.contains("Content-Type: application/openmetrics-text; version=1.0.0"), "{headers}");
+        assert!(headers.contains(&format!("Content-Length: {}", body.len())), "{headers}");
+        Exposition::parse(&body)
+    };
+    let before = scrape();
+
+    // One acquire and one release through the daemon, and one refusal.
+    let (g1, g2) = (GuestProc::spawn(), GuestProc::spawn());
+    let _h1 = a.register(g1.pid(), "vm1", Action::Poweroff);
+    let _h2 = a.register(g2.pid(), "vm2", Action::Poweroff);
+    let d = disk(&dir, "vm.img");
+    a.acquire(g1.pid(), &[(&d, Mode::Exclusive)], None).unwrap();
+    match a.acquire(g2.pid(), &[(&d, Mode::Exclusive)], None) {
+        Err(ClientError::Refused(e)) if e.code == Code::Busy => {}
+        other => panic!("expected busy, got {other:?}"),
+    }
+    let held = scrape();
+    assert_eq!(held.get(r#"highlander_leases{lockspace="default"}"#), 1.0);
+    assert_eq!(held.get("highlander_guests"), 2.0);
+    a.release_all(g1.pid());
+    let after = scrape();
+
+    let l = r#"{lockspace="default"}"#;
+    let moved = |series: &str| after.or_zero(series) - before.or_zero(series);
+    assert_eq!(moved(&format!("highlander_acquire_seconds_count{l}")), 1.0, "one acquire reached the engine (the refusal was local)");
+    assert_eq!(moved(&format!("highlander_release_seconds_count{l}")), 1.0);
+    assert!(after.get(&format!("highlander_acquire_seconds_sum{l}")) > 0.0);
+    assert_eq!(after.get(r#"highlander_acquire_seconds_bucket{le="+Inf",lockspace="default"}"#), after.get(&format!("highlander_acquire_seconds_count{l}")));
+    assert_eq!(moved(r#"highlander_refusals_total{op="acquire",code="busy"}"#), 1.0);
+    assert_eq!(after.get(&format!("highlander_leases{l}")), 0.0);
+    assert_eq!(after.get(r#"highlander_lockspace_health{lockspace="default",state="healthy"}"#), 1.0);
+    assert_eq!(after.get(r#"highlander_lockspace_health{lockspace="default",state="lost"}"#), 0.0);
+    assert_eq!(after.get(r#"highlander_hosts{lockspace="default",state="live"}"#), 1.0);
+    assert_eq!(after.get(&format!("highlander_renewal_failures_total{l}")), 0.0);
+    assert_eq!(after.get(&format!("highlander_io_timeout_seconds{l}")), 0.3);
+    let age = after.get(&format!("highlander_renewal_age_seconds{l}"));
+    assert!((0.0..0.3).contains(&age), "renewals are due every 0.15 s: {age}");
+
+    // `highlander metrics` prints the same families.
+    let cli = cli_metrics(&a);
+    assert_eq!(cli.families, after.families);
+    let types: BTreeMap<&str, &str> = after.families.iter().map(|(f, k)| (f.as_str(), k.as_str())).collect();
+    for (family, kind) in [
+        ("highlander_renewal_age_seconds", "gauge"),
+        ("highlander_renewal_failures", "counter"),
+        ("highlander_lockspace_health", "gauge"),
+        ("highlander_leases", "gauge"),
+        ("highlander_guests", "gauge"),
+        ("highlander_hosts", "gauge"),
+        ("highlander_pending_releases", "gauge"),
+        ("highlander_acquire_seconds", "histogram"),
+        ("highlander_release_seconds", "histogram"),
+        ("highlander_refusals", "counter"),
+        ("highlander_fencing_actions", "counter"),
+    ] {
+        assert_eq!(types.get(family), Some(&kind), "{family}");
+    }
+
+    // Anything but GET /metrics is 404.
+    for path in ["/", "/metrics/x", "/favicon.ico"] {
+        assert_eq!(http_get(&addr, path).0, "HTTP/1.0 404 Not Found", "{path}");
+    }
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"POST /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 404 "), "{answer}");
+    // A scraper that connects and says nothing does not stop the next one.
+    let _silent = std::net::TcpStream::connect(&addr).unwrap();
+    assert_eq!(http_get(&addr, "/metrics").0, "HTTP/1.0 200 OK");
+}
+
+#[test]
+fn a_metrics_listen_address_in_use_stops_start_up_saying_so() {
+    let dir = scratch("metrics-busy");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 300, 16);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let conf = dir.join("highlanderd.conf");
+    std::fs::write(&conf, format!("host_id = 1\nlockspace = {}\nsocket = {}\nstate_dir = {}\nmetrics_listen = {addr}\n", ls.display(), dir.join("s.sock").display(), dir.join("state").display())).unwrap();
+    let o = Command::new(bin("highlanderd")).arg("--config").arg(&conf).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains(&format!("`metrics_listen` = {addr}: cannot listen")) && err.contains("choose a free port"), "{err}");
 }
 
 #[test]
@@ -125,6 +288,10 @@ fn check_judges_a_real_daemon_as_a_monitoring_plugin() {
     assert_eq!((o.status.code(), state.as_str()), (Some(2), "CRITICAL"), "{text}");
     assert!(text.starts_with("HIGHLANDER CRITICAL - lockspace \"default\" LOST: ") && text.ends_with("0 of 1 lockspace healthy, 0 leases, 0 guests"), "the guest was fenced: {text}");
     assert_eq!(perf["fence_in_default"].value, 0.0);
+    let m = cli_metrics(&a);
+    assert_eq!(m.get(r#"highlander_fencing_actions_total{action="poweroff"}"#), 1.0, "the guest was fenced by its action");
+    assert!(m.get(r#"highlander_renewal_failures_total{lockspace="default"}"#) >= 1.0);
+    assert_eq!(m.get(r#"highlander_lockspace_health{lockspace="default",state="lost"}"#), 1.0);
     std::fs::remove_file(&a.fault).unwrap();
     wait_for("the lockspace to rejoin", Duration::from_secs(20), || (check(&[]).status.code() == Some(0)).then_some(()));
 

@@ -240,6 +240,7 @@ mod tests {
             guests: vec![],
             pending_releases: vec![],
             escalations: vec![],
+            metrics_listen: None,
         }
     }
 

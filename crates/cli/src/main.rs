@@ -195,6 +195,25 @@ enum Command {
         #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Print this host's highlanderd's Prometheus metrics (OpenMetrics text
+    /// format), for node_exporter's textfile collector or a one-off look.
+    ///
+    /// The same text the daemon serves on `metrics_listen` (highlanderd.conf)
+    /// at /metrics; the metrics are listed in README.md, "Monitoring".
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  highlander metrics\n",
+        "  highlander metrics | grep '^highlander_renewal_age'\n",
+        "  # node_exporter's textfile collector, every minute from cron (write, then rename):\n",
+        "  highlander metrics > /var/lib/prometheus/node-exporter/highlander.prom.$$ && mv /var/lib/prometheus/node-exporter/highlander.prom.$$ /var/lib/prometheus/node-exporter/highlander.prom\n",
+        "\n",
+        exit_codes!(daemon)
+    ))]
+    Metrics {
+        /// highlanderd's socket.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Print a man page or shell completions, generated from this program's
     /// own command-line definitions.
     #[command(
@@ -493,6 +512,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Check { .. } => unreachable!("main runs `check` itself"),
+        Command::Metrics { socket } => {
+            let text: String = Client::connect(&socket)?.call(&Request::Metrics)?;
+            print!("{text}");
+            Ok(())
+        }
         Command::Generate(GenerateCommand::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "highlander", &mut std::io::stdout());
             Ok(())

@@ -237,7 +237,10 @@ impl Daemon {
                     self.release_on_storage(&won);
                     return Err(err(Code::Unavailable, format!("cannot lock {} for {g}: this host's previous lease on disk {} is still being released on storage ({e}); retry later", w.path, w.key.1)));
                 }
-                match space.ls().acquire(&ar) {
+                let t0 = Instant::now();
+                let acquired = space.ls().acquire(&ar);
+                self.metrics.acquired(&space.name, t0.elapsed());
+                match acquired {
                     Ok(lease) => won.push(lease),
                     Err(e) => {
                         let e = engine_error(&w.path, &g, e);
@@ -323,7 +326,10 @@ impl Daemon {
         let mut queued = false;
         for lease in leases {
             let Some(space) = self.space(&lease.lockspace) else { continue };
-            if let Err(e) = space.ls().release(lease) {
+            let t0 = Instant::now();
+            let released = space.ls().release(lease);
+            self.metrics.released(&space.name, t0.elapsed());
+            if let Err(e) = released {
                 // Queued before it is logged: whoever reads the log finds it pending.
                 self.table.lock().pending.insert((lease.lockspace.clone(), lease.identity.clone()), lease.clone());
                 log::error!(
@@ -591,6 +597,7 @@ impl Daemon {
             lockspaces,
             leases: table.disks.values().map(|d| HeldView { lease: view(d), holders: d.holders.iter().map(guest_ref).collect() }).collect(),
             escalations,
+            metrics_listen: self.metrics.listening().map(|a| a.to_string()),
             pending_releases: table.pending.iter().map(|((lockspace, identity), l)| PendingRelease { lockspace: lockspace.clone(), identity: identity.clone(), lver: l.lver }).collect(),
             guests: table
                 .guests

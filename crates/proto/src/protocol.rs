@@ -11,10 +11,10 @@ pub const VERSION: u32 = 1;
 /// Longest request or response line, newline included.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Every op this daemon knows.
-pub const OPS: &[&str] = &["register", "acquire", "release", "inquire", "status", "who"];
+pub const OPS: &[&str] = &["register", "acquire", "release", "inquire", "status", "who", "metrics"];
 /// The ops that change no lease: the configured `group` may send these
 /// only; any op not listed here is root's (docs/PROTOCOL.md).
-pub const READ_ONLY_OPS: &[&str] = &["inquire", "status", "who"];
+pub const READ_ONLY_OPS: &[&str] = &["inquire", "status", "who", "metrics"];
 
 /// What to do with a guest whose leases can no longer be kept
 /// (libvirt's `<on_lockfailure>`).
@@ -155,6 +155,8 @@ pub enum Request {
     Inquire(Inquire),
     Status,
     Who(WhoResource),
+    /// Prometheus metrics: the answer is their OpenMetrics text, one JSON string.
+    Metrics,
 }
 
 impl Request {
@@ -166,6 +168,7 @@ impl Request {
             Request::Inquire(_) => "inquire",
             Request::Status => "status",
             Request::Who(_) => "who",
+            Request::Metrics => "metrics",
         }
     }
 
@@ -181,7 +184,7 @@ impl Request {
             Request::Acquire(r) => serde_json::to_value(r),
             Request::Release(r) => serde_json::to_value(r),
             Request::Inquire(r) => serde_json::to_value(r),
-            Request::Status => Ok(Value::Object(Default::default())),
+            Request::Status | Request::Metrics => Ok(Value::Object(Default::default())),
             Request::Who(r) => serde_json::to_value(r),
         };
         let mut body = body.expect("requests serialise");
@@ -216,6 +219,8 @@ impl Request {
             "status" if obj.is_empty() => Request::Status,
             "status" => return Err(bad("status: takes no arguments".into())),
             "who" => Request::Who(body(&op, obj)?),
+            "metrics" if obj.is_empty() => Request::Metrics,
+            "metrics" => return Err(bad("metrics: takes no arguments".into())),
             _ => return Err(WireError::new(Code::UnknownOp, format!("unknown op {op:?}; this daemon knows {}", OPS.join(", ")))),
         })
     }
@@ -458,6 +463,9 @@ pub struct Status {
     /// host did about it (latest last; kept in the state dir).
     #[serde(default)]
     pub escalations: Vec<Escalation>,
+    /// Where `metrics_listen` serves /metrics (absent when not configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -529,6 +537,8 @@ mod tests {
         assert_eq!(Request::decode(Request::Status.encode().as_bytes()).unwrap(), Request::Status);
         let who = Request::Who(WhoResource { path: Some("/d".into()), identity: None, lockspace: None });
         assert_eq!(Request::decode(who.encode().as_bytes()).unwrap(), who);
+        assert_eq!(Request::decode(Request::Metrics.encode().as_bytes()).unwrap(), Request::Metrics);
+        assert_eq!(Request::decode(br#"{"v":1,"op":"metrics","x":1}"#).unwrap_err().code, Code::BadRequest);
     }
 
     #[test]
@@ -553,6 +563,7 @@ mod tests {
             Request::Inquire(Inquire { pid: 1 }),
             Request::Status,
             Request::Who(WhoResource { path: Some("/d".into()), identity: None, lockspace: None }),
+            Request::Metrics,
         ];
         assert_eq!(samples.iter().map(Request::op).collect::<Vec<_>>(), OPS);
         let mutating: Vec<&str> = samples.iter().filter(|r| r.mutates()).map(Request::op).collect();
