@@ -674,7 +674,7 @@ fn group_members_may_read_but_only_root_changes_leases() {
         Request::Release(Release { pid: g.pid(), resources: None }),
         Request::Release(Release { pid: g.pid(), resources: Some(vec![Resource::path(d.clone(), Mode::Exclusive)]) }),
     ];
-    let reads = [Request::Status, Request::Inquire(Inquire { pid: g.pid() }), Request::Who(proto::protocol::WhoResource { path: Some(d.clone()), identity: None, lockspace: None })];
+    let reads = [Request::Status, Request::Inquire(Inquire { pid: g.pid() }), Request::Who(proto::protocol::WhoResource { path: Some(d.clone()), identity: None, lockspace: None }), Request::Metrics];
     // Every op the protocol has is tried.
     let mut ops: Vec<&str> = mutating.iter().chain(&reads).map(Request::op).collect();
     ops.sort();
@@ -692,9 +692,11 @@ fn group_members_may_read_but_only_root_changes_leases() {
     for (req, r) in reads.iter().zip(as_user(UID, GID, &a.socket, &reads)) {
         assert!(r.ok, "group member's `{}` refused: {:?}", req.op(), r.error);
     }
-    // The CLI reads as a group member too.
-    let out = Command::new(bin("highlander")).args(["status", "--socket", a.socket.to_str().unwrap()]).uid(UID).gid(GID).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The CLI reads as a group member too (so do the monitoring commands, for NRPE or an agent).
+    for cmd in ["status", "check", "metrics"] {
+        let out = Command::new(bin("highlander")).args([cmd, "--socket", a.socket.to_str().unwrap()]).uid(UID).gid(GID).output().unwrap();
+        assert!(out.status.success(), "{cmd}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
     // Nothing changed: the guest still holds its disk, and nothing else.
     let st = a.status();
     assert_eq!(st.leases.len(), 1, "{st:?}");

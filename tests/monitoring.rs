@@ -295,6 +295,17 @@ fn check_judges_a_real_daemon_as_a_monitoring_plugin() {
     std::fs::remove_file(&a.fault).unwrap();
     wait_for("the lockspace to rejoin", Duration::from_secs(20), || (check(&[]).status.code() == Some(0)).then_some(()));
 
+    // Hung: no answer within -t is CRITICAL. (No guest holds a lease, so
+    // the fence sentinel leaves a stopped daemon alone.)
+    // SAFETY: kill(2) on the pid of our own child.
+    unsafe { libc::kill(a.pid() as i32, libc::SIGSTOP) };
+    let o = check(&["-t", "1"]);
+    // SAFETY: as above.
+    unsafe { libc::kill(a.pid() as i32, libc::SIGCONT) };
+    let (state, text, _) = parse_check(&o);
+    assert_eq!((o.status.code(), state.as_str()), (Some(2), "CRITICAL"), "{text}");
+    assert!(text.contains("did not answer within 1s (hung?"), "{text}");
+
     // The daemon stopped: CRITICAL, saying so, without perfdata.
     a.terminate();
     let o = check(&[]);

@@ -177,7 +177,7 @@ impl Daemon {
         reg.register("pending_releases", "Releases that failed on storage and are being retried (other hosts still see the disks held)", pending);
         reg.register_with_unit("acquire", "Time of the engine's acquire of one disk lease, won or refused", Unit::Seconds, m.acquire.clone());
         reg.register_with_unit("release", "Time of the engine's release of one disk lease on storage, landed or failed", Unit::Seconds, m.release.clone());
-        reg.register("refusals", "Requests answered with an error, by operation and error code (docs/PROTOCOL.md)", m.refusals.clone());
+        reg.register("refusals", "Requests that parsed and were answered with an error, by operation and error code (docs/PROTOCOL.md)", m.refusals.clone());
         reg.register("fencing_actions", "Lock-failure actions taken by this daemon: a guest's on_lockfailure action, a holdout killed, an escalation", m.fencing.clone());
 
         let mut text = String::new();
