@@ -62,8 +62,11 @@ fn parse_check(o: &Output) -> (String, String, BTreeMap<String, Perf>) {
     (state, text.to_owned(), items)
 }
 
-/// An OpenMetrics text exposition, parsed: its families (from `# TYPE`)
-/// and its samples (`name{labels}` to value). Panics on what is not the format.
+/// A text exposition, parsed: its families (from `# TYPE`) and its samples
+/// (`name{labels}` to value). Panics on what is not the format: OpenMetrics
+/// (`# EOF` last, a counter family named without its `_total`), or with
+/// `openmetrics` false the Prometheus text format 0.0.4 (counters named
+/// with it, no `# EOF` or `# UNIT`), as node_exporter's textfile collector reads it.
 struct Exposition {
     families: BTreeSet<(String, String)>,
     samples: BTreeMap<String, f64>,
@@ -71,7 +74,13 @@ struct Exposition {
 
 impl Exposition {
     fn parse(text: &str) -> Exposition {
-        assert!(text.ends_with("# EOF\n"), "an exposition ends with `# EOF`: {text}");
+        Exposition::parse_as(text, true)
+    }
+
+    fn parse_as(text: &str, openmetrics: bool) -> Exposition {
+        assert_eq!(text.ends_with("# EOF\n"), openmetrics, "only OpenMetrics ends with `# EOF`: {text}");
+        assert!(openmetrics || !text.contains("# UNIT "), "{text}");
+        let suffixes: &[&str] = if openmetrics { &["_total", "_bucket", "_count", "_sum", "_created"] } else { &["_bucket", "_count", "_sum"] };
         let mut families = BTreeSet::new();
         let mut samples = BTreeMap::new();
         for line in text.lines().filter(|l| *l != "# EOF") {
@@ -86,7 +95,7 @@ impl Exposition {
                 let value: f64 = value.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
                 let name = series.split('{').next().unwrap();
                 assert!(series.find('{').is_none_or(|_| series.ends_with('}')), "{line}");
-                let family = families.iter().find(|(f, _)| name == f || ["_total", "_bucket", "_count", "_sum", "_created"].iter().any(|sfx| name.strip_suffix(sfx) == Some(f)));
+                let family = families.iter().find(|(f, _)| name == f || suffixes.iter().any(|sfx| name.strip_suffix(sfx) == Some(f)));
                 assert!(family.is_some(), "sample {line} of no declared family");
                 assert!(samples.insert(series.to_owned(), value).is_none(), "{series} twice");
             }
@@ -104,11 +113,19 @@ impl Exposition {
     }
 }
 
-/// `highlander metrics`, parsed.
-fn cli_metrics(h: &Host) -> Exposition {
-    let o = highlander(&["metrics", "--socket", h.socket.to_str().unwrap()]);
+/// `highlander metrics --openmetrics` (or without, the Prometheus text format), parsed.
+fn cli_metrics_as(h: &Host, openmetrics: bool) -> Exposition {
+    let mut args = vec!["metrics", "--socket", h.socket.to_str().unwrap()];
+    if openmetrics {
+        args.push("--openmetrics");
+    }
+    let o = highlander(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    Exposition::parse(&String::from_utf8(o.stdout).unwrap())
+    Exposition::parse_as(&String::from_utf8(o.stdout).unwrap(), openmetrics)
+}
+
+fn cli_metrics(h: &Host) -> Exposition {
+    cli_metrics_as(h, false)
 }
 
 /// One HTTP/1.0 request to `addr`: the status line, headers and body.
@@ -173,9 +190,14 @@ fn metrics_are_scraped_over_http_and_match_the_cli() {
     let age = after.get(&format!("highlander_renewal_age_seconds{l}"));
     assert!((0.0..0.3).contains(&age), "renewals are due every 0.15 s: {age}");
 
-    // `highlander metrics` prints the same families.
-    let cli = cli_metrics(&a);
+    // `highlander metrics --openmetrics` prints the same families; without,
+    // the same series in the textfile collector's format, counters named `_total`.
+    let cli = cli_metrics_as(&a, true);
     assert_eq!(cli.families, after.families);
+    let text = cli_metrics(&a);
+    let renamed: BTreeSet<(String, String)> = after.families.iter().map(|(f, k)| (if k == "counter" { format!("{f}_total") } else { f.clone() }, k.clone())).collect();
+    assert_eq!(text.families, renamed);
+    assert_eq!(text.samples.keys().collect::<Vec<_>>(), cli.samples.keys().collect::<Vec<_>>());
     let types: BTreeMap<&str, &str> = after.families.iter().map(|(f, k)| (f.as_str(), k.as_str())).collect();
     for (family, kind) in [
         ("highlander_renewal_age_seconds", "gauge"),

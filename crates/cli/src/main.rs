@@ -195,11 +195,13 @@ enum Command {
         #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
-    /// Print this host's highlanderd's Prometheus metrics (OpenMetrics text
-    /// format), for node_exporter's textfile collector or a one-off look.
+    /// Print this host's highlanderd's Prometheus metrics, for
+    /// node_exporter's textfile collector or a one-off look.
     ///
-    /// The same text the daemon serves on `metrics_listen` (highlanderd.conf)
-    /// at /metrics; the metrics are listed in README.md, "Monitoring".
+    /// In the Prometheus text format (0.0.4), which the textfile collector
+    /// reads; with --openmetrics, the OpenMetrics text the daemon serves on
+    /// `metrics_listen` (highlanderd.conf) at /metrics. The samples are the
+    /// same. The metrics are listed in README.md, "Monitoring".
     #[command(after_help = concat!(
         "Examples:\n",
         "  highlander metrics\n",
@@ -210,6 +212,9 @@ enum Command {
         exit_codes!(daemon)
     ))]
     Metrics {
+        /// Print the OpenMetrics text format (as /metrics serves it) instead.
+        #[arg(long)]
+        openmetrics: bool,
         /// highlanderd's socket.
         #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
@@ -512,9 +517,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Check { .. } => unreachable!("main runs `check` itself"),
-        Command::Metrics { socket } => {
+        Command::Metrics { openmetrics, socket } => {
             let text: String = Client::connect(&socket)?.call(&Request::Metrics)?;
-            print!("{text}");
+            print!("{}", if openmetrics { text } else { daemon::metrics::prometheus_text(&text) });
             Ok(())
         }
         Command::Generate(GenerateCommand::Completions { shell }) => {

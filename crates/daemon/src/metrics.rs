@@ -186,6 +186,27 @@ impl Daemon {
     }
 }
 
+/// The OpenMetrics text `metrics_text` makes, in the Prometheus text format
+/// 0.0.4 that node_exporter's textfile collector reads: a counter family is
+/// named with its `_total` there (else the collector files its samples as
+/// untyped), and there is no `# UNIT` or `# EOF`. Samples are the same.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta.and_then(|(p, rest)| rest.split_once(' ').map(|(name, text)| (p, name, text))) {
+            Some((p, name, text)) if counters.contains(&name) => out.push_str(&format!("{p}{name}_total {text}")),
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Listens on `metrics_listen`, if set; the thread starts with `spawn`.
 pub fn bind(daemon: &Daemon) -> Result<Option<TcpListener>, StartError> {
     let Some(addr) = daemon.cfg.metrics_listen else { return Ok(None) };
@@ -248,4 +269,19 @@ fn answer(daemon: &Daemon, stream: &mut TcpStream) -> std::io::Result<()> {
     let head = format!("HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     stream.write_all(head.as_bytes())?;
     stream.write_all(body.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prometheus_text_names_counters_with_total_and_drops_openmetrics_lines() {
+        let om = "# HELP highlander_refusals Requests.\n# TYPE highlander_refusals counter\nhighlander_refusals_total{op=\"acquire\",code=\"busy\"} 1\n\
+                  # HELP highlander_renewal_age_seconds Age.\n# TYPE highlander_renewal_age_seconds gauge\n# UNIT highlander_renewal_age_seconds seconds\n\
+                  highlander_renewal_age_seconds{lockspace=\"a counter\"} 0.4\n# EOF\n";
+        assert_eq!(
+            super::prometheus_text(om),
+            "# HELP highlander_refusals_total Requests.\n# TYPE highlander_refusals_total counter\nhighlander_refusals_total{op=\"acquire\",code=\"busy\"} 1\n\
+             # HELP highlander_renewal_age_seconds Age.\n# TYPE highlander_renewal_age_seconds gauge\nhighlander_renewal_age_seconds{lockspace=\"a counter\"} 0.4\n"
+        );
+    }
 }
