@@ -259,16 +259,16 @@ impl Daemon {
             self.release_orphans(space);
         }
         self.persist();
+        let metrics = metrics::bind(self)?;
         let listener = server::bind(&self.cfg)?;
-        let metrics = metrics::bind(self);
         let threads = (|| {
-            if let Some(listener) = metrics? {
-                metrics::spawn(self.clone(), listener)?;
-            }
             watcher::spawn(self.clone())?;
             fence::spawn(self.clone())?;
             retry::spawn(self.clone())?;
             log_limit::spawn(self.clone())?;
+            if let Some(metrics) = metrics {
+                metrics::spawn(self.clone(), metrics)?;
+            }
             server::spawn(self.clone(), listener)
         })();
         if threads.is_err() {
