@@ -341,3 +341,48 @@ fn check_judges_a_real_daemon_as_a_monitoring_plugin() {
     let (state, text, _) = parse_check(&o);
     assert_eq!((o.status.code(), state.as_str()), (Some(3), "UNKNOWN"), "{text}");
 }
+
+/// The examples load in the real monitoring systems, where installed
+/// (Debian: icinga2-bin, nagios4-core): `icinga2 daemon -C` with the
+/// master and agent zones the example expects, `nagios4 -v` with Debian's
+/// sample configuration and a hostgroup kvm-hosts.
+#[test]
+fn the_icinga2_and_nagios_examples_validate() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let dir = scratch("examples");
+    let which = |prog: &str| Command::new("sh").args(["-c", &format!("command -v {prog}")]).output().is_ok_and(|o| o.status.success());
+    if which("icinga2") {
+        let conf = dir.join("icinga2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "const NodeName = \"master\"\nconst ZoneName = \"master\"\nobject Endpoint \"master\" {{ }}\nobject Zone \"master\" {{ endpoints = [ \"master\" ] }}\n\
+                 object Endpoint \"kvm1\" {{ }}\nobject Zone \"kvm1\" {{ endpoints = [ \"kvm1\" ]; parent = \"master\" }}\n\
+                 object CheckCommand \"dummy\" {{ command = [ \"/bin/true\" ] }}\n\
+                 object Host \"kvm1\" {{ check_command = \"dummy\"; zone = \"master\"; vars.highlander = true; vars.highlander_warning = \"8000\" }}\n\
+                 include \"{}\"\n",
+                examples.join("icinga2-highlander.conf").display()
+            ),
+        )
+        .unwrap();
+        let o = Command::new("icinga2").args(["daemon", "-C", "-c"]).arg(&conf).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && out.contains("Instantiated 1 Service"), "icinga2 daemon -C:\n{out}{}", String::from_utf8_lossy(&o.stderr));
+    } else {
+        eprintln!("icinga2 not installed: examples/icinga2-highlander.conf not validated");
+    }
+    let sample = std::path::Path::new("/etc/nagios4/nagios.cfg");
+    if which("nagios4") && sample.exists() {
+        let extra = dir.join("extra.cfg");
+        let example = std::fs::read_to_string(examples.join("nagios-highlander.cfg")).unwrap();
+        std::fs::write(&extra, format!("define hostgroup {{\n    hostgroup_name kvm-hosts\n    members localhost\n}}\n{example}")).unwrap();
+        let main = std::fs::read_to_string(sample).unwrap().replace("cfg_dir=/etc/nagios4/conf.d", &format!("cfg_file={}", extra.display()));
+        let conf = dir.join("nagios.cfg");
+        std::fs::write(&conf, main).unwrap();
+        let o = Command::new("nagios4").arg("-v").arg(&conf).output().unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success() && out.contains("Total Errors:   0") && out.contains("Total Warnings: 0"), "nagios4 -v:\n{out}");
+    } else {
+        eprintln!("nagios4 not installed: examples/nagios-highlander.cfg not validated");
+    }
+}
