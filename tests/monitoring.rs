@@ -229,6 +229,50 @@ fn metrics_are_scraped_over_http_and_match_the_cli() {
     assert_eq!(http_get(&addr, "/metrics").0, "HTTP/1.0 200 OK");
 }
 
+/// node_exporter's textfile collector, fed `highlander metrics` as the
+/// README's recipe does, where installed (Debian: prometheus-node-exporter):
+/// it reads the file without error and keeps every family's type.
+#[test]
+fn node_exporters_textfile_collector_reads_highlander_metrics() {
+    let exporter = "prometheus-node-exporter";
+    if !Command::new("sh").args(["-c", &format!("command -v {exporter}")]).output().is_ok_and(|o| o.status.success()) {
+        eprintln!("{exporter} not installed: the textfile recipe not checked");
+        return;
+    }
+    let dir = scratch("textfile");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, 300, 16);
+    let a = Host::start(&dir, &ls, 1, "");
+    let om = cli_metrics_as(&a, true);
+    let textfiles = dir.join("textfile");
+    std::fs::create_dir_all(&textfiles).unwrap();
+    let o = highlander(&["metrics", "--socket", a.socket.to_str().unwrap()]);
+    std::fs::write(textfiles.join("highlander.prom"), &o.stdout).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.join("node_exporter.log")).unwrap();
+    /// Killed when dropped, also when an assertion fails.
+    struct Exporter(std::process::Child);
+    impl Drop for Exporter {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _exporter = Exporter(Command::new(exporter)
+        .args(["--collector.disable-defaults", "--collector.textfile", &format!("--collector.textfile.directory={}", textfiles.display()), &format!("--web.listen-address={addr}")])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap());
+    let body = wait_for("node_exporter to serve", Duration::from_secs(10), || std::net::TcpStream::connect(&addr).ok().map(|_| http_get(&addr, "/metrics").2));
+    assert!(body.contains("node_textfile_scrape_error 0"), "{body}");
+    for (family, kind) in &om.families {
+        let name = if kind == "counter" { format!("{family}_total") } else { family.clone() };
+        assert!(body.contains(&format!("# TYPE {name} {kind}\n")), "node_exporter lost the type of {name}:\n{body}");
+    }
+}
+
 #[test]
 fn a_metrics_listen_address_in_use_stops_start_up_saying_so() {
     let dir = scratch("metrics-busy");
