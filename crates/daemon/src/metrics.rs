@@ -62,7 +62,7 @@ impl Fencing {
 
     fn label(self) -> ActionLabel {
         let action = match self {
-            // A guest's `default` is the daemon's on_lockfailure, poweroff unless configured.
+            // Registration resolves `default`; `apply` would kill a guest still left with it.
             Fencing::Guest(Action::Default) => Action::Poweroff.to_string(),
             Fencing::Guest(a) => a.to_string(),
             Fencing::HoldoutKilled => "holdout_killed".into(),
