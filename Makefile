@@ -47,7 +47,7 @@ BINS   := $(RELEASE)/highlanderd $(RELEASE)/highlander
 PLUGIN := $(RELEASE)/libhighlander.so
 DOCS   := README.md $(sort $(wildcard docs/*.md))
 EXAMPLES := examples/highlanderd.conf examples/qemu-highlander.conf examples/qemu.conf.snippet \
-            examples/highlanderd.service
+            examples/highlanderd.service examples/icinga2-highlander.conf examples/nagios-highlander.cfg
 
 .PHONY: all build install uninstall deb check clean
 all: build

@@ -14,7 +14,7 @@ use harness::*;
 use engine::clock::Mono;
 use proto::client::ClientError;
 use engine::timing::Timeouts;
-use proto::protocol::{Acquire, Action, Code, Inquire, LeasesResult, Register, Release, Request, Resource, Status, WhoResult};
+use proto::protocol::{Acquire, Action, Code, Health, Inquire, LeasesResult, Register, Release, Request, Resource, Status, WhoResult};
 use engine::Mode;
 
 fn refused(r: Result<LeasesResult, ClientError>) -> proto::protocol::WireError {
@@ -103,7 +103,7 @@ fn register_acquire_inquire_release_status_who() {
 
     let st = a.status();
     assert_eq!((st.host_id, st.host_name.as_str()), (1, "host-1"));
-    assert_eq!(st.lockspaces[0].health, "healthy");
+    assert_eq!(st.lockspaces[0].health, Health::Healthy);
     assert_eq!(st.guests.len(), 2);
     let shared = st.leases.iter().find(|l| l.lease.mode == Mode::Shared).unwrap();
     assert_eq!(shared.holders.len(), 2);
@@ -296,13 +296,13 @@ fn renewal_failure_fences_the_guest_before_its_lease_expires() {
     assert!(taken > died);
     assert!(a.log_text().contains("fenced: guest \"victim\""), "{}", a.log_text());
     let st = a.status();
-    assert_ne!(st.lockspaces[0].health, "healthy");
+    assert_ne!(st.lockspaces[0].health, Health::Healthy);
     // Storage comes back: A rejoins with a new generation.
     std::fs::remove_file(&a.fault).unwrap();
     let generation = st.lockspaces[0].generation;
     wait_for("host 1 to rejoin", Duration::from_secs(10), || {
         let s = a.status();
-        (s.lockspaces[0].health == "healthy" && s.lockspaces[0].generation > generation).then_some(())
+        (s.lockspaces[0].health == Health::Healthy && s.lockspaces[0].generation > generation).then_some(())
     });
 }
 
@@ -674,7 +674,7 @@ fn group_members_may_read_but_only_root_changes_leases() {
         Request::Release(Release { pid: g.pid(), resources: None }),
         Request::Release(Release { pid: g.pid(), resources: Some(vec![Resource::path(d.clone(), Mode::Exclusive)]) }),
     ];
-    let reads = [Request::Status, Request::Inquire(Inquire { pid: g.pid() }), Request::Who(proto::protocol::WhoResource { path: Some(d.clone()), identity: None, lockspace: None })];
+    let reads = [Request::Status, Request::Inquire(Inquire { pid: g.pid() }), Request::Who(proto::protocol::WhoResource { path: Some(d.clone()), identity: None, lockspace: None }), Request::Metrics];
     // Every op the protocol has is tried.
     let mut ops: Vec<&str> = mutating.iter().chain(&reads).map(Request::op).collect();
     ops.sort();
@@ -692,9 +692,11 @@ fn group_members_may_read_but_only_root_changes_leases() {
     for (req, r) in reads.iter().zip(as_user(UID, GID, &a.socket, &reads)) {
         assert!(r.ok, "group member's `{}` refused: {:?}", req.op(), r.error);
     }
-    // The CLI reads as a group member too.
-    let out = Command::new(bin("highlander")).args(["status", "--socket", a.socket.to_str().unwrap()]).uid(UID).gid(GID).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The CLI reads as a group member too (so do the monitoring commands, for NRPE or an agent).
+    for cmd in ["status", "check", "metrics"] {
+        let out = Command::new(bin("highlander")).args([cmd, "--socket", a.socket.to_str().unwrap()]).uid(UID).gid(GID).output().unwrap();
+        assert!(out.status.success(), "{cmd}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
     // Nothing changed: the guest still holds its disk, and nothing else.
     let st = a.status();
     assert_eq!(st.leases.len(), 1, "{st:?}");
@@ -895,7 +897,7 @@ fn pause_and_restart_run_the_fence_helper_and_a_guest_still_holding_leases_is_ki
                 died = Some(Mono::now());
             }
         }
-        (died.is_some() && a.status().lockspaces[0].health == "lost").then_some(())
+        (died.is_some() && a.status().lockspaces[0].health == Health::Lost).then_some(())
     });
     let (paused, restarted, died) = (paused.expect("pause helper call"), restarted.expect("restart helper call"), died.unwrap());
     assert!(paused < valid_until_bound && restarted < valid_until_bound, "the helper ran after the leases expired");
@@ -1043,7 +1045,7 @@ fn a_second_daemon_with_a_host_id_in_use_is_refused_and_the_first_keeps_its_leas
     assert!(err.contains("host id 1") && err.contains("in use by host \"host-1\"") && err.contains("unique host_id"), "{err}");
     assert!(err.contains("another highlanderd on this machine"), "{err}");
     let st = a.status();
-    assert_eq!(st.lockspaces[0].health, "healthy");
+    assert_eq!(st.lockspaces[0].health, Health::Healthy);
     assert_eq!(st.leases.len(), 1);
     assert!(g.0.try_wait().unwrap().is_none(), "the first daemon's guest was fenced");
 }

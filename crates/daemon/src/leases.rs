@@ -237,7 +237,10 @@ impl Daemon {
                     self.release_on_storage(&won);
                     return Err(err(Code::Unavailable, format!("cannot lock {} for {g}: this host's previous lease on disk {} is still being released on storage ({e}); retry later", w.path, w.key.1)));
                 }
-                match space.ls().acquire(&ar) {
+                let t0 = Instant::now();
+                let acquired = space.ls().acquire(&ar);
+                self.metrics.acquired(&space.name, t0.elapsed());
+                match acquired {
                     Ok(lease) => won.push(lease),
                     Err(e) => {
                         let e = engine_error(&w.path, &g, e);
@@ -323,7 +326,10 @@ impl Daemon {
         let mut queued = false;
         for lease in leases {
             let Some(space) = self.space(&lease.lockspace) else { continue };
-            if let Err(e) = space.ls().release(lease) {
+            let t0 = Instant::now();
+            let released = space.ls().release(lease);
+            self.metrics.released(&space.name, t0.elapsed());
+            if let Err(e) = released {
                 // Queued before it is logged: whoever reads the log finds it pending.
                 self.table.lock().pending.insert((lease.lockspace.clone(), lease.identity.clone()), lease.clone());
                 log::error!(
@@ -546,11 +552,11 @@ impl Daemon {
                 let ls = s.ls();
                 let now = engine::clock::Mono::now();
                 let (health, valid_for_ms, fence_in_ms, error) = match ls.health() {
-                    engine::Health::Healthy { valid_until } => ("healthy", Some(valid_until.since(now).as_millis() as u64), None, None),
+                    engine::Health::Healthy { valid_until } => (Health::Healthy, Some(valid_until.since(now).as_millis() as u64), None, None),
                     engine::Health::Failing { fence_at, valid_until, error } => {
-                        ("failing", Some(valid_until.since(now).as_millis() as u64), Some(fence_at.since(now).as_millis() as u64), Some(error))
+                        (Health::Failing, Some(valid_until.since(now).as_millis() as u64), Some(fence_at.since(now).as_millis() as u64), Some(error))
                     }
-                    engine::Health::Lost { why } => ("lost", None, None, Some(why)),
+                    engine::Health::Lost { why } => (Health::Lost, None, None, Some(why)),
                 };
                 LockspaceStatus {
                     name: s.name.clone(),
@@ -558,7 +564,8 @@ impl Daemon {
                     generation: ls.generation(),
                     resumed: ls.resumed(),
                     io_timeout_ms: ls.timeouts().io_timeout.as_millis() as u64,
-                    health: health.into(),
+                    health,
+                    renewal_age_ms: Some(now.since(ls.renewed_at()).as_millis() as u64),
                     valid_for_ms,
                     fence_in_ms,
                     error,
@@ -569,7 +576,7 @@ impl Daemon {
                             host_id: h.host_id,
                             host_name: h.host_name,
                             generation: h.generation,
-                            state: state_word(h.state).into(),
+                            state: host_state(h.state),
                             renewed_unix: h.renewed_unix,
                             last_change_ago_ms: h.last_change_ago_ms,
                         })
@@ -590,6 +597,7 @@ impl Daemon {
             lockspaces,
             leases: table.disks.values().map(|d| HeldView { lease: view(d), holders: d.holders.iter().map(guest_ref).collect() }).collect(),
             escalations,
+            metrics_listen: self.metrics.listening().map(|a| a.to_string()),
             pending_releases: table.pending.iter().map(|((lockspace, identity), l)| PendingRelease { lockspace: lockspace.clone(), identity: identity.clone(), lver: l.lver }).collect(),
             guests: table
                 .guests
@@ -622,14 +630,16 @@ impl Daemon {
     }
 }
 
-pub fn state_word(s: HostState) -> &'static str {
+/// The engine's judgement of a host, as the protocol carries it.
+pub fn host_state(s: HostState) -> proto::protocol::HostState {
+    use proto::protocol::HostState as Wire;
     match s {
-        HostState::Free => "free",
-        HostState::Live => "live",
-        HostState::Unknown => "unknown",
-        HostState::Failing => "failing",
-        HostState::Dead => "dead",
-        HostState::Corrupt => "corrupt",
+        HostState::Free => Wire::Free,
+        HostState::Live => Wire::Live,
+        HostState::Unknown => Wire::Unknown,
+        HostState::Failing => Wire::Failing,
+        HostState::Dead => Wire::Dead,
+        HostState::Corrupt => Wire::Corrupt,
     }
 }
 
@@ -660,14 +670,14 @@ pub fn who_result(identity: &str, path: Option<String>, lockspace: &str, info: O
         held: i.held,
         owner_id: i.owner_id,
         owner_name: i.owner_name.clone(),
-        owner_state: state_word(i.owner_state).into(),
+        owner_state: host_state(i.owner_state),
         guest: i.holder.name.clone(),
         uuid: uuid(&i.holder),
         since_unix: i.since_unix,
         shared: i
             .shared
             .iter()
-            .map(|s| SharedView { host_id: s.host_id, host_name: s.host_name.clone(), guest: s.holder.name.clone(), uuid: uuid(&s.holder), host_state: state_word(s.host_state).into() })
+            .map(|s| SharedView { host_id: s.host_id, host_name: s.host_name.clone(), guest: s.holder.name.clone(), uuid: uuid(&s.holder), host_state: host_state(s.host_state) })
             .collect(),
         local_holders,
     }
