@@ -230,15 +230,13 @@ fn metrics_are_scraped_over_http_and_match_the_cli() {
 }
 
 /// node_exporter's textfile collector, fed `highlander metrics` as the
-/// README's recipe does, where installed (Debian: prometheus-node-exporter):
-/// it reads the file without error and keeps every family's type.
+/// README's recipe does (Debian: prometheus-node-exporter, which
+/// scripts/setup.sh installs): it reads the file without error and keeps
+/// every family's type.
 #[test]
 fn node_exporters_textfile_collector_reads_highlander_metrics() {
     let exporter = "prometheus-node-exporter";
-    if !Command::new("sh").args(["-c", &format!("command -v {exporter}")]).output().is_ok_and(|o| o.status.success()) {
-        eprintln!("{exporter} not installed: the textfile recipe not checked");
-        return;
-    }
+    assert!(installed(exporter), "{exporter} is not installed: run `bash scripts/setup.sh` (as root)");
     let dir = scratch("textfile");
     let ls = dir.join("ls");
     init_lockspace(&ls, 300, 16);
@@ -386,16 +384,20 @@ fn check_judges_a_real_daemon_as_a_monitoring_plugin() {
     assert_eq!((o.status.code(), state.as_str()), (Some(3), "UNKNOWN"), "{text}");
 }
 
-/// The examples load in the real monitoring systems, where installed
-/// (Debian: icinga2-bin, nagios4-core): `icinga2 daemon -C` with the
+/// The examples load in the real monitoring systems (Debian: icinga2-bin,
+/// nagios4-core, which scripts/setup.sh installs): `icinga2 daemon -C` with the
 /// master and agent zones the example expects, `nagios4 -v` with Debian's
 /// sample configuration and a hostgroup kvm-hosts.
 #[test]
 fn the_icinga2_and_nagios_examples_validate() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let dir = scratch("examples");
-    let which = |prog: &str| Command::new("sh").args(["-c", &format!("command -v {prog}")]).output().is_ok_and(|o| o.status.success());
-    if which("icinga2") {
+    let sample = std::path::Path::new("/etc/nagios4/nagios.cfg");
+    for prog in ["icinga2", "nagios4"] {
+        assert!(installed(prog), "{prog} is not installed: run `bash scripts/setup.sh` (as root)");
+    }
+    assert!(sample.exists(), "{} is missing: reinstall nagios4-core (scripts/setup.sh)", sample.display());
+    {
         let conf = dir.join("icinga2.conf");
         std::fs::write(
             &conf,
@@ -412,11 +414,8 @@ fn the_icinga2_and_nagios_examples_validate() {
         let o = Command::new("icinga2").args(["daemon", "-C", "-c"]).arg(&conf).output().unwrap();
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success() && out.contains("Instantiated 1 Service"), "icinga2 daemon -C:\n{out}{}", String::from_utf8_lossy(&o.stderr));
-    } else {
-        eprintln!("icinga2 not installed: examples/icinga2-highlander.conf not validated");
     }
-    let sample = std::path::Path::new("/etc/nagios4/nagios.cfg");
-    if which("nagios4") && sample.exists() {
+    {
         let extra = dir.join("extra.cfg");
         let example = std::fs::read_to_string(examples.join("nagios-highlander.cfg")).unwrap();
         std::fs::write(&extra, format!("define hostgroup {{\n    hostgroup_name kvm-hosts\n    members localhost\n}}\n{example}")).unwrap();
@@ -426,7 +425,9 @@ fn the_icinga2_and_nagios_examples_validate() {
         let o = Command::new("nagios4").arg("-v").arg(&conf).output().unwrap();
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success() && out.contains("Total Errors:   0") && out.contains("Total Warnings: 0"), "nagios4 -v:\n{out}");
-    } else {
-        eprintln!("nagios4 not installed: examples/nagios-highlander.cfg not validated");
     }
+}
+
+fn installed(prog: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {prog}")]).output().is_ok_and(|o| o.status.success())
 }
