@@ -224,31 +224,22 @@ impl Daemon {
                     }
                 }
             }
-            let mut won: Vec<Lease> = Vec::new();
-            for w in &engine {
-                let ar = AcquireRequest { identity: w.key.1.clone(), mode: w.mode, holder: g.holder(), expect_lver: if w.mode == Mode::Exclusive { expect_lver(&w.key) } else { None } };
-                let space = self.space(&w.key.0).expect("resolved lockspaces exist");
-                // Our earlier lease on this disk must be off storage first:
-                // the engine would call it ours already, and the pending
-                // release (or a late write of the failed one) would then free
-                // it under the new holder.
-                if let Err(e) = self.settle(&w.key) {
-                    log::warn!("lease refused: {g} disk {} ({}) {}: its previous release on storage is still pending: {e}", w.key.1, w.path, w.mode);
-                    self.release_on_storage(&won);
-                    return Err(err(Code::Unavailable, format!("cannot lock {} for {g}: this host's previous lease on disk {} is still being released on storage ({e}); retry later", w.path, w.key.1)));
-                }
-                let t0 = Instant::now();
-                let acquired = space.ls().acquire(&ar);
-                self.metrics.acquired(&space.name, t0.elapsed());
-                match acquired {
-                    Ok(lease) => won.push(lease),
-                    Err(e) => {
-                        let e = engine_error(&w.path, &g, e);
-                        log::warn!("lease refused: {g} disk {} ({}) {}: {}", w.key.1, w.path, w.mode, e.message);
-                        self.release_on_storage(&won);
-                        return Err(e);
-                    }
-                }
+            // Every disk at once: each is its own resource (the engine
+            // orders I/O per slot), so a guest with 8 disks waits about as
+            // long as one with 1. All or nothing: on any refusal, what was
+            // won is released and the first refusal in request order told.
+            let outcomes: Vec<Result<Lease, WireError>> = match engine.as_slice() {
+                [one] => vec![self.acquire_on_storage(&g, one, expect_lver(&one.key))],
+                many => std::thread::scope(|scope| {
+                    let running: Vec<_> = many.iter().map(|w| scope.spawn(|| self.acquire_on_storage(&g, w, expect_lver(&w.key)))).collect();
+                    running.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+                }),
+            };
+            let (won, refused): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+            let won: Vec<Lease> = won.into_iter().map(Result::unwrap).collect();
+            if let Some(Err(e)) = refused.into_iter().next() {
+                self.release_on_storage(&won);
+                return Err(e);
             }
             let mut table = self.table.lock();
             if table.guests.get(&pid).map(|x| x.start_time) != Some(g.start_time) {
@@ -282,6 +273,28 @@ impl Daemon {
             self.persist();
         }
         result
+    }
+
+    /// One disk's lease on storage, for `acquire`; logs a refusal.
+    fn acquire_on_storage(&self, g: &Guest, w: &Wanted, expect_lver: Option<u64>) -> Result<Lease, WireError> {
+        let ar = AcquireRequest { identity: w.key.1.clone(), mode: w.mode, holder: g.holder(), expect_lver: if w.mode == Mode::Exclusive { expect_lver } else { None } };
+        let space = self.space(&w.key.0).expect("resolved lockspaces exist");
+        // Our earlier lease on this disk must be off storage first: the
+        // engine would call it ours already, and the pending release (or a
+        // late write of the failed one) would then free it under the new
+        // holder.
+        if let Err(e) = self.settle(&w.key) {
+            log::warn!("lease refused: {g} disk {} ({}) {}: its previous release on storage is still pending: {e}", w.key.1, w.path, w.mode);
+            return Err(err(Code::Unavailable, format!("cannot lock {} for {g}: this host's previous lease on disk {} is still being released on storage ({e}); retry later", w.path, w.key.1)));
+        }
+        let t0 = Instant::now();
+        let acquired = space.ls().acquire(&ar);
+        self.metrics.acquired(&space.name, t0.elapsed());
+        acquired.map_err(|e| {
+            let e = engine_error(&w.path, g, e);
+            log::warn!("lease refused: {g} disk {} ({}) {}: {}", w.key.1, w.path, w.mode, e.message);
+            e
+        })
     }
 
     fn log_refused(&self, g: &Guest, w: &Wanted, e: &Busy) {
