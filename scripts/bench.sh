@@ -32,13 +32,15 @@ for load in "" --load; do
     target/release/hl-bench-daemon --dir "${BENCH_DIR:-target/bench}" --sanlock $load ${DAEMON_ARGS:-}
     echo
 done
-# How the boot storm grows with guests and disks per guest (sanlock beside
-# ours up to 4000 leases: its leases take 1 MiB each on disk).
+# How the boot storm grows with guests and disks per guest. sanlock beside
+# ours up to 500 guests and 4000 leases: its leases take 1 MiB each on
+# disk, and with 2000 guests registered at once its storm never completed
+# here (30 minutes; its client table holds fewer).
 echo "boot storm against guests x disks per guest (highlander | sanlock):"
 for guests in 100 500 2000; do
     for disks in 1 8; do
         with_sanlock=""
-        if [ $((guests * disks)) -le 4000 ]; then with_sanlock=--sanlock; fi
+        if [ "$guests" -le 500 ] && [ $((guests * disks)) -le 4000 ]; then with_sanlock=--sanlock; fi
         target/release/hl-bench-daemon --dir "${BENCH_DIR:-target/bench}" --guests "$guests" --disks "$disks" $with_sanlock \
             | grep -E '^boot storm: (per guest .*p99|[0-9]+ guests)'
     done
