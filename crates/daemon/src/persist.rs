@@ -83,13 +83,11 @@ impl Store {
             return;
         }
         let covers = self.changes.load(Ordering::SeqCst);
-        // Copied under the table lock, serialised after it: in a boot storm
-        // the table is large, and every request waits for that lock.
-        let saved = {
+        let json = {
             let t = table.lock();
-            Saved { format: FORMAT, host_id, guests: t.guests.values().cloned().collect(), disks: t.disks.values().cloned().collect(), pending: t.pending.values().cloned().collect() }
+            let saved = Saved { format: FORMAT, host_id, guests: t.guests.values().cloned().collect(), disks: t.disks.values().cloned().collect(), pending: t.pending.values().cloned().collect() };
+            serde_json::to_vec(&saved).expect("the table serialises")
         };
-        let json = serde_json::to_vec(&saved).expect("the table serialises");
         match std::fs::write(&self.tmp, json).and_then(|()| std::fs::rename(&self.tmp, &self.file)) {
             Ok(()) => *on_disk = covers,
             Err(e) => log::error!("{}: cannot save guests: {e}; a daemon restart now would lose track of them", self.file.display()),
