@@ -221,3 +221,32 @@ fn bad_input_and_a_daemon_that_is_down() {
     assert!(stderr(&o).contains("highlanderd is not running") && stderr(&o).contains("the guest keeps running"), "{}", stderr(&o));
     assert!(run_hook(&hook, "vm1", "release", "end", &xml).status.success());
 }
+
+#[test]
+fn status_shows_which_running_guests_network_disks_are_leased() {
+    let (dir, a, _b) = two_daemons("status");
+    prepare(&a, "vm1", &format!("{}{NBD}", rbd("")));
+    let g1 = GuestProc::spawn();
+    let _h1 = a.register(g1.pid(), "vm1", Action::Default);
+    a.acquire(g1.pid(), &[], None).unwrap();
+    // libvirt's live files: vm1 as declared, plus a hot-plugged iscsi disk;
+    // vm9 started before the hook was installed.
+    let run = dir.join("run-libvirt-qemu");
+    std::fs::create_dir_all(&run).unwrap();
+    let live = |name: &str, disks: &str| format!("<domstatus state='running' pid='1'>{}</domstatus>", domain(name, disks));
+    std::fs::write(run.join("vm1.xml"), live("vm1", &format!("{}{NBD}{ISCSI}", rbd("")))).unwrap();
+    std::fs::write(run.join("vm9.xml"), live("vm9", NBD)).unwrap();
+    let out = Command::new(bin("highlander")).args(["status", "--socket"]).arg(&a.socket).arg("--libvirt-run-dir").arg(&run).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |what: &str| text.lines().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no line with {what:?} in:\n{text}")).to_owned();
+    assert!(line("vda rbd://mon2:6789/pool/web").contains(&format!("leased exclusive ({RBD_ID})")), "{text}");
+    assert!(line("vdb nbd://nbd.example:10809/exp").contains("leased exclusive"), "{text}");
+    assert!(line("vdc iscsi://10.0.0.9/").contains("NOT LEASED: not declared (hot-plugged"), "{text}");
+    assert!(line("guest \"vm9\"").contains("NOT LEASED: not declared"), "{text}");
+    // Paused: declared, not held.
+    a.release_all(g1.pid());
+    let out = Command::new(bin("highlander")).args(["status", "--socket"]).arg(&a.socket).arg("--libvirt-run-dir").arg(&run).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.contains("vda rbd://") && l.contains("declared, NOT HELD now")), "{text}");
+}
