@@ -175,6 +175,16 @@ fn release_undeclares_only_what_this_host_holds_nothing_for() {
     assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
     assert!(a.status().declared.is_empty());
     assert!(a.acquire(g1.pid(), &[], None).unwrap().leases.is_empty(), "undeclared: nothing more to lease");
+    // libvirt's `release` right after the guest's process died: dropped,
+    // whether or not the daemon has noticed the exit yet.
+    prepare(&a, "vm2", NBD);
+    let g2 = GuestProc::spawn();
+    let _h2 = a.register(g2.pid(), "vm2", Action::Default);
+    assert_eq!(a.acquire(g2.pid(), &[], None).unwrap().leases.len(), 1);
+    drop(g2);
+    let o = run_hook(&hook, "vm2", "release", "end", &domain("vm2", NBD));
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
+    assert!(a.status().declared.is_empty() && a.status().leases.is_empty());
     // Ops that are not ours: nothing done, success.
     for (op, sub) in [("start", "begin"), ("started", "begin"), ("stopped", "end"), ("release", "begin")] {
         assert!(run_hook(&hook, "vm1", op, sub, "not even XML").status.success(), "{op} {sub}");

@@ -9,7 +9,8 @@
 # image is refused naming the holder (same host, other host); a guest on the
 # FUSE path of that file is refused too; suspend/resume keeps one holder; a
 # failed start leaves nothing held or declared; a libvirtd restart
-# (reconnect hook) keeps the guest and its lease; destroy frees it. Needs root.
+# (reconnect hook) keeps the guest and its lease; save/restore and live
+# migration there and back hand it over; destroy frees it. Needs root.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export HL_BIN=${HL_BIN:?directory with highlanderd, highlander, libhighlander.so, highlander-hook}
@@ -123,6 +124,29 @@ hl_libvirtd_restart hosta
 [ "$(hl_qemu_pid hosta net1)" = "$pid" ] || fail "net1's QEMU changed across the libvirtd restart"
 [ "$(holders hosta "$id")" = net1 ] || fail "net1 lost $id across the libvirtd restart"
 [ "$(declared hosta)" = net1 ] || fail "net1's declaration is gone after the reconnect"
+
+step "save/restore (restore hook): nothing held while saved, the restored guest holds it"
+hl_virsh hosta save net1 "$HL_STATE/net1.save" >/dev/null
+hl_wait 50 test -z "$(holders hosta "$id")" || fail "saved net1 still holds $id"
+hl_virsh hosta restore "$HL_STATE/net1.save" >/dev/null || fail "virsh restore net1 failed"
+[ "$(hl_domstate net1)" = running ] || fail "net1 did not restore"
+[ "$(holders hosta "$id")" = net1 ] || fail "restored net1 does not hold $id: '$(holders hosta "$id")'"
+
+step "live migration hosta -> hostb and back (migrate hook): the lease moves with the guest"
+who_field() { hl_cli "$1" who "$2" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['$3'])"; }
+before=$(who_field hosta "$(vms_a)/net.raw" lver)
+hl_migrate net1 hosta hostb || fail "virsh migrate --live net1 hosta -> hostb failed"
+[ "$(hl_domstate net1 hostb)" = running ] || fail "net1 is not running on hostb after migration"
+[ "$(holders hostb "$id")" = net1 ] || fail "net1 does not hold $id on hostb"
+[ "$(who_field hostb "$(vms_b)/net.raw" owner_name)" = hostb ] || fail "the lease did not move to hostb"
+after=$(who_field hostb "$(vms_b)/net.raw" lver)
+[ "$after" -gt "$before" ] || fail "lease version did not advance on hand-over ($before -> $after)"
+hl_wait 50 test -z "$(declared hosta)" || fail "hosta keeps net1's declaration after it migrated away"
+if hl_virsh hosta create "$HL_STATE/net2.xml" >/dev/null 2>&1; then fail "hosta started net2 on the image after net1 migrated to hostb"; fi
+hl_migrate net1 hostb hosta || fail "virsh migrate --live net1 hostb -> hosta failed"
+[ "$(holders hosta "$id")" = net1 ] || fail "net1 does not hold $id back on hosta"
+[ "$(who_field hosta "$(vms_a)/net.raw" owner_name)" = hosta ] || fail "the lease did not move back to hosta"
+echo "   lease version $before on hosta, $after on hostb, $(who_field hosta "$(vms_a)/net.raw" lver) back on hosta"
 
 step "destroy frees the lease and the declaration; the other host may start then"
 hl_virsh hosta destroy net1 >/dev/null

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::guest::{self, Guest};
 use crate::leases::Wanted;
 use crate::table::Table;
 use crate::Daemon;
@@ -100,14 +101,20 @@ impl Daemon {
         Ok(view)
     }
 
-    /// Drops the domain's declaration unless a guest of that UUID on this
-    /// host still holds leases (libvirt's `release` hook can run before
-    /// this daemon has seen the guest's process exit, or for a failed
-    /// incoming migration of a guest running here).
+    /// Drops the domain's declaration unless a live guest of that UUID on
+    /// this host still holds leases (e.g. libvirt's `release` for a failed
+    /// incoming migration of a guest that runs here).
     pub fn undeclare(&self, req: Undeclare) -> Result<UndeclareResult, WireError> {
         let uuid = uuid_of(&req.uuid)?;
+        let holders = |table: &Table| -> Vec<Guest> { table.guests.values().filter(|g| g.uuid == uuid && table.held_by(g.pid).next().is_some()).cloned().collect() };
+        // libvirt runs `release` once the guest's process is gone, maybe
+        // before the watcher has seen it exit: settle that first.
+        let settled = holders(&self.table.lock());
+        for g in settled.iter().filter(|g| guest::track(g.pid, Some(g.start_time)).is_none()) {
+            self.guest_exited(g.pid, g.start_time);
+        }
         let mut table = self.table.lock();
-        let holding: Vec<String> = table.guests.values().filter(|g| g.uuid == uuid && table.held_by(g.pid).next().is_some()).map(ToString::to_string).collect();
+        let holding: Vec<String> = holders(&table).iter().map(ToString::to_string).collect();
         if !holding.is_empty() {
             let why = format!("{} still hold(s) leases on this host", holding.join(", "));
             log::info!("kept the declaration of domain uuid {}: {why}", req.uuid);
