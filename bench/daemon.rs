@@ -2,7 +2,10 @@
 //! with `--sanlock`, the same scenarios against a private sanlock daemon on
 //! the same storage, side by side.
 //!
-//!   hl-bench-daemon [--guests N] [--io-timeout SECONDS] [--dir DIR] [--sanlock]
+//!   hl-bench-daemon [--guests N] [--io-timeout SECONDS] [--dir DIR] [--sanlock] [--load]
+//!
+//! --load: every figure taken with a busy process on every core (testkit's
+//! CpuLoad, started before the first scenario and ended after the last).
 //!
 //! - acquire+release round trip of one disk (p50/p99)
 //! - boot storm: N guests (default 500) × 2 disks registered and acquired
@@ -37,10 +40,11 @@ struct Args {
     io_timeout: f64,
     dir: PathBuf,
     sanlock: bool,
+    load: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { guests: 500, io_timeout: 10.0, dir: PathBuf::from("target/bench"), sanlock: false };
+    let mut a = Args { guests: 500, io_timeout: 10.0, dir: PathBuf::from("target/bench"), sanlock: false, load: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -49,7 +53,8 @@ fn args() -> Args {
             "--io-timeout" => a.io_timeout = value().parse().expect("--io-timeout SECONDS"),
             "--dir" => a.dir = value().into(),
             "--sanlock" => a.sanlock = true,
-            other => panic!("unknown argument {other}; usage: hl-bench-daemon [--guests N] [--io-timeout SECONDS] [--dir DIR] [--sanlock]"),
+            "--load" => a.load = true,
+            other => panic!("unknown argument {other}; usage: hl-bench-daemon [--guests N] [--io-timeout SECONDS] [--dir DIR] [--sanlock] [--load]"),
         }
     }
     a
@@ -88,6 +93,8 @@ const STORM_CLIENTS: usize = 32;
 struct Figures {
     /// Sorted, as are the other samples.
     round_trip: Vec<Duration>,
+    /// The same in-process, through the engine alone (ours; empty for sanlock).
+    engine_round_trip: Vec<Duration>,
     storm: Duration,
     storm_per_guest: Vec<Duration>,
     rss_kib: u64,
@@ -95,10 +102,65 @@ struct Figures {
     lease_bytes: u64,
 }
 
+/// The engine's own acquire+release, in a process of its own at the
+/// daemon's scheduling priority (`realtime = yes`: every thread, the I/O
+/// pool's included, SCHED_RR), on a lockspace of its own: this binary re-run
+/// as `--engine-alone LOCKSPACE`, one round trip per line on stdin, its
+/// duration in nanoseconds per line on stdout.
+struct EngineAlone {
+    child: std::process::Child,
+    answers: BufReader<std::process::ChildStdout>,
+}
+
+const ENGINE_FLAG: &str = "--engine-alone";
+
+impl EngineAlone {
+    fn start(dir: &Path, io_timeout: f64) -> EngineAlone {
+        let path = dir.join("engine-alone.lockspace");
+        init_lockspace(&path, (io_timeout * 1000.0) as u64, 16);
+        let mut child = Command::new(std::env::current_exe().unwrap()).arg(ENGINE_FLAG).arg(&path).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start the engine-alone process");
+        let answers = BufReader::new(child.stdout.take().unwrap());
+        EngineAlone { child, answers }
+    }
+
+    fn round_trip(&mut self) -> Duration {
+        writeln!(self.child.stdin.as_mut().unwrap()).unwrap();
+        let mut line = String::new();
+        self.answers.read_line(&mut line).unwrap();
+        Duration::from_nanos(line.trim().parse().expect("the engine-alone process answers"))
+    }
+}
+
+impl Drop for EngineAlone {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The `--engine-alone` process: round trips until stdin closes.
+fn engine_alone(path: &Path) {
+    if let Err(e) = daemon::priority::raise() {
+        eprintln!("engine alone: cannot run at SCHED_RR ({e}); its figures are at normal priority");
+    }
+    let ls = engine::Lockspace::join(engine::JoinOptions::new(path, 1, "engine-alone")).expect("join");
+    let req = engine::AcquireRequest { identity: "file:/bench/engine-alone".into(), mode: Mode::Exclusive, holder: engine::Holder { uuid: [7; 16], name: "bench-vm".into() }, expect_lver: None };
+    // The first acquire names the slot; what is measured is the steady state.
+    ls.release(&ls.acquire(&req).expect("acquire")).expect("release");
+    let mut out = std::io::stdout().lock();
+    for _ in std::io::stdin().lines() {
+        let t = Instant::now();
+        ls.release(&ls.acquire(&req).expect("acquire")).expect("release");
+        writeln!(out, "{}", t.elapsed().as_nanos()).unwrap();
+        out.flush().unwrap();
+    }
+    ls.leave().expect("leave");
+}
+
 fn measure_ours(a: &Args, dir: &Path) -> Figures {
     let ls = dir.join("bench.lockspace");
     init_lockspace(&ls, (a.io_timeout * 1000.0) as u64, (a.guests as u32 * 2 + 16).next_power_of_two());
-    let host = Host::start(dir, &ls, 1, "log_level = warn");
+    let host = Host::start_as_deployed(dir, &ls, 1, "log_level = warn");
     let daemon_pid = host.pid();
     println!("highlanderd pid {daemon_pid}, io_timeout {} s, lockspace {}", a.io_timeout, ls.display());
 
@@ -109,14 +171,20 @@ fn measure_ours(a: &Args, dir: &Path) -> Figures {
     std::fs::write(&disk, b"x").unwrap();
     let mut c = host.client();
     let res = vec![Resource::path(disk.display().to_string(), Mode::Exclusive)];
-    let mut rt = Vec::new();
+    // The engine alone on a lockspace of its own, a round trip taken just
+    // before each of the daemon's so that both meet the same noise.
+    let mut engine = EngineAlone::start(dir, a.io_timeout);
+    let (mut rt, mut engine_rt) = (Vec::new(), Vec::new());
     for _ in 0..300 {
+        engine_rt.push(engine.round_trip());
         let t = Instant::now();
         let _: LeasesResult = c.call(&Request::Acquire(proto::protocol::Acquire { pid: g.pid(), resources: res.clone(), state: None, action: None })).unwrap();
         let _: LeasesResult = c.call(&Request::Release(proto::protocol::Release { pid: g.pid(), resources: None })).unwrap();
         rt.push(t.elapsed());
     }
+    drop(engine);
     let round_trip = summary("acquire+release round trip", rt);
+    let engine_round_trip = summary("engine alone: acquire+release", engine_rt);
 
     // Boot storm.
     let guests: Vec<GuestProc> = (0..a.guests).map(|_| GuestProc::spawn()).collect();
@@ -191,7 +259,7 @@ fn measure_ours(a: &Args, dir: &Path) -> Figures {
     summary("guest exit -> leases released (2 disks)", exits);
     drop(handles);
     drop(guests);
-    Figures { round_trip, storm, storm_per_guest, rss_kib: rss, lease_bytes: std::fs::metadata(&ls).unwrap().len() }
+    Figures { round_trip, engine_round_trip, storm, storm_per_guest, rss_kib: rss, lease_bytes: std::fs::metadata(&ls).unwrap().len() }
 }
 
 // -------------------------------------------------------------- sanlock ---
@@ -347,7 +415,7 @@ fn measure_sanlock(dir: &Path, guests: usize, io_timeout: u64) -> Option<Theirs>
     drop(daemon);
     // 2N MiB is not worth keeping around.
     let _ = std::fs::remove_file(&leases);
-    Some(Theirs { io_timeout, add_lockspace, init_leases, cli_round_trip, f: Figures { round_trip, storm, storm_per_guest, rss_kib: rss, lease_bytes } })
+    Some(Theirs { io_timeout, add_lockspace, init_leases, cli_round_trip, f: Figures { round_trip, engine_round_trip: Vec::new(), storm, storm_per_guest, rss_kib: rss, lease_bytes } })
 }
 
 // --------------------------------------------------------------- report ---
@@ -361,12 +429,22 @@ fn report(guests: usize, ours: &Figures, theirs: Option<&Theirs>) {
     for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
         dur(&format!("acquire+release round trip {name}"), pct(&ours.round_trip, p), t.map(|t| pct(&t.round_trip, p)));
     }
+    let (rt50, rt99, engine50) = (pct(&ours.round_trip, 0.5), pct(&ours.round_trip, 0.99), pct(&ours.engine_round_trip, 0.5));
+    sanlock::row("  engine alone, same run, p50", ms(engine50), None, None);
+    let added = rt50.saturating_sub(engine50);
+    sanlock::row("  daemon's cost over the engine, p50 (target <= 0.30 ms)", format!("{} {}", ms(added), verdict(added <= Duration::from_micros(300))), None, None);
+    let spread = rt99.as_secs_f64() / rt50.as_secs_f64();
+    sanlock::row("  round trip p99 / p50 (target <= 2)", format!("{spread:.2} {}", verdict(spread <= 2.0)), None, None);
     if let Some(t) = theirs {
         sanlock::row("  (via `sanlock client` CLI, 2 process starts) p50", String::new(), Some(ms(pct(&t.cli_round_trip, 0.5))), None);
     }
     dur(&format!("boot storm: {guests} guests x 2 disks, all held"), ours.storm, t.map(|t| t.storm));
     for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
         dur(&format!("boot storm: per guest (register + 2 disks) {name}"), pct(&ours.storm_per_guest, p), t.map(|t| pct(&t.storm_per_guest, p)));
+    }
+    if let Some(t) = t {
+        let share = pct(&ours.storm_per_guest, 0.99).as_secs_f64() / pct(&t.storm_per_guest, 0.99).as_secs_f64();
+        sanlock::row("  storm per-guest p99, ours / sanlock's (target <= 0.5)", format!("{share:.2} {}", verdict(share <= 0.5)), None, None);
     }
     let kib = |k: u64| format!("{k} KiB");
     sanlock::row(&format!("daemon RSS holding {} leases", 2 * guests), kib(ours.rss_kib), t.map(|t| kib(t.rss_kib)), ratio(ours.rss_kib as f64, t.map(|t| t.rss_kib as f64)));
@@ -379,9 +457,20 @@ fn report(guests: usize, ours: &Figures, theirs: Option<&Theirs>) {
     }
 }
 
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "(met)"
+    } else {
+        "(MISSED)"
+    }
+}
+
 fn main() {
     if std::env::args().nth(1).as_deref() == Some(GUEST_FLAG) {
         return sanlock_guest();
+    }
+    if std::env::args().nth(1).as_deref() == Some(ENGINE_FLAG) {
+        return engine_alone(Path::new(&std::env::args().nth(2).expect("--engine-alone LOCKSPACE")));
     }
     let a = args();
     let dir = a.dir.join("daemon");
@@ -389,8 +478,15 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     // Absolute: each daemon resolves paths from its own working directory.
     let dir = dir.canonicalize().unwrap();
+    let load = a.load.then(|| testkit::cpu_load::CpuLoad::start().expect("start the CPU load"));
+    match &load {
+        Some(l) => println!("hl-bench-daemon: LOADED: {} busy processes, one per core, throughout", l.processes()),
+        None => println!("hl-bench-daemon: quiet (no load of our own; --load adds a busy process per core)"),
+    }
     let ours = measure_ours(&a, &dir);
     // sanlock's io_timeout is whole seconds.
     let theirs = if a.sanlock { measure_sanlock(&dir, a.guests, (a.io_timeout.round() as u64).max(1)) } else { None };
+    drop(load);
+    let _ = std::fs::remove_dir_all(deployed_state_root());
     report(a.guests, &ours, theirs.as_ref());
 }

@@ -1,6 +1,8 @@
 //! Lease-engine figures, side by side with sanlock when it is installed:
 //! join after a clean leave, uncontended acquire/release latency and I/O,
-//! renewal I/O, and bytes on disk per resource lease.
+//! renewal I/O, and bytes on disk per resource lease. Acquire and release
+//! are also measured with a busy process on every core (sanlock's side of
+//! that is in hl-bench-daemon --load, through its library, not its CLI).
 //!
 //! Usage: hl-bench-engine [--dir DIR] [--iterations N] [--sanlock-io-timeout SECS] [--no-sanlock]
 //! DIR (default target/bench) must be on the local disk to measure; it gets
@@ -72,6 +74,9 @@ struct Ours {
     join: Duration,
     acquire: Samples,
     release: Samples,
+    /// The same, with a busy process on every core.
+    acquire_loaded: Samples,
+    release_loaded: Samples,
     /// Median (reads, writes) per call.
     acquire_io: (u64, u64),
     release_io: (u64, u64),
@@ -120,6 +125,19 @@ fn measure_ours(dir: &Path, iterations: usize) -> Ours {
         rel_r.push(r2 - r1);
         rel_w.push(w2 - w1);
     }
+    // The same loop with every core busy (the load a boot storm meets).
+    let (mut acq_loaded, mut rel_loaded) = (vec![], vec![]);
+    {
+        let _load = testkit::cpu_load::CpuLoad::start().expect("start the CPU load");
+        for _ in 0..iterations {
+            let t = Instant::now();
+            let lease = ls.acquire(&req).expect("acquire");
+            acq_loaded.push(t.elapsed());
+            let t = Instant::now();
+            ls.release(&lease).expect("release");
+            rel_loaded.push(t.elapsed());
+        }
+    }
     ls.leave().expect("leave");
 
     // Renewal I/O: an idle host on a fast-ticking lockspace, over many intervals.
@@ -139,6 +157,8 @@ fn measure_ours(dir: &Path, iterations: usize) -> Ours {
         join,
         acquire: Samples::new(acq),
         release: Samples::new(rel),
+        acquire_loaded: Samples::new(acq_loaded),
+        release_loaded: Samples::new(rel_loaded),
         acquire_io: (median(acq_r), median(acq_w)),
         release_io: (median(rel_r), median(rel_w)),
         renewal_reads: (r1 - r0) as f64 / intervals,
@@ -211,6 +231,10 @@ fn main() {
     for (name, p) in [("p50", 50), ("p99", 99)] {
         sanlock::row(&format!("uncontended acquire {name}"), ms(o.acquire.pct(p)), t.as_ref().map(|t| ms(t.acquire.pct(p))), ratio(o.acquire.pct(p), t.as_ref().map(|t| t.acquire.pct(p))));
         sanlock::row(&format!("release {name}"), ms(o.release.pct(p)), t.as_ref().map(|t| ms(t.release.pct(p))), ratio(o.release.pct(p), t.as_ref().map(|t| t.release.pct(p))));
+    }
+    for (name, p) in [("p50", 50), ("p99", 99)] {
+        sanlock::row(&format!("uncontended acquire {name}, LOADED (busy process per core)"), ms(o.acquire_loaded.pct(p)), None, None);
+        sanlock::row(&format!("release {name}, LOADED"), ms(o.release_loaded.pct(p)), None, None);
     }
     if let Some(t) = &t {
         sanlock::row("  (sanlock CLI round trip `client status` p50)", String::new(), Some(ms(t.cli_round_trip.pct(50))), None);

@@ -4,7 +4,8 @@
 # - hl-bench-engine: join time, acquire and release latency, I/Os per
 #   operation, renewal I/O, bytes per lease;
 # - hl-bench-daemon --sanlock: round trip through each daemon, boot storm of
-#   500 guests x 2 disks, daemon RSS holding the leases, bytes on disk.
+#   500 guests x 2 disks, daemon RSS holding the leases, bytes on disk;
+#   quiet and again with --load (a busy process per core).
 # Installs sanlock on Debian when missing (needs root). Extra arguments go to
 # hl-bench-engine, e.g. --iterations 500, --sanlock-io-timeout 2, --no-sanlock;
 # DAEMON_ARGS to hl-bench-daemon, e.g. DAEMON_ARGS="--guests 100".
@@ -23,9 +24,13 @@ fi
 cargo build --release --workspace --bins
 target/release/hl-bench-engine --dir "${BENCH_DIR:-target/bench}" "$@"
 echo
-# shellcheck disable=SC2086 # DAEMON_ARGS is a list of arguments
-target/release/hl-bench-daemon --dir "${BENCH_DIR:-target/bench}" --sanlock ${DAEMON_ARGS:-}
-echo
+# Quiet, then with a busy process on every core (the tails a boot storm
+# on a busy host meets).
+for load in "" --load; do
+    # shellcheck disable=SC2086 # DAEMON_ARGS is a list of arguments
+    target/release/hl-bench-daemon --dir "${BENCH_DIR:-target/bench}" --sanlock $load ${DAEMON_ARGS:-}
+    echo
+done
 # virsh start+destroy and libvirtd start-up with highlander, nop and libvirt's
 # sanlock plugin (bench/libvirt.sh; BENCH_ROUNDS etc. there). Needs the plugin.
 if [ ! -e /usr/lib/x86_64-linux-gnu/libvirt/lock-driver/sanlock.so ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

@@ -862,9 +862,11 @@ fn a_daemon_back_after_the_grace_window_fences_before_joining_afresh() {
 fn pause_and_restart_run_the_fence_helper_and_a_guest_still_holding_leases_is_killed() {
     let io = Duration::from_millis(400);
     let (dir, ls) = fresh_lockspace("helper", io.as_millis() as u64, 64);
-    // The helper records its argv and does nothing else.
+    // The helper records its argv and its scheduling policy (field 41 of
+    // its stat; the daemon runs SCHED_RR, the helper must not).
     let calls = dir.join("helper.calls");
-    let helper = fence_helper(&dir, &format!("echo \"$*\" >> {}", calls.display()));
+    let policies = dir.join("helper.policies");
+    let helper = fence_helper(&dir, &format!("echo \"$*\" >> {}; cut -d' ' -f41 /proc/$$/stat >> {}", calls.display(), policies.display()));
     let a = Host::start(&dir, &ls, 1, &format!("fence_helper = {} {{action}} {{uri}} {{uuid}} {{name}} {{pid}}", helper.display()));
     let (dp, dr) = (disk(&dir, "p.img"), disk(&dir, "r.img"));
     let (mut gp, mut gr) = (GuestProc::spawn(), GuestProc::spawn());
@@ -902,6 +904,8 @@ fn pause_and_restart_run_the_fence_helper_and_a_guest_still_holding_leases_is_ki
     assert!(restarted < died && died < valid_until_bound, "vm-r killed {:?} after its lease expired", died.since(valid_until_bound));
     // The paused guest released its leases in time and is left alone.
     assert!(gp.0.try_wait().unwrap().is_none());
+    let policies = std::fs::read_to_string(&policies).unwrap();
+    assert!(policies.lines().count() >= 2 && policies.lines().all(|p| p == "0"), "the fence helper runs SCHED_OTHER: {policies}");
     let log = a.log_text();
     assert!(log.contains("fenced: guest \"vm-r\"") && log.contains("after the fence helper ran; killed it"), "{log}");
     assert!(!log.contains(&format!("guest \"vm-p\" (uuid {}, pid {}) still held leases", uuid_for("vm-p"), gp.pid())), "{log}");
@@ -1075,4 +1079,37 @@ fn a_daemon_whose_slot_is_overwritten_fences_at_once_and_says_why() {
     let log = a.log_text();
     assert!(log.contains("another writer uses host id 1") && log.contains("\"intruder\""), "{log}");
     assert!(log.contains("fenced: guest \"web1\""), "{log}");
+}
+
+/// Scheduling policies of every thread of a process (field 41 of
+/// /proc/PID/task/TID/stat: 0 SCHED_OTHER, 2 SCHED_RR).
+fn thread_policies(pid: u32) -> Vec<u32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        // A thread may end between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else { continue };
+        // Fields after the parenthesised command name start at field 3.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        policies.push(after.split(' ').nth(41 - 3).unwrap().parse().unwrap());
+    }
+    policies
+}
+
+/// `realtime = yes` (the default) runs every daemon thread at SCHED_RR, the
+/// sentinel too (it finishes the fencing if the daemon dies); `realtime =
+/// no` leaves the daemon alone. (The fence helper runs at normal priority:
+/// pause_and_restart_run_the_fence_helper… checks it.)
+#[test]
+fn realtime_scheduling_covers_every_daemon_thread_and_the_sentinel() {
+    let (dir, ls) = fresh_lockspace("realtime", 100, 8);
+    let mut rt = Host::start(&dir, &ls, 1, "");
+    let policies = thread_policies(rt.pid());
+    assert!(policies.len() > 1, "the daemon runs several threads: {policies:?}");
+    assert!(policies.iter().all(|&p| p == 2), "every thread SCHED_RR: {policies:?}");
+    assert!(thread_policies(rt.sentinel_pid()).iter().all(|&p| p == 2), "the sentinel runs SCHED_RR");
+    rt.terminate();
+    let mut normal = Host::start(&dir, &ls, 2, "realtime = no\n");
+    let policies = thread_policies(normal.pid());
+    assert!(policies.iter().all(|&p| p == 0), "realtime = no: every thread SCHED_OTHER: {policies:?}");
+    normal.terminate();
 }

@@ -35,6 +35,8 @@ pub struct Config {
     pub io_timeout: Option<Duration>,
     /// Create a missing lockspace file (named after the file stem).
     pub auto_create: bool,
+    /// Run the daemon's threads at the lowest real-time priority (priority.rs).
+    pub realtime: bool,
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     /// Group (besides root) allowed to connect: (name, gid).
@@ -80,6 +82,7 @@ const KEYS: &[&str] = &[
     "lockspace",
     "io_timeout",
     "auto_create",
+    "realtime",
     "socket",
     "state_dir",
     "host_id_file",
@@ -119,6 +122,7 @@ impl Config {
             lockspaces: Vec::new(),
             io_timeout: None,
             auto_create: false,
+            realtime: true,
             socket: PathBuf::from("/run/highlander/highlanderd.sock"),
             state_dir: PathBuf::from("/run/highlander"),
             group: None,
@@ -180,6 +184,7 @@ impl Config {
                     cfg.io_timeout = Some(d);
                 }
                 "auto_create" => cfg.auto_create = boolean(value).map_err(bad)?,
+                "realtime" => cfg.realtime = boolean(value).map_err(bad)?,
                 "socket" => cfg.socket = absolute(value).map_err(bad)?,
                 "state_dir" => cfg.state_dir = absolute(value).map_err(bad)?,
                 "host_id_file" => cfg.host_id_file = absolute(value).map_err(bad)?,
@@ -315,13 +320,14 @@ mod tests {
         assert_eq!(c.group, None);
         assert_eq!(c.io_timeout, None);
         assert!(!c.auto_create);
+        assert!(c.realtime);
         assert_eq!(c.self_fence, SelfFence::Reboot);
     }
 
     #[test]
     fn every_key() {
         let c = parse(
-            "# comment\n\n host_id=7 \nhost_name = \"node7\"\nlockspace = /a\nlockspace = /b\nio_timeout = 0.5\nauto_create = yes\n\
+            "# comment\n\n host_id=7 \nhost_name = \"node7\"\nlockspace = /a\nlockspace = /b\nio_timeout = 0.5\nauto_create = yes\nrealtime = no\n\
              socket = /tmp/s.sock\nstate_dir = /tmp/st\ngroup = libvirt\nwatchdog = /dev/watchdog\non_lockfailure = pause\n\
              fence_helper = /usr/local/bin/fence {action} {uri} {uuid}\nlog_level = debug\nmax_connections = 16\n",
         )
@@ -330,6 +336,7 @@ mod tests {
         assert_eq!(c.lockspaces.len(), 2);
         assert_eq!(c.io_timeout, Some(Duration::from_millis(500)));
         assert!(c.auto_create);
+        assert!(!c.realtime);
         assert_eq!(c.group, Some(("libvirt".into(), 115)));
         assert_eq!(c.watchdog, Some(PathBuf::from("/dev/watchdog")));
         assert_eq!(c.on_lockfailure, Action::Pause);

@@ -35,6 +35,7 @@ pub mod leases;
 pub mod log_limit;
 pub mod notify;
 pub mod persist;
+pub mod priority;
 pub mod retry;
 pub mod sentinel;
 pub mod server;
@@ -122,7 +123,8 @@ pub struct Daemon {
 }
 
 /// `HIGHLANDER_TEST_FAULT_FILE=/path`: while that file contains `fail`,
-/// every lockspace I/O fails. For tests only; checked on every I/O.
+/// every lockspace I/O fails (unset or empty: no hook). For tests only;
+/// checked on every I/O.
 struct FaultFile(PathBuf);
 
 impl FaultHook for FaultFile {
@@ -135,7 +137,7 @@ impl FaultHook for FaultFile {
 }
 
 fn test_fault_hook() -> Option<Arc<dyn FaultHook>> {
-    let file = std::env::var_os("HIGHLANDER_TEST_FAULT_FILE")?;
+    let file = std::env::var_os("HIGHLANDER_TEST_FAULT_FILE").filter(|f| !f.is_empty())?;
     log::warn!("HIGHLANDER_TEST_FAULT_FILE is set: lockspace I/O fails while {} contains `fail` (tests only)", PathBuf::from(&file).display());
     Some(Arc::new(FaultFile(file.into())))
 }

@@ -24,10 +24,10 @@ fn block_signals() -> libc::sigset_t {
 }
 
 fn main() -> ExitCode {
-    // One malloc arena: every sector I/O runs on a short-lived thread, and
-    // glibc would give each core's worth of them an arena of its own (19 MB
-    // RSS holding 1000 leases, against 8 MB with one). The daemon allocates
-    // little; contention is not a concern.
+    // One malloc arena: sector I/O runs on a pool of threads that grows with
+    // the I/O in flight, and glibc would give each core's worth of them an
+    // arena of its own (19 MB RSS holding 1000 leases, against 8 MB with
+    // one). The daemon allocates little; contention is not a concern.
     // SAFETY: mallopt only tunes the allocator; called before any thread starts.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let cli = Cli::parse();
@@ -72,6 +72,11 @@ fn main() -> ExitCode {
         };
     }
     env_logger::Builder::new().filter_level(cfg.log_level).parse_env("RUST_LOG").format_timestamp_millis().init();
+    if cfg.realtime {
+        if let Err(e) = daemon::priority::raise() {
+            log::warn!("realtime = yes: cannot switch to SCHED_RR ({e}); running at normal priority, so lease operations slow down when the host's CPUs are busy. Grant CAP_SYS_NICE, or set realtime = no in {} to silence this", cfg.source.display());
+        }
+    }
     let signals = block_signals();
     let daemon = match Daemon::start(cfg) {
         Ok(d) => {

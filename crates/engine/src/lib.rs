@@ -28,6 +28,7 @@ pub mod error;
 pub mod format;
 pub mod host_claim;
 pub mod init;
+mod io_pool;
 pub mod lease_info;
 pub mod lockspace;
 pub mod paxos_lease;

@@ -1,8 +1,8 @@
 //! Sector I/O on the shared lockspace: O_DIRECT, durable, deadline-bounded.
 //!
-//! Every read and write goes through here. Each I/O runs on its own thread
-//! so the caller can stop waiting at the deadline: a hung I/O counts as
-//! failed. The thread keeps the buffer until the kernel gives it back (a
+//! Every read and write goes through here. Each I/O runs on a pool thread
+//! (io_pool.rs) so the caller can stop waiting at the deadline: a hung I/O
+//! counts as failed. The thread keeps the buffer until the kernel gives it back (a
 //! timed-out I/O may still complete later), and while a timed-out *write*
 //! is outstanding, further writes to the same sectors are refused, so a late
 //! write can never land on top of a newer one (see docs/SAFETY.md, "What we
@@ -239,7 +239,7 @@ impl Storage {
         self.write(sector, &data)
     }
 
-    /// Runs `io` on a thread; waits at most the deadline for it.
+    /// Runs `io` on a pool thread; waits at most the deadline for it.
     fn submit(
         &self,
         op: IoOp,
@@ -262,19 +262,17 @@ impl Storage {
         let (tx, rx) = crossbeam_channel::bounded(0);
         let inner = self.inner.clone();
         let range = (sector, sector + count);
-        std::thread::Builder::new()
-            .name("hl-io".into())
-            .spawn(move || {
-                if let Fault::Delay(d) = fault {
-                    std::thread::sleep(d);
-                }
-                let result = io(&mut buf, offset).map(|()| buf);
-                if tx.send(result).is_err() && op == IoOp::Write {
-                    // The caller timed out; the write has now landed or failed.
-                    inner.forget_outstanding(range);
-                }
-            })
-            .map_err(|source| Error::Io { path: self.inner.path.clone(), op, sector, count, source })?;
+        crate::io_pool::run(move || {
+            if let Fault::Delay(d) = fault {
+                std::thread::sleep(d);
+            }
+            let result = io(&mut buf, offset).map(|()| buf);
+            if tx.send(result).is_err() && op == IoOp::Write {
+                // The caller timed out; the write has now landed or failed.
+                inner.forget_outstanding(range);
+            }
+        })
+        .map_err(|source| Error::Io { path: self.inner.path.clone(), op, sector, count, source })?;
         match rx.recv_timeout(self.inner.deadline) {
             Ok(Ok(buf)) => Ok(buf),
             Ok(Err(source)) => Err(Error::Io { path: self.inner.path.clone(), op, sector, count, source }),

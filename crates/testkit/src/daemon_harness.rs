@@ -72,6 +72,7 @@ pub struct Host {
     pub log: PathBuf,
     /// Extra environment for the daemon process.
     pub env: Vec<(String, String)>,
+    state: PathBuf,
     child: Option<Child>,
 }
 
@@ -80,6 +81,19 @@ impl Host {
     pub fn start(base: &Path, lockspace: &Path, id: u32, extra: &str) -> Host {
         let mut h = Host::configure(base, &format!("host{id}"), lockspace, &format!("host_id = {id}\nhost_name = host-{id}\n{extra}"));
         h.id = id;
+        h.spawn();
+        h
+    }
+
+    /// `start` as a deployment runs it, for the benchmarks: the state dir on
+    /// tmpfs (/dev/shm here; /run/highlander in a deployment), and without
+    /// the test fault hook, which reads the `fault` file before every I/O.
+    pub fn start_as_deployed(base: &Path, lockspace: &Path, id: u32, extra: &str) -> Host {
+        let name = format!("host{id}");
+        let state = deployed_state_root().join(&name);
+        let mut h = Host::configure_with_state(base, &name, lockspace, &format!("host_id = {id}\nhost_name = host-{id}\n{extra}"), &state);
+        h.id = id;
+        h.env.push(("HIGHLANDER_TEST_FAULT_FILE".into(), String::new()));
         h.spawn();
         h
     }
@@ -93,12 +107,16 @@ impl Host {
     }
 
     fn configure(base: &Path, name: &str, lockspace: &Path, lines: &str) -> Host {
+        Host::configure_with_state(base, name, lockspace, lines, &base.join(name).join("state"))
+    }
+
+    fn configure_with_state(base: &Path, name: &str, lockspace: &Path, lines: &str, state_dir: &Path) -> Host {
         let dir = base.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("highlanderd.conf");
         let socket = dir.join("hl.sock");
-        std::fs::write(&conf, format!("{lines}\nlockspace = {}\nsocket = {}\nstate_dir = {}\n", lockspace.display(), socket.display(), dir.join("state").display())).unwrap();
-        Host { id: 0, fault: dir.join("fault"), log: dir.join("highlanderd.log"), dir, conf, socket, env: Vec::new(), child: None }
+        std::fs::write(&conf, format!("{lines}\nlockspace = {}\nsocket = {}\nstate_dir = {}\n", lockspace.display(), socket.display(), state_dir.display())).unwrap();
+        Host { id: 0, fault: dir.join("fault"), log: dir.join("highlanderd.log"), dir, conf, socket, env: Vec::new(), state: state_dir.to_owned(), child: None }
     }
 
     /// (Re)starts the daemon and waits until it answers.
@@ -191,7 +209,7 @@ impl Host {
 
     /// The daemon's state dir (saved table, host lease resume state).
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.join("state")
+        self.state.clone()
     }
 
     pub fn log_text(&self) -> String {
@@ -232,6 +250,12 @@ impl Drop for Host {
             let _ = c.wait();
         }
     }
+}
+
+/// Where `Host::start_as_deployed` keeps this process's hosts' state; the
+/// caller removes it when done.
+pub fn deployed_state_root() -> PathBuf {
+    Path::new("/dev/shm").join(format!("hl-bench-{}", std::process::id()))
 }
 
 pub fn register(pid: u32, name: &str, action: Action) -> Register {

@@ -75,7 +75,7 @@ pub fn apply(cfg: &Config, g: &mut Guest, pidfd: Option<&Pidfd>, lockspace: &str
 /// within `limit` if given (a helper past it is left running).
 pub fn run_helpers(commands: &[Vec<String>], who: &str, limit: Option<Duration>) -> bool {
     commands.iter().all(|argv| {
-        let run = Command::new(&argv[0]).args(&argv[1..]).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn();
+        let run = crate::priority::normal_priority(Command::new(&argv[0]).args(&argv[1..]).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped())).spawn();
         let outcome = run.map_err(|e| format!("cannot run it: {e}")).and_then(|child| {
             let (tx, rx) = crossbeam_channel::bounded(1);
             std::thread::Builder::new().spawn(move || tx.send(child.wait_with_output())).map_err(|e| format!("cannot start a thread to wait for it: {e}"))?;
