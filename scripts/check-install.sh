@@ -68,13 +68,18 @@ done < <(installed_files "$d")
 
 "$d/usr/sbin/highlander" --version | grep -q '^highlander ' || fail "installed highlander does not run"
 "$d/usr/sbin/highlanderd" --version | grep -q '^highlanderd ' || fail "installed highlanderd does not run"
-# The hook reads the qemu-highlander.conf beside its hooks directory (the
-# template, which must parse), refuses a start on bad XML, never a reconnect.
+# The hook stays out of the way of a libvirt that does not use highlander;
+# with lock_manager = "highlander" in the qemu.conf beside its hooks
+# directory it reads the qemu-highlander.conf there (the template, which
+# must parse), refuses a start on bad XML, never a reconnect.
 hook=$d/etc/libvirt/hooks/qemu.d/highlander
+echo '<domain>' | "$hook" vm1 prepare begin - || fail "installed hook failed a start with no lock_manager = \"highlander\""
+echo 'lock_manager = "highlander"' > "$d/etc/libvirt/qemu.conf"
 out=$(echo '<domain>' | "$hook" vm1 prepare begin - 2>&1) && fail "installed hook accepted malformed XML at prepare"
 grep -q 'not well-formed' <<<"$out" || fail "installed hook's prepare error: $out"
 echo '<domain>' | "$hook" vm1 reconnect begin - 2>/dev/null || fail "installed hook failed a reconnect"
 echo '<domain>' | "$hook" vm1 started begin - || fail "installed hook failed an op it does not handle"
+rm "$d/etc/libvirt/qemu.conf"
 # --check also reads the lockspaces the file names: point the template's at one.
 "$d/usr/sbin/highlander" lockspace init "$stage/template.lockspace" --name default --max-hosts 4 --resources 4 >/dev/null || fail "installed highlander cannot format a lockspace"
 sed "s|^lockspace = .*|lockspace = $stage/template.lockspace|" "$d/etc/highlander/highlanderd.conf" >"$stage/template.conf"

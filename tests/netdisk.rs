@@ -38,6 +38,7 @@ fn hook_for(h: &Host) -> PathBuf {
         std::fs::create_dir_all(&dir).unwrap();
         std::os::unix::fs::symlink(bin("highlander-hook"), &hook).unwrap();
         std::fs::write(confdir.join("qemu-highlander.conf"), format!("socket = \"{}\"\n", h.socket.display())).unwrap();
+        std::fs::write(confdir.join("qemu.conf"), "lock_manager = \"highlander\"\n").unwrap();
     }
     hook
 }
@@ -185,6 +186,11 @@ fn release_undeclares_only_what_this_host_holds_nothing_for() {
     let o = run_hook(&hook, "vm2", "release", "end", &domain("vm2", NBD));
     assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
     assert!(a.status().declared.is_empty() && a.status().leases.is_empty());
+    // A libvirt that does not use highlander: the hook stays out of the way.
+    std::fs::write(a.dir.join("libvirt/qemu.conf"), "lock_manager = \"sanlock\"\n").unwrap();
+    let o = run_hook(&hook, "vm1", "prepare", "begin", "<not-xml");
+    assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
+    std::fs::write(a.dir.join("libvirt/qemu.conf"), "lock_manager = \"highlander\"\n").unwrap();
     // Ops that are not ours: nothing done, success.
     for (op, sub) in [("start", "begin"), ("started", "begin"), ("stopped", "end"), ("release", "begin")] {
         assert!(run_hook(&hook, "vm1", op, sub, "not even XML").status.success(), "{op} {sub}");

@@ -30,8 +30,9 @@ Usage (by libvirtd): highlander NAME OP SUBOP EXTRA, with the domain XML on stdi
   release end
       forget the declaration, unless this host still holds leases for it.
 
-It reads the plugin's configuration (socket, lockspace) from
-qemu-highlander.conf next to the hooks directory (/etc/libvirt/qemu-highlander.conf).
+It does nothing unless qemu.conf beside the hooks directory
+(/etc/libvirt/qemu.conf) sets lock_manager = \"highlander\", and reads the
+plugin's configuration (socket, lockspace) from qemu-highlander.conf there.
 Disks of other protocols get no lease and are reported.
 
 Hole: a network disk hot-plugged with `virsh attach-device` runs no hook
@@ -67,6 +68,18 @@ fn config_file(argv0: &Path) -> PathBuf {
         Some(confdir) => confdir.join("qemu-highlander.conf"),
         None => PathBuf::from(DEFAULT_PATH),
     }
+}
+
+/// Whether libvirt's qemu.conf beside `plugin_conf` enables highlander
+/// (`lock_manager = "highlander"`): an installed package must not stop
+/// guests from starting on a host that does not use it.
+fn enabled(plugin_conf: &Path) -> bool {
+    let qemu_conf = plugin_conf.with_file_name("qemu.conf");
+    let text = std::fs::read_to_string(qemu_conf).unwrap_or_default();
+    text.lines().any(|l| {
+        let l = l.split('#').next().unwrap_or_default();
+        l.split_once('=').is_some_and(|(k, v)| k.trim() == "lock_manager" && matches!(v.trim(), "\"highlander\"" | "'highlander'"))
+    })
 }
 
 fn declare(config: &Config, domain: &str, xml: &str) -> Result<DeclaredView, String> {
@@ -121,6 +134,9 @@ fn run(args: &[String]) -> ExitCode {
         return fail(format!("cannot read the domain XML on stdin: {e}"));
     }
     let file = config_file(Path::new(&args[0]));
+    if !enabled(&file) {
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::load(Some(&file)) {
         Ok(c) => c,
         Err(f) => return fail(f.message),
@@ -167,5 +183,23 @@ mod tests {
         assert_eq!(config_file(Path::new("/home/u/.config/libvirt/hooks/qemu.d/hl")), Path::new("/home/u/.config/libvirt/qemu-highlander.conf"));
         assert_eq!(config_file(Path::new("/usr/bin/highlander-hook")), Path::new(DEFAULT_PATH));
         assert_eq!(config_file(Path::new("highlander-hook")), Path::new(DEFAULT_PATH));
+    }
+
+    #[test]
+    fn only_a_libvirt_that_uses_highlander_is_served() {
+        let dir = std::env::temp_dir().join(format!("hl-hook-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("qemu-highlander.conf");
+        assert!(!enabled(&conf), "no qemu.conf");
+        for (text, on) in [
+            ("lock_manager = \"highlander\"\n", true),
+            ("user = \"root\"\n  lock_manager='highlander'  # ours\n", true),
+            ("#lock_manager = \"highlander\"\n", false),
+            ("lock_manager = \"sanlock\"\n", false),
+        ] {
+            std::fs::write(dir.join("qemu.conf"), text).unwrap();
+            assert_eq!(enabled(&conf), on, "{text:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
