@@ -9,8 +9,8 @@
 # image is refused naming the holder (same host, other host); a guest on the
 # FUSE path of that file is refused too; suspend/resume keeps one holder; a
 # failed start leaves nothing held or declared; a libvirtd restart
-# (reconnect hook) keeps the guest and its lease; save/restore and live
-# migration there and back hand it over; destroy frees it. Needs root.
+# (reconnect hook) keeps the guest and its lease; save/restore, managedsave
+# and live migration there and back hand it over; destroy frees it. Needs root.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export HL_BIN=${HL_BIN:?directory with highlanderd, highlander, libhighlander.so, highlander-hook}
@@ -131,6 +131,14 @@ hl_wait 50 test -z "$(holders hosta "$id")" || fail "saved net1 still holds $id"
 hl_virsh hosta restore "$HL_STATE/net1.save" >/dev/null || fail "virsh restore net1 failed"
 [ "$(hl_domstate net1)" = running ] || fail "net1 did not restore"
 [ "$(holders hosta "$id")" = net1 ] || fail "restored net1 does not hold $id: '$(holders hosta "$id")'"
+
+step "managedsave, then start from it (prepare hook): one holder again"
+hl_virsh hosta define "$HL_STATE/net1.xml" >/dev/null || fail "virsh define net1 failed"
+hl_virsh hosta managedsave net1 >/dev/null || fail "virsh managedsave net1 failed"
+hl_wait 50 test -z "$(holders hosta "$id")" || fail "managed-saved net1 still holds $id"
+hl_virsh hosta start net1 >/dev/null || fail "virsh start net1 from its managed save failed"
+[ "$(holders hosta "$id")" = net1 ] || fail "net1 started from its managed save does not hold $id: '$(holders hosta "$id")'"
+hl_virsh hosta undefine net1 >/dev/null || fail "virsh undefine net1 failed"
 
 step "live migration hosta -> hostb and back (migrate hook): the lease moves with the guest"
 who_field() { hl_cli "$1" who "$2" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['$3'])"; }
