@@ -10,7 +10,8 @@
 # FUSE path of that file is refused too; suspend/resume keeps one holder; a
 # failed start leaves nothing held or declared; a libvirtd restart
 # (reconnect hook) keeps the guest and its lease; save/restore, managedsave
-# and live migration there and back hand it over; destroy frees it. Needs root.
+# and live migration there and back hand it over; destroy frees it. Then an
+# NBD export (qemu-nbd on loopback): a second guest on it is refused. Needs root.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export HL_BIN=${HL_BIN:?directory with highlanderd, highlander, libhighlander.so, highlander-hook}
@@ -43,9 +44,17 @@ net_xml() {
         -e "s|<source file='\([^']*\)'/>|<source protocol='gluster' name='\1'><host name='$SERVER' port='24007'/></source>|"
 }
 
+# nbd_xml NAME: a guest whose one disk is the NBD export `exp` on loopback.
+NBD_PORT=$((20000 + $$ % 10000))
+nbd_xml() {
+    hl_guest_xml "$1" exp file | sed -e "s|<disk type='file' device='disk'>|<disk type='network' device='disk'>|" \
+        -e "s|<source file='exp'/>|<source protocol='nbd' name='exp'><host name='127.0.0.1' port='$NBD_PORT'/></source>|"
+}
+
 rm -rf "$HL_STATE"; mkdir -p "$HL_STATE/shared"
 cleanup() {
     local h d
+    [ -s "$HL_STATE/qemu-nbd.pid" ] && hl_kill "$(cat "$HL_STATE/qemu-nbd.pid")" qemu-nbd
     for h in hosta hostb; do
         [ -s "$(hl_root "$h")/anchor.pid" ] || continue
         for d in $(hl_virsh "$h" list --name 2>/dev/null); do hl_virsh "$h" destroy "$d" >/dev/null 2>&1 || true; done
@@ -162,4 +171,15 @@ hl_wait 50 test -z "$(holders hosta "$id")" || fail "net1's lease outlived its g
 hl_wait 50 test -z "$(declared hosta)" || fail "net1's declaration outlived its guest: $(declared hosta)"
 out=$(hl_virsh hostb create "$HL_STATE/net2.xml" 2>&1) || fail "hostb could not start net2 once net1 was gone: $out"
 [ "$(hl_cli hostb who "$(vms_b)/net.raw" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['guest'])")" = net2 ] || fail "net2 does not hold the image on hostb"
+step "nbd: a second guest on one NBD export is refused on the other host, naming the holder"
+truncate -s 16M "$HL_STATE/nbd.raw"
+qemu-nbd --fork --persistent --shared=4 --format=raw --bind=127.0.0.1 --port="$NBD_PORT" --export-name=exp --pid-file="$HL_STATE/qemu-nbd.pid" "$HL_STATE/nbd.raw" \
+    || fail "qemu-nbd did not start on 127.0.0.1:$NBD_PORT"
+nbd_xml nbd1 > "$HL_STATE/nbd1.xml"
+nbd_xml nbd2 > "$HL_STATE/nbd2.xml"
+out=$(hl_virsh hosta create "$HL_STATE/nbd1.xml" 2>&1) || fail "virsh create nbd1 (nbd://127.0.0.1:$NBD_PORT/exp) failed: $out"
+[ "$(holders hosta "nbd:127.0.0.1:$NBD_PORT/exp")" = nbd1 ] || fail "nbd1 does not hold nbd:127.0.0.1:$NBD_PORT/exp: $(hl_cli hosta status)"
+if out=$(hl_virsh hostb create "$HL_STATE/nbd2.xml" 2>&1); then fail "hostb started nbd2 on the NBD export nbd1 holds on hosta"; fi
+echo "   virsh said: ${out//$'\n'/ }"
+[[ $out == *"held exclusively by guest \"nbd1\""*"on host 1 \"hosta\""* ]] || fail "the refusal does not name nbd1 on hosta: $out"
 echo "E2E PASSED"
