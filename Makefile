@@ -51,7 +51,7 @@ PLUGIN := $(RELEASE)/libhighlander.so
 HOOK   := $(RELEASE)/highlander-hook
 DOCS   := README.md $(sort $(wildcard docs/*.md))
 EXAMPLES := examples/highlanderd.conf examples/qemu-highlander.conf examples/qemu.conf.snippet \
-            examples/highlanderd.service
+            examples/highlanderd.service examples/icinga2-highlander.conf examples/nagios-highlander.cfg
 
 .PHONY: all build install uninstall deb check clean
 all: build

@@ -2,13 +2,13 @@
 //! with `--sanlock`, the same scenarios against a private sanlock daemon on
 //! the same storage, side by side.
 //!
-//!   hl-bench-daemon [--guests N] [--io-timeout SECONDS] [--dir DIR] [--sanlock] [--load]
+//!   hl-bench-daemon [--guests N] [--disks N] [--io-timeout SECONDS] [--dir DIR] [--sanlock] [--load]
 //!
 //! --load: every figure taken with a busy process on every core (testkit's
 //! CpuLoad, started before the first scenario and ended after the last).
 //!
 //! - acquire+release round trip of one disk (p50/p99)
-//! - boot storm: N guests (default 500) × 2 disks registered and acquired
+//! - boot storm: N guests (default 500) × D disks (default 2) registered and acquired
 //!   concurrently, the way libvirt's child does it (register with resources)
 //! - daemon RSS holding 2N leases; daemon CPU while idle
 //! - guest exit → leases released latency
@@ -37,6 +37,7 @@ use engine::Mode;
 
 struct Args {
     guests: usize,
+    disks: usize,
     io_timeout: f64,
     dir: PathBuf,
     sanlock: bool,
@@ -44,17 +45,18 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { guests: 500, io_timeout: 10.0, dir: PathBuf::from("target/bench"), sanlock: false, load: false };
+    let mut a = Args { guests: 500, disks: 2, io_timeout: 10.0, dir: PathBuf::from("target/bench"), sanlock: false, load: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--guests" => a.guests = value().parse().expect("--guests N"),
+            "--disks" => a.disks = value().parse().ok().filter(|&d| d > 0).expect("--disks N (1 or more)"),
             "--io-timeout" => a.io_timeout = value().parse().expect("--io-timeout SECONDS"),
             "--dir" => a.dir = value().into(),
             "--sanlock" => a.sanlock = true,
             "--load" => a.load = true,
-            other => panic!("unknown argument {other}; usage: hl-bench-daemon [--guests N] [--io-timeout SECONDS] [--dir DIR] [--sanlock] [--load]"),
+            other => panic!("unknown argument {other}; usage: hl-bench-daemon [--guests N] [--disks N] [--io-timeout SECONDS] [--dir DIR] [--sanlock] [--load]"),
         }
     }
     a
@@ -159,7 +161,7 @@ fn engine_alone(path: &Path) {
 
 fn measure_ours(a: &Args, dir: &Path) -> Figures {
     let ls = dir.join("bench.lockspace");
-    init_lockspace(&ls, (a.io_timeout * 1000.0) as u64, (a.guests as u32 * 2 + 16).next_power_of_two());
+    init_lockspace(&ls, (a.io_timeout * 1000.0) as u64, (a.guests as u32 * a.disks as u32 + 16).next_power_of_two());
     let host = Host::start_as_deployed(dir, &ls, 1, "log_level = warn");
     let daemon_pid = host.pid();
     println!("highlanderd pid {daemon_pid}, io_timeout {} s, lockspace {}", a.io_timeout, ls.display());
@@ -189,7 +191,8 @@ fn measure_ours(a: &Args, dir: &Path) -> Figures {
     // Boot storm.
     let guests: Vec<GuestProc> = (0..a.guests).map(|_| GuestProc::spawn()).collect();
     let pids: Arc<Vec<u32>> = Arc::new(guests.iter().map(GuestProc::pid).collect());
-    for i in 0..a.guests * 2 {
+    let disks = a.disks;
+    for i in 0..a.guests * disks {
         std::fs::write(dir.join(format!("vm{i}.img")), b"x").unwrap();
     }
     let next = Arc::new(AtomicUsize::new(0));
@@ -206,12 +209,12 @@ fn measure_ours(a: &Args, dir: &Path) -> Figures {
                         return (lat, handles);
                     }
                     let mut reg = register(pids[i], &format!("vm{i}"), Action::Default);
-                    reg.resources = (0..2).map(|k| Resource::path(dir.join(format!("vm{}.img", 2 * i + k)).display().to_string(), Mode::Exclusive)).collect();
+                    reg.resources = (0..disks).map(|k| Resource::path(dir.join(format!("vm{}.img", disks * i + k)).display().to_string(), Mode::Exclusive)).collect();
                     let t = Instant::now();
                     let mut c = proto::client::Client::connect(&socket).unwrap();
                     let r: LeasesResult = c.call(&Request::Register(reg)).unwrap();
                     lat.push(t.elapsed());
-                    assert_eq!(r.leases.len(), 2);
+                    assert_eq!(r.leases.len(), disks);
                     handles.push(c); // the guest's restricted handle stays open, as in QEMU
                 }
             })
@@ -225,10 +228,10 @@ fn measure_ours(a: &Args, dir: &Path) -> Figures {
         handles.extend(h);
     }
     let storm = start.elapsed();
-    println!("boot storm: {} guests x 2 disks in {:.2} s ({:.0} leases/s)", a.guests, storm.as_secs_f64(), (a.guests * 2) as f64 / storm.as_secs_f64());
-    let storm_per_guest = summary("boot storm per guest (register+2 acquires)", lat);
+    println!("boot storm: {} guests x {disks} disks in {:.2} s ({:.0} leases/s)", a.guests, storm.as_secs_f64(), (a.guests * disks) as f64 / storm.as_secs_f64());
+    let storm_per_guest = summary(&format!("boot storm per guest (register+{disks} acquires)"), lat);
     let rss = rss_kib(daemon_pid);
-    println!("daemon RSS holding {} leases: {rss} KiB", a.guests * 2);
+    println!("daemon RSS holding {} leases: {rss} KiB", a.guests * disks);
 
     // Idle CPU.
     let ticks = 100.0; // sysconf(_SC_CLK_TCK) on Linux
@@ -236,7 +239,7 @@ fn measure_ours(a: &Args, dir: &Path) -> Figures {
     let idle = Duration::from_secs(5);
     std::thread::sleep(idle);
     let (u1, s1) = proc_stat(daemon_pid);
-    println!("daemon CPU while idle with {} leases: {:.2} %", a.guests * 2, ((u1 - u0) + (s1 - s0)) as f64 / ticks / idle.as_secs_f64() * 100.0);
+    println!("daemon CPU while idle with {} leases: {:.2} %", a.guests * disks, ((u1 - u0) + (s1 - s0)) as f64 / ticks / idle.as_secs_f64() * 100.0);
 
     // Guest exit → release.
     let mut exits = Vec::new();
@@ -256,7 +259,7 @@ fn measure_ours(a: &Args, dir: &Path) -> Figures {
         }
         exits.push(t.elapsed());
     }
-    summary("guest exit -> leases released (2 disks)", exits);
+    summary(&format!("guest exit -> leases released ({disks} disks)"), exits);
     drop(handles);
     drop(guests);
     Figures { round_trip, engine_round_trip, storm, storm_per_guest, rss_kib: rss, lease_bytes: std::fs::metadata(&ls).unwrap().len() }
@@ -301,7 +304,7 @@ struct Theirs {
     f: Figures,
 }
 
-fn measure_sanlock(dir: &Path, guests: usize, io_timeout: u64) -> Option<Theirs> {
+fn measure_sanlock(dir: &Path, guests: usize, disks: usize, io_timeout: u64) -> Option<Theirs> {
     if !sanlock::installed() {
         println!("sanlock: not installed (scripts/bench.sh installs it); skipping the comparison");
         return None;
@@ -311,15 +314,15 @@ fn measure_sanlock(dir: &Path, guests: usize, io_timeout: u64) -> Option<Theirs>
         path.display().to_string()
     };
     let ls = mib(&dir.join("sanlock.lockspace"), 1);
-    let leases = mib(&dir.join("sanlock.leases"), 2 * guests as u64);
+    let leases = mib(&dir.join("sanlock.leases"), (disks * guests) as u64);
     let rt = format!("bench:rt:{}:0", mib(&dir.join("sanlock-rt.lease"), 1));
-    // Disk k of guest i: the resource at (2i+k) MiB, one align size apart.
+    // Disk k of guest i: the resource at (disks·i+k) MiB, one align size apart.
     let disk = |n: usize| format!("bench:vm{n}:{leases}:{}", n as u64 * sanlock::LEASE_BYTES);
 
     let daemon = sanlock::Daemon::start(dir)?;
     println!("\nsanlock daemon pid {}, io_timeout {io_timeout} s, leases in {leases}", daemon.pid());
     daemon.timed(&["init", "-s", &format!("bench:0:{ls}:0"), "-o", &io_timeout.to_string()]);
-    let specs: Vec<String> = (0..2 * guests).map(disk).chain([rt.clone()]).collect();
+    let specs: Vec<String> = (0..disks * guests).map(disk).chain([rt.clone()]).collect();
     let next = AtomicUsize::new(0);
     let t = Instant::now();
     // Four at a time: each init is one CLI process and one 1 MiB O_DIRECT write.
@@ -364,7 +367,7 @@ fn measure_sanlock(dir: &Path, guests: usize, io_timeout: u64) -> Option<Theirs>
         .map(|i| {
             let child = Command::new(&exe)
                 .arg(GUEST_FLAG)
-                .args([disk(2 * i), disk(2 * i + 1)])
+                .args((0..disks).map(|k| disk(disks * i + k)))
                 .env("SANLOCK_RUN_DIR", &daemon.run_dir)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -403,9 +406,9 @@ fn measure_sanlock(dir: &Path, guests: usize, io_timeout: u64) -> Option<Theirs>
     });
     let storm = start.elapsed();
     let held = daemon.held();
-    assert_eq!(held, 2 * guests, "sanlock client status should list every storm lease");
-    println!("sanlock boot storm: {guests} guests x 2 disks in {:.2} s ({:.0} leases/s), {held} leases in `sanlock client status`", storm.as_secs_f64(), (2 * guests) as f64 / storm.as_secs_f64());
-    let storm_per_guest = summary("sanlock boot storm per guest (register+2 acquires+restrict)", lat);
+    assert_eq!(held, disks * guests, "sanlock client status should list every storm lease");
+    println!("sanlock boot storm: {guests} guests x {disks} disks in {:.2} s ({:.0} leases/s), {held} leases in `sanlock client status`", storm.as_secs_f64(), (disks * guests) as f64 / storm.as_secs_f64());
+    let storm_per_guest = summary(&format!("sanlock boot storm per guest (register+{disks} acquires+restrict)"), lat);
     let rss = rss_kib(daemon.pid());
     println!("sanlock daemon RSS holding {held} leases: {rss} KiB");
     let lease_bytes = [&ls, &leases].iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
@@ -420,7 +423,7 @@ fn measure_sanlock(dir: &Path, guests: usize, io_timeout: u64) -> Option<Theirs>
 
 // --------------------------------------------------------------- report ---
 
-fn report(guests: usize, ours: &Figures, theirs: Option<&Theirs>) {
+fn report(guests: usize, disks: usize, ours: &Figures, theirs: Option<&Theirs>) {
     let t = theirs.map(|t| &t.f);
     let ratio = |o: f64, t: Option<f64>| t.map(|t| t / o);
     let dur = |what: &str, o: Duration, t: Option<Duration>| sanlock::row(what, ms(o), t.map(ms), ratio(o.as_secs_f64(), t.map(|t| t.as_secs_f64())));
@@ -438,22 +441,22 @@ fn report(guests: usize, ours: &Figures, theirs: Option<&Theirs>) {
     if let Some(t) = theirs {
         sanlock::row("  (via `sanlock client` CLI, 2 process starts) p50", String::new(), Some(ms(pct(&t.cli_round_trip, 0.5))), None);
     }
-    dur(&format!("boot storm: {guests} guests x 2 disks, all held"), ours.storm, t.map(|t| t.storm));
+    dur(&format!("boot storm: {guests} guests x {disks} disks, all held"), ours.storm, t.map(|t| t.storm));
     for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
-        dur(&format!("boot storm: per guest (register + 2 disks) {name}"), pct(&ours.storm_per_guest, p), t.map(|t| pct(&t.storm_per_guest, p)));
+        dur(&format!("boot storm: per guest (register + {disks} disks) {name}"), pct(&ours.storm_per_guest, p), t.map(|t| pct(&t.storm_per_guest, p)));
     }
     if let Some(t) = t {
         let share = pct(&ours.storm_per_guest, 0.99).as_secs_f64() / pct(&t.storm_per_guest, 0.99).as_secs_f64();
         sanlock::row("  storm per-guest p99, ours / sanlock's (target <= 0.5)", format!("{share:.2} {}", verdict(share <= 0.5)), None, None);
     }
     let kib = |k: u64| format!("{k} KiB");
-    sanlock::row(&format!("daemon RSS holding {} leases", 2 * guests), kib(ours.rss_kib), t.map(|t| kib(t.rss_kib)), ratio(ours.rss_kib as f64, t.map(|t| t.rss_kib as f64)));
+    sanlock::row(&format!("daemon RSS holding {} leases", disks * guests), kib(ours.rss_kib), t.map(|t| kib(t.rss_kib)), ratio(ours.rss_kib as f64, t.map(|t| t.rss_kib as f64)));
     let mib = |b: u64| format!("{:.2} MiB", b as f64 / (1 << 20) as f64);
-    sanlock::row(&format!("bytes on disk for {} leases (+ lockspace)", 2 * guests), mib(ours.lease_bytes), t.map(|t| mib(t.lease_bytes)), ratio(ours.lease_bytes as f64, t.map(|t| t.lease_bytes as f64)));
+    sanlock::row(&format!("bytes on disk for {} leases (+ lockspace)", disks * guests), mib(ours.lease_bytes), t.map(|t| mib(t.lease_bytes)), ratio(ours.lease_bytes as f64, t.map(|t| t.lease_bytes as f64)));
     if let Some(t) = theirs {
         let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
         sanlock::row(&format!("sanlock add_lockspace, io_timeout {} s (untimed setup)", t.io_timeout), String::new(), Some(secs(t.add_lockspace)), None);
-        sanlock::row(&format!("sanlock init -r of {} leases (untimed setup)", 2 * guests + 1), String::new(), Some(secs(t.init_leases)), None);
+        sanlock::row(&format!("sanlock init -r of {} leases (untimed setup)", disks * guests + 1), String::new(), Some(secs(t.init_leases)), None);
     }
 }
 
@@ -485,8 +488,8 @@ fn main() {
     }
     let ours = measure_ours(&a, &dir);
     // sanlock's io_timeout is whole seconds.
-    let theirs = if a.sanlock { measure_sanlock(&dir, a.guests, (a.io_timeout.round() as u64).max(1)) } else { None };
+    let theirs = if a.sanlock { measure_sanlock(&dir, a.guests, a.disks, (a.io_timeout.round() as u64).max(1)) } else { None };
     drop(load);
     let _ = std::fs::remove_dir_all(deployed_state_root());
-    report(a.guests, &ours, theirs.as_ref());
+    report(a.guests, a.disks, &ours, theirs.as_ref());
 }

@@ -1,6 +1,7 @@
 //! Lease-engine figures, side by side with sanlock when it is installed:
 //! join after a clean leave, uncontended acquire/release latency and I/O,
-//! renewal I/O, and bytes on disk per resource lease. Acquire and release
+//! renewal I/O, and bytes on disk per resource lease; how acquire latency,
+//! renewal I/O and bytes per lease grow with max_hosts (8..2000). Acquire and release
 //! are also measured with a busy process on every core (sanlock's side of
 //! that is in hl-bench-daemon --load, through its library, not its CLI).
 //!
@@ -169,6 +170,51 @@ fn measure_ours(dir: &Path, iterations: usize) -> Ours {
     }
 }
 
+/// How cost grows with max_hosts: acquire latency, renewal read and bytes on
+/// disk per lease, at one setting each (512-byte sectors).
+struct Scale {
+    max_hosts: u32,
+    acquire: Samples,
+    renewal_read_bytes: u64,
+    lease_bytes: u64,
+}
+
+const SCALE_HOSTS: [u32; 4] = [8, 64, 250, 2000];
+
+fn measure_scaling(dir: &Path, iterations: usize) -> Vec<Scale> {
+    SCALE_HOSTS
+        .iter()
+        .map(|&max_hosts| {
+            let path = fresh(dir, "highlander-scale.lockspace");
+            let mut opts = InitOptions::new("bench");
+            opts.max_hosts = max_hosts;
+            opts.resource_slots = 4;
+            opts.io_timeout = DEFAULT_IO_TIMEOUT;
+            let header = engine::init::init(&path, &opts).expect("init lockspace");
+            let ls = Lockspace::join(JoinOptions::new(&path, 1, "bench-host")).expect("join");
+            let req = AcquireRequest { identity: "file:/bench/scale".into(), mode: Mode::Exclusive, holder: Holder { uuid: [7; 16], name: "bench-vm".into() }, expect_lver: None };
+            ls.release(&ls.acquire(&req).expect("acquire")).expect("release");
+            let acquire = (0..iterations)
+                .map(|_| {
+                    let t = Instant::now();
+                    let lease = ls.acquire(&req).expect("acquire");
+                    let took = t.elapsed();
+                    ls.release(&lease).expect("release");
+                    took
+                })
+                .collect();
+            ls.leave().expect("leave");
+            let _ = std::fs::remove_file(&path);
+            Scale {
+                max_hosts,
+                acquire: Samples::new(acquire),
+                renewal_read_bytes: max_hosts as u64 * header.sector_size as u64,
+                lease_bytes: header.layout().sectors_per_resource() * header.sector_size as u64,
+            }
+        })
+        .collect()
+}
+
 // -------------------------------------------------------------- sanlock ---
 
 struct Theirs {
@@ -220,6 +266,7 @@ fn main() {
     std::fs::create_dir_all(&args.dir).expect("create --dir");
     println!("hl-bench-engine: lockspace files in {} ({} iterations, {MAX_HOSTS} hosts)", args.dir.display(), args.iterations);
     let o = measure_ours(&args.dir, args.iterations);
+    let scale = measure_scaling(&args.dir, (args.iterations / 2).max(10));
     let t = if args.sanlock { measure_sanlock(&args.dir, args.iterations.min(100), args.sanlock_io_timeout) } else { None };
     let secs = |d: Duration| format!("{:.3} s", d.as_secs_f64());
     let ratio = |ours: Duration, theirs: Option<Duration>| theirs.map(|t| t.as_secs_f64() / ours.as_secs_f64());
@@ -251,6 +298,13 @@ fn main() {
     let kib = |b: u64| format!("{:.1} KiB", b as f64 / 1024.0);
     sanlock::row(&format!("bytes per resource lease, {MAX_HOSTS} hosts, 512 B"), kib(o.lease_bytes_512), Some(kib(sanlock::LEASE_BYTES)), Some(sanlock::LEASE_BYTES as f64 / o.lease_bytes_512 as f64));
     sanlock::row(&format!("bytes per resource lease, {MAX_HOSTS} hosts, 4 KiB"), kib(o.lease_bytes_4k), Some(kib(sanlock::LEASE_BYTES_4K)), Some(sanlock::LEASE_BYTES_4K as f64 / o.lease_bytes_4k as f64));
+    println!("\nhow cost grows with max_hosts (512-byte sectors; sanlock's lockspace is always 2000 hosts: its figures are the same on every row)");
+    for sc in &scale {
+        let n = sc.max_hosts;
+        sanlock::row(&format!("max_hosts {n}: acquire p50 / p99"), format!("{} / {}", ms(sc.acquire.pct(50)), ms(sc.acquire.pct(99))), t.as_ref().map(|t| format!("{} / {}", ms(t.acquire.pct(50)), ms(t.acquire.pct(99)))), None);
+        sanlock::row(&format!("max_hosts {n}: renewal read per interval"), kib(sc.renewal_read_bytes), Some("1024.0 KiB".into()), Some(1024.0 * 1024.0 / sc.renewal_read_bytes as f64));
+        sanlock::row(&format!("max_hosts {n}: bytes on disk per lease"), kib(sc.lease_bytes), Some(kib(sanlock::LEASE_BYTES)), Some(sanlock::LEASE_BYTES as f64 / sc.lease_bytes as f64));
+    }
     if let Some(t) = &t {
         sanlock::row("sanlock client init -s (lockspace)", String::new(), Some(secs(t.init_lockspace)), None);
         sanlock::row("sanlock client init -r (resource)", String::new(), Some(secs(t.init_resource)), None);

@@ -6,8 +6,8 @@
 #   sanlock    - libvirt's sanlock plugin (auto_disk_leases) + a sanlock daemon
 #                (left out, and said so, where libvirt-sanlock is not installed).
 # Three isolated libvirt "hosts" (tests/libvirt/lib.sh), one per lock manager,
-# all up at once; the same guest XML (64 MiB, no OS, one raw block disk on a
-# loop device) is started and destroyed on each in turn, the order rotating
+# all up at once; the same guest XML (64 MiB, no OS, BENCH_DISKS raw block
+# disks on loop devices) is started and destroyed on each in turn, the order rotating
 # every round, so drift hits all three alike. A benchmark, not a test: it
 # prints figures and fails only when something does not work.
 #
@@ -17,18 +17,21 @@
 #   BENCH_ROUNDS    measured start+destroy per lock manager (default 20, at least 10)
 #   BENCH_WARMUP    unmeasured rounds first (default 2)
 #   BENCH_IO_TIMEOUT  highlander's lockspace io_timeout in s (default 10, sanlock's default)
+#   BENCH_DISKS     disks per guest, 1..8 (default 1): how the lock manager's
+#                   time at a start grows with disks
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 export HL_BIN=${HL_BIN:-$root/target/release}
 export HL_STATE=${HL_STATE:-$root/target/bench-libvirt}
 # Absolute: the paths go into libvirt's socket URI and the hosts' namespaces.
 HL_BIN=$(realpath -m "$HL_BIN") HL_STATE=$(realpath -m "$HL_STATE")
-rounds=${BENCH_ROUNDS:-20} warmup=${BENCH_WARMUP:-2} io_timeout=${BENCH_IO_TIMEOUT:-10}
+rounds=${BENCH_ROUNDS:-20} warmup=${BENCH_WARMUP:-2} io_timeout=${BENCH_IO_TIMEOUT:-10} disks=${BENCH_DISKS:-1}
 . "$root/tests/libvirt/lib.sh"
 
 die() { echo "bench/libvirt.sh: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "needs root (namespaces, loop devices, libvirtd)"
 [ "$rounds" -ge 10 ] || die "BENCH_ROUNDS=$rounds: at least 10 for a median"
+[ "$disks" -ge 1 ] && [ "$disks" -le 8 ] || die "BENCH_DISKS=$disks: 1..8"
 for f in highlanderd highlander libhighlander.so; do
     [ -e "$HL_BIN/$f" ] || die "$HL_BIN/$f missing: cargo build --release --workspace"
 done
@@ -52,12 +55,22 @@ cleanup() {
 trap cleanup EXIT
 
 "$HL_BIN/highlander" lockspace init "$HL_STATE/shared/lockspace" --name bench --max-hosts 4 --resources 32 --io-timeout "$io_timeout" >/dev/null
-truncate -s 16M "$HL_STATE/shared/disk.raw"
-dev=$(hl_loop "$HL_STATE/shared/disk.raw")
-hl_guest_xml bench "$dev" > "$HL_STATE/bench.xml"
+devs=()
+for ((k = 0; k < disks; k++)); do
+    truncate -s 16M "$HL_STATE/shared/disk$k.raw"
+    devs+=("$(hl_loop "$HL_STATE/shared/disk$k.raw")")
+done
+# The first disk from hl_guest_xml, the others copied from it as vdb, vdc, ...
+hl_guest_xml bench "${devs[0]}" | python3 -c '
+import re, sys
+xml, devs = sys.stdin.read(), sys.argv[1:]
+first = re.search(r"    <disk .*?</disk>\n", xml, re.S)[0]
+extra = "".join(first.replace(devs[0], d).replace("vda", "vd" + "bcdefgh"[i]) for i, d in enumerate(devs[1:]))
+sys.stdout.write(xml.replace(first, first + extra))' "${devs[@]}" > "$HL_STATE/bench.xml"
+[ "$(grep -c "<disk " "$HL_STATE/bench.xml")" -eq "$disks" ] || die "the guest XML should have $disks disks"
 
 echo "libvirt $(libvirtd --version | awk '{print $NF}'), $(qemu-system-x86_64 --version | head -1), $(nproc) CPUs;" \
-    "guest: 64 MiB, no OS, 1 raw block disk; highlander io_timeout ${io_timeout} s"
+    "guest: 64 MiB, no OS, $disks raw block disk(s); highlander io_timeout ${io_timeout} s"
 # Hosts come up one after another, so each start-up is timed alone.
 id=0
 for m in "${managers[@]}"; do

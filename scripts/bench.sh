@@ -5,7 +5,8 @@
 #   operation, renewal I/O, bytes per lease;
 # - hl-bench-daemon --sanlock: round trip through each daemon, boot storm of
 #   500 guests x 2 disks, daemon RSS holding the leases, bytes on disk;
-#   quiet and again with --load (a busy process per core).
+#   quiet and again with --load (a busy process per core); then the storm
+#   against guests (100, 500, 2000) and disks per guest (1, 8).
 # Installs sanlock on Debian when missing (needs root). Extra arguments go to
 # hl-bench-engine, e.g. --iterations 500, --sanlock-io-timeout 2, --no-sanlock;
 # DAEMON_ARGS to hl-bench-daemon, e.g. DAEMON_ARGS="--guests 100".
@@ -31,6 +32,18 @@ for load in "" --load; do
     target/release/hl-bench-daemon --dir "${BENCH_DIR:-target/bench}" --sanlock $load ${DAEMON_ARGS:-}
     echo
 done
+# How the boot storm grows with guests and disks per guest (sanlock beside
+# ours up to 4000 leases: its leases take 1 MiB each on disk).
+echo "boot storm against guests x disks per guest (highlander | sanlock):"
+for guests in 100 500 2000; do
+    for disks in 1 8; do
+        with_sanlock=""
+        if [ $((guests * disks)) -le 4000 ]; then with_sanlock=--sanlock; fi
+        target/release/hl-bench-daemon --dir "${BENCH_DIR:-target/bench}" --guests "$guests" --disks "$disks" $with_sanlock \
+            | grep -E '^boot storm: (per guest .*p99|[0-9]+ guests)'
+    done
+done
+echo
 # virsh start+destroy and libvirtd start-up with highlander, nop and libvirt's
 # sanlock plugin (bench/libvirt.sh; BENCH_ROUNDS etc. there). Needs the plugin.
 if [ ! -e /usr/lib/x86_64-linux-gnu/libvirt/lock-driver/sanlock.so ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
@@ -38,7 +51,10 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/libvirt/lock-driver/sanlock.so ] && [ "$(id 
 fi
 cargo build --release -p highlander-plugin
 # Absolute: the hosts resolve it inside their own mount namespaces.
-HL_BIN=$PWD/target/release HL_STATE="${BENCH_DIR:-target/bench}/libvirt" bash bench/libvirt.sh
-echo
+# With 1 and 8 disks per guest: the time inside the lock manager per start.
+for disks in 1 8; do
+    BENCH_DISKS=$disks HL_BIN=$PWD/target/release HL_STATE="${BENCH_DIR:-target/bench}/libvirt" bash bench/libvirt.sh
+    echo
+done
 # Failover and live migration across two hosts (bench/twohost.sh; ~6 min).
 HL_BIN=$PWD/target/release HL_STATE="${BENCH_DIR:-target/bench}/twohost" bash bench/twohost.sh

@@ -42,6 +42,8 @@ $p/share/doc/highlander/examples/highlanderd.conf
 $p/share/doc/highlander/examples/qemu-highlander.conf
 $p/share/doc/highlander/examples/qemu.conf.snippet
 $p/share/doc/highlander/examples/highlanderd.service
+$p/share/doc/highlander/examples/icinga2-highlander.conf
+$p/share/doc/highlander/examples/nagios-highlander.cfg
 $p/share/doc/highlander/examples/domains/block-disk.xml
 $p/share/doc/highlander/examples/domains/file-disk.xml
 $p/share/doc/highlander/examples/domains/lease.xml

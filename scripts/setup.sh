@@ -11,7 +11,10 @@
 # replicated-storage tests, corosync, pacemaker, resource-agents and crmsh
 # for the cluster-manager test, python3-fusepy and libfuse2 (the freezable
 # FUSE filesystem of tests/fencing.rs), g++ (libfuzzer-sys builds
-# libFuzzer) and cargo-fuzz for scripts/fuzz.sh. Idempotent; does nothing when everything is present.
+# libFuzzer) and cargo-fuzz for scripts/fuzz.sh, icinga2-bin, nagios4-core and
+# prometheus-node-exporter for the monitoring tests, which run them as their own
+# processes to load the examples and read `highlander metrics` (on a machine
+# with systemd, Debian also starts nagios4 and node_exporter as services). Idempotent; does nothing when everything is present.
 set -euo pipefail
 
 command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust (https://rustup.rs) first" >&2; exit 1; }
@@ -19,7 +22,7 @@ command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust (ht
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # qemu-block-extra: QEMU's gluster:// driver (block-gluster.so), for tests/libvirt/netdisk.sh.
-for pkg in gcc g++ libclang-dev libblkid-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-block-extra util-linux e2fsprogs xfsprogs fdisk lvm2 cryptsetup-bin python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock glusterfs-server glusterfs-client attr pacemaker corosync resource-agents crmsh python3-fusepy libfuse2; do
+for pkg in gcc g++ libclang-dev libblkid-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-block-extra util-linux e2fsprogs xfsprogs fdisk lvm2 cryptsetup-bin python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock glusterfs-server glusterfs-client attr pacemaker corosync resource-agents crmsh python3-fusepy libfuse2 icinga2-bin nagios4-core prometheus-node-exporter; do
     have "$pkg" || need+=("$pkg")
 done
 

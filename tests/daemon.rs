@@ -14,7 +14,7 @@ use harness::*;
 use engine::clock::Mono;
 use proto::client::ClientError;
 use engine::timing::Timeouts;
-use proto::protocol::{Acquire, Action, Code, Inquire, LeasesResult, Register, Release, Request, Resource, Status, WhoResult};
+use proto::protocol::{Acquire, Action, Code, Health, Inquire, LeasesResult, Register, Release, Request, Resource, Status, WhoResult};
 use engine::Mode;
 
 fn refused(r: Result<LeasesResult, ClientError>) -> proto::protocol::WireError {
@@ -103,7 +103,7 @@ fn register_acquire_inquire_release_status_who() {
 
     let st = a.status();
     assert_eq!((st.host_id, st.host_name.as_str()), (1, "host-1"));
-    assert_eq!(st.lockspaces[0].health, "healthy");
+    assert_eq!(st.lockspaces[0].health, Health::Healthy);
     assert_eq!(st.guests.len(), 2);
     let shared = st.leases.iter().find(|l| l.lease.mode == Mode::Shared).unwrap();
     assert_eq!(shared.holders.len(), 2);
@@ -296,13 +296,13 @@ fn renewal_failure_fences_the_guest_before_its_lease_expires() {
     assert!(taken > died);
     assert!(a.log_text().contains("fenced: guest \"victim\""), "{}", a.log_text());
     let st = a.status();
-    assert_ne!(st.lockspaces[0].health, "healthy");
+    assert_ne!(st.lockspaces[0].health, Health::Healthy);
     // Storage comes back: A rejoins with a new generation.
     std::fs::remove_file(&a.fault).unwrap();
     let generation = st.lockspaces[0].generation;
     wait_for("host 1 to rejoin", Duration::from_secs(10), || {
         let s = a.status();
-        (s.lockspaces[0].health == "healthy" && s.lockspaces[0].generation > generation).then_some(())
+        (s.lockspaces[0].health == Health::Healthy && s.lockspaces[0].generation > generation).then_some(())
     });
 }
 
@@ -676,7 +676,7 @@ fn group_members_may_read_but_only_root_changes_leases() {
         Request::Declare(proto::protocol::Declare { uuid: uuid_for("web1"), name: "web1".into(), disks: Vec::new(), lockspace: None }),
         Request::Undeclare(proto::protocol::Undeclare { uuid: uuid_for("web1") }),
     ];
-    let reads = [Request::Status, Request::Inquire(Inquire { pid: g.pid() }), Request::Who(proto::protocol::WhoResource { path: Some(d.clone()), identity: None, lockspace: None })];
+    let reads = [Request::Status, Request::Inquire(Inquire { pid: g.pid() }), Request::Who(proto::protocol::WhoResource { path: Some(d.clone()), identity: None, lockspace: None }), Request::Metrics];
     // Every op the protocol has is tried.
     let mut ops: Vec<&str> = mutating.iter().chain(&reads).map(Request::op).collect();
     ops.sort();
@@ -694,9 +694,11 @@ fn group_members_may_read_but_only_root_changes_leases() {
     for (req, r) in reads.iter().zip(as_user(UID, GID, &a.socket, &reads)) {
         assert!(r.ok, "group member's `{}` refused: {:?}", req.op(), r.error);
     }
-    // The CLI reads as a group member too.
-    let out = Command::new(bin("highlander")).args(["status", "--socket", a.socket.to_str().unwrap()]).uid(UID).gid(GID).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The CLI reads as a group member too (so do the monitoring commands, for NRPE or an agent).
+    for cmd in ["status", "check", "metrics"] {
+        let out = Command::new(bin("highlander")).args([cmd, "--socket", a.socket.to_str().unwrap()]).uid(UID).gid(GID).output().unwrap();
+        assert!(out.status.success(), "{cmd}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
     // Nothing changed: the guest still holds its disk, and nothing else.
     let st = a.status();
     assert_eq!(st.leases.len(), 1, "{st:?}");
@@ -897,7 +899,7 @@ fn pause_and_restart_run_the_fence_helper_and_a_guest_still_holding_leases_is_ki
                 died = Some(Mono::now());
             }
         }
-        (died.is_some() && a.status().lockspaces[0].health == "lost").then_some(())
+        (died.is_some() && a.status().lockspaces[0].health == Health::Lost).then_some(())
     });
     let (paused, restarted, died) = (paused.expect("pause helper call"), restarted.expect("restart helper call"), died.unwrap());
     assert!(paused < valid_until_bound && restarted < valid_until_bound, "the helper ran after the leases expired");
@@ -938,7 +940,8 @@ fn guests_of_a_daemon_that_stays_down_are_fenced_by_its_sentinel(name: &str, rep
         let first = a.sentinel_pid();
         a.kill_sentinel();
         wait_for("highlanderd to start a new sentinel", Duration::from_secs(5), || (a.sentinel_pid() != first).then_some(()));
-        assert!(a.log_text().contains("fence sentinel armed again"), "{}", a.log_text());
+        // The new sentinel's pid is in fence-owner.json before the daemon logs it.
+        wait_for("highlanderd to log the new sentinel", Duration::from_secs(5), || a.log_text().contains("fence sentinel armed again").then_some(()));
     }
     let sentinel = a.sentinel();
 
@@ -1045,7 +1048,7 @@ fn a_second_daemon_with_a_host_id_in_use_is_refused_and_the_first_keeps_its_leas
     assert!(err.contains("host id 1") && err.contains("in use by host \"host-1\"") && err.contains("unique host_id"), "{err}");
     assert!(err.contains("another highlanderd on this machine"), "{err}");
     let st = a.status();
-    assert_eq!(st.lockspaces[0].health, "healthy");
+    assert_eq!(st.lockspaces[0].health, Health::Healthy);
     assert_eq!(st.leases.len(), 1);
     assert!(g.0.try_wait().unwrap().is_none(), "the first daemon's guest was fenced");
 }
@@ -1112,4 +1115,31 @@ fn realtime_scheduling_covers_every_daemon_thread_and_the_sentinel() {
     let policies = thread_policies(normal.pid());
     assert!(policies.iter().all(|&p| p == 0), "realtime = no: every thread SCHED_OTHER: {policies:?}");
     normal.terminate();
+}
+
+/// A guest's disks are acquired on storage at once, all or nothing: with
+/// one of eight held by another host, the request is refused naming that
+/// holder, this host keeps none of the eight, and the other host can take
+/// the seven at once; with none held, all eight are taken together.
+#[test]
+fn many_disks_are_acquired_together_all_or_nothing() {
+    let TwoHosts { dir, a, b, ga, gb, _handles } = two_hosts("many-disks", 300);
+    let disks: Vec<String> = (0..8).map(|i| disk(&dir, &format!("d{i}.img"))).collect();
+    let all: Vec<(&str, Mode)> = disks.iter().map(|d| (d.as_str(), Mode::Exclusive)).collect();
+    b.acquire(gb.pid(), &all[5..6], None).unwrap();
+    let e = refused(a.acquire(ga.pid(), &all, None));
+    assert_eq!(e.code, Code::Busy);
+    // Host 1 joined first and may not have read host 2's slot since: the
+    // holder is named, its host never called gone.
+    assert!(e.message.contains(&disks[5]) && e.message.contains("vm-b") && e.message.contains("on host 2") && !e.message.contains("left the lockspace"), "{}", e.message);
+    assert!(a.status().leases.is_empty(), "host 1 kept leases of a refused request: {:?}", a.status().leases);
+    let others: Vec<(&str, Mode)> = all.iter().enumerate().filter(|(i, _)| *i != 5).map(|(_, d)| *d).collect();
+    assert_eq!(b.acquire(gb.pid(), &others, None).unwrap().leases.len(), 7, "the seven host 1 let go are free at once");
+    b.release_all(gb.pid());
+    let held = wait_for("host 1 to take all eight", Duration::from_secs(5), || a.acquire(ga.pid(), &all, None).ok());
+    assert_eq!(held.leases.len(), 8);
+    assert_eq!(a.status().leases.len(), 8);
+    // Once host 2 has watched host 1 renew, its refusals name host and state.
+    wait_for("host 2 to see host 1 live", Duration::from_secs(5), || refused(b.acquire(gb.pid(), &all[..1], None)).message.contains("(host is live)").then_some(()));
+    assert!(refused(b.acquire(gb.pid(), &all[..1], None)).message.contains("on host 1 \"host-1\""));
 }

@@ -30,7 +30,7 @@ fn eight_daemons_started_at_once_claim_distinct_ids_and_keep_them() {
     for h in &hosts {
         let s = h.status();
         assert!(s.host_id_auto, "status must say the id was claimed");
-        let live = |h: &Host| h.status().lockspaces[0].hosts.iter().filter(|p| p.state == "live").count();
+        let live = |h: &Host| h.status().lockspaces[0].hosts.iter().filter(|p| p.state == proto::protocol::HostState::Live).count();
         wait_for("every claimant to see all eight live", Duration::from_secs(20), || (live(h) == 8).then_some(()));
         assert!(claimed(h).contains(&format!("host_id = {}\n", h.id)), "{}: {}", h.dir.display(), claimed(h));
     }

@@ -82,8 +82,9 @@ host_id = $id
 host_name = $h
 lockspace = $lockspace
 CONF
-    # HL_NETNS_<host>: a network namespace the host lives in (its own network).
-    local netns_var=HL_NETNS_$h in_netns=()
+    # HL_NETNS_<host>: a network namespace the host lives in (its own
+    # network); a '-' in the host's name is '_' in the variable's.
+    local netns_var=HL_NETNS_${h//-/_} in_netns=()
     [ -z "${!netns_var:-}" ] || in_netns=(ip netns exec "${!netns_var}")
     "${in_netns[@]}" setsid unshare --mount --uts --propagation private -- "$HL_LIB_DIR/anchor.sh" "$R" "$h" </dev/null >"$R/anchor.log" 2>&1 &
     hl_wait 50 test -s "$R/anchor.pid" || { echo "host $h: namespace anchor failed: $(cat "$R/anchor.log")" >&2; return 1; }

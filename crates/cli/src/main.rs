@@ -1,5 +1,8 @@
 //! `highlander`: inspect and set up highlander lockspaces.
 
+mod check;
+mod threshold;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +11,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use proto::client::{Client, ClientError};
-use proto::protocol::{Request, Status, WhoResource, WhoResult};
+use proto::protocol::{Health, HostState, Request, Status, WhoResource, WhoResult};
 
 
 /// Exit codes (also listed in --help and the man page).
@@ -21,6 +24,9 @@ const DEFAULT_SOCKET: &str = "/run/highlander/highlanderd.sock";
 macro_rules! exit_codes {
     (daemon) => {
         "Exit codes:\n  0  success\n  1  failed, or not allowed to use highlanderd's socket; the message on stderr says what and where\n  2  bad command line (a usage message on stderr)\n  3  highlanderd is not running or its socket is not reachable"
+    };
+    (check) => {
+        "Exit codes:\n  0  OK\n  1  WARNING: a lockspace is failing, the renewal age is in the warning range, or releases are failing on storage\n  2  CRITICAL: highlanderd is not running or does not answer, a lockspace is lost, or the renewal age is in the critical range\n  3  UNKNOWN: bad command line, no permission to use the socket, or an answer the check cannot judge"
     };
     (storage) => {
         "Exit codes:\n  0  success\n  1  failed; the message on stderr says what and where\n  2  bad command line (a usage message on stderr)"
@@ -42,6 +48,7 @@ macro_rules! exit_codes {
         "  highlander lockspace init /dev/mapper/san-highlander --name cluster1\n",
         "  highlander status                        # this host: lockspaces, hosts, leases, guests\n",
         "  highlander who /dev/vg_shared/web1       # which guest on which host holds this disk\n",
+        "  highlander check                         # for Nagios / Icinga: OK, WARNING, CRITICAL\n",
         "  highlander dump /dev/mapper/san-highlander --json\n",
         "  highlander generate completions bash > /usr/share/bash-completion/completions/highlander\n",
         "\n",
@@ -155,6 +162,69 @@ enum Command {
         /// Machine-readable output (JSON).
         #[arg(long)]
         json: bool,
+        /// highlanderd's socket.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Judge this host's highlanderd as a monitoring plugin (Nagios, Icinga,
+    /// Naemon, Sensu): one status line with perfdata, and the exit code.
+    ///
+    /// A lost lockspace is CRITICAL and a failing one WARNING. The renewal
+    /// age (time since the start of the last renewal of this host's lease
+    /// that landed, in milliseconds) is checked against -w and -c, by
+    /// default per lockspace 1 and 3 io_timeouts: renewals are due every
+    /// half io_timeout, and fencing begins at 3.5. Releases failing on
+    /// storage are a WARNING. Perfdata: renewal_age_LOCKSPACE (ms),
+    /// leases, guests, hosts_live, hosts_failing, hosts_dead (summed over
+    /// the lockspaces), pending_releases, fence_in_LOCKSPACE (s until
+    /// fencing would begin if no renewal landed from now on; 0 once lost).
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  highlander check\n",
+        "  highlander check -w 8000 -c 25000          # renewal age in ms; ranges N, N:, ~:N, N:M, @N:M\n",
+        "  highlander check --json\n",
+        "  highlander check --socket /run/highlander/highlanderd.sock -t 5\n",
+        "\n",
+        exit_codes!(check)
+    ))]
+    Check {
+        /// Warning range for the renewal age in milliseconds (monitoring-plugins
+        /// range syntax; default: io_timeout).
+        #[arg(short = 'w', long, value_name = "RANGE")]
+        warning: Option<threshold::Range>,
+        /// Critical range for the renewal age in milliseconds (default: 3 x io_timeout).
+        #[arg(short = 'c', long, value_name = "RANGE")]
+        critical: Option<threshold::Range>,
+        /// Seconds to wait for highlanderd's answer; no answer is CRITICAL.
+        #[arg(short = 't', long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        timeout: u64,
+        /// Machine-readable output (JSON); the exit code stays the plugin's.
+        #[arg(long)]
+        json: bool,
+        /// highlanderd's socket.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Print this host's highlanderd's Prometheus metrics, for
+    /// node_exporter's textfile collector or a one-off look.
+    ///
+    /// In the Prometheus text format (0.0.4), which the textfile collector
+    /// reads; with --openmetrics, the OpenMetrics text the daemon serves on
+    /// `metrics_listen` (highlanderd.conf) at /metrics. The samples are the
+    /// same. The metrics are listed in README.md, "Monitoring".
+    #[command(after_help = concat!(
+        "Examples:\n",
+        "  highlander metrics\n",
+        "  highlander metrics | grep '^highlander_renewal_age'\n",
+        "  # node_exporter's textfile collector, every minute from cron (write, then rename):\n",
+        "  highlander metrics > /var/lib/prometheus/node-exporter/highlander.prom.$$ && mv /var/lib/prometheus/node-exporter/highlander.prom.$$ /var/lib/prometheus/node-exporter/highlander.prom\n",
+        "\n",
+        exit_codes!(daemon)
+    ))]
+    Metrics {
+        /// Print the OpenMetrics text format (as /metrics serves it) instead.
+        #[arg(long)]
+        openmetrics: bool,
         /// highlanderd's socket.
         #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
@@ -300,7 +370,20 @@ fn main() -> ExitCode {
     // reader goes away, instead of panicking on EPIPE.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A monitoring system reads stdout and the exit code: a bad
+        // `check` command line is UNKNOWN (3), not clap's 2.
+        Err(e) if e.use_stderr() && std::env::args_os().nth(1).is_some_and(|a| a == "check") => {
+            let _ = e.print();
+            println!("{}", check::bad_usage(&e.to_string()));
+            return ExitCode::from(check::State::Unknown.exit_code());
+        }
+        Err(e) => e.exit(),
+    };
+    if let Command::Check { warning, critical, timeout, json, socket } = &cli.command {
+        return run_check(socket, warning.as_ref(), critical.as_ref(), Duration::from_secs(*timeout), *json);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -310,6 +393,27 @@ fn main() -> ExitCode {
             ExitCode::from(if unreachable { EXIT_NO_DAEMON } else { EXIT_FAILURE })
         }
     }
+}
+
+/// `highlander check`: never fails; what went wrong is in the verdict.
+fn run_check(socket: &std::path::Path, warning: Option<&threshold::Range>, critical: Option<&threshold::Range>, timeout: Duration, json: bool) -> ExitCode {
+    let asked = Client::connect(socket).and_then(|c| {
+        c.set_timeout(timeout)?;
+        Ok(c)
+    });
+    let verdict = match asked.and_then(|mut c| c.call::<Status>(&Request::Status)) {
+        Ok(status) => check::evaluate(&status, warning, critical),
+        Err(e) => check::unanswered(&e, timeout),
+    };
+    if json {
+        let mut v = serde_json::to_value(&verdict).expect("a verdict serialises");
+        v["exit_code"] = verdict.state.exit_code().into();
+        v["line"] = verdict.to_string().into();
+        println!("{}", serde_json::to_string_pretty(&v).expect("JSON prints"));
+    } else {
+        println!("{verdict}");
+    }
+    ExitCode::from(verdict.state.exit_code())
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), Box<dyn std::error::Error>> {
@@ -421,6 +525,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 Program::Highlanderd => man_page(<daemon::cli::Cli as CommandFactory>::command(), HIGHLANDERD_MAN_EXTRA),
             }?;
             std::io::stdout().write_all(page.as_bytes())?;
+            Ok(())
+        }
+        Command::Check { .. } => unreachable!("main runs `check` itself"),
+        Command::Metrics { openmetrics, socket } => {
+            let text: String = Client::connect(&socket)?.call(&Request::Metrics)?;
+            print!("{}", if openmetrics { text } else { daemon::metrics::prometheus_text(&text) });
             Ok(())
         }
         Command::Generate(GenerateCommand::Completions { shell }) => {
@@ -593,15 +703,15 @@ fn print_status(s: &Status) {
     let claimed = if s.host_id_auto { ", host id claimed automatically" } else { "" };
     println!("host {} \"{}\"  (highlanderd {}, pid {}{claimed})", s.host_id, s.host_name, s.daemon_version, s.daemon_pid);
     for ls in &s.lockspaces {
-        let health = match (ls.health.as_str(), ls.valid_for_ms, ls.fence_in_ms) {
-            ("failing", Some(v), Some(f)) => format!("FAILING: fencing in {:.1} s, leases void in {:.1} s ({})", f as f64 / 1000.0, v as f64 / 1000.0, ls.error.as_deref().unwrap_or("")),
-            ("lost", _, _) => format!("LOST: {}", ls.error.as_deref().unwrap_or("")),
+        let health = match (ls.health, ls.valid_for_ms, ls.fence_in_ms) {
+            (Health::Failing, Some(v), Some(f)) => format!("FAILING: fencing in {:.1} s, leases void in {:.1} s ({})", f as f64 / 1000.0, v as f64 / 1000.0, ls.error.as_deref().unwrap_or("")),
+            (Health::Lost, _, _) => format!("LOST: {}", ls.error.as_deref().unwrap_or("")),
             (h, v, _) => format!("{h}, leases valid for {:.1} s", v.unwrap_or(0) as f64 / 1000.0),
         };
         println!("lockspace \"{}\" at {}: generation {}{}, {health}, io_timeout {} ms", ls.name, ls.path, ls.generation, if ls.resumed { " (resumed)" } else { "" }, ls.io_timeout_ms);
         for h in &ls.hosts {
             let me = if h.host_id == s.host_id { "  (this host)".to_owned() } else { format!("  {}", ago(h.last_change_ago_ms)) };
-            let name = if h.state == "corrupt" { "<slot unreadable>".to_owned() } else { format!("\"{}\"", h.host_name) };
+            let name = if h.state == HostState::Corrupt { "<slot unreadable>".to_owned() } else { format!("\"{}\"", h.host_name) };
             println!("  host {:>4}  {:<24} gen {:<6} {:<8}{me}", h.host_id, name, h.generation, h.state);
         }
     }

@@ -65,7 +65,7 @@ fn leaf_commands() -> Vec<Vec<String>> {
 #[test]
 fn every_command_is_discovered() {
     let all: Vec<String> = all_commands().iter().map(|p| p.join(" ")).collect();
-    for expected in ["", "lockspace", "lockspace init", "lockspace clear-host", "dump", "status", "who", "generate", "generate man", "generate completions"] {
+    for expected in ["", "lockspace", "lockspace init", "lockspace clear-host", "dump", "status", "who", "check", "metrics", "generate", "generate man", "generate completions"] {
         assert!(all.iter().any(|c| c == expected), "command {expected:?} not found in {all:?}");
     }
 }
@@ -75,7 +75,9 @@ fn every_help_has_examples_and_exit_codes() {
     for path in all_commands() {
         let text = help(&path);
         assert!(text.contains("Examples:"), "`highlander {} --help` has no Examples section:\n{text}", path.join(" "));
-        assert!(text.contains("Exit codes:") && text.contains("  2  bad command line"), "`highlander {} --help` lists no exit codes:\n{text}", path.join(" "));
+        // `check` is a monitoring plugin: a bad command line is UNKNOWN (3) there.
+        let usage = if path == ["check"] { "  3  UNKNOWN: bad command line" } else { "  2  bad command line" };
+        assert!(text.contains("Exit codes:") && text.contains(usage), "`highlander {} --help` lists no exit codes:\n{text}", path.join(" "));
         // Every example line names the program (or is a comment or a shell line around it).
         let examples = text.split("Examples:").nth(1).unwrap().split("\n\n").next().unwrap();
         assert!(examples.lines().skip(1).any(|l| l.trim_start().starts_with("highlander") || l.contains("<(highlander")), "no example in:\n{examples}");
@@ -87,6 +89,9 @@ fn every_command_with_output_takes_json() {
     for path in leaf_commands() {
         if path.first().map(String::as_str) == Some("generate") {
             continue; // prints a man page or a script: not a report
+        }
+        if path == ["metrics"] {
+            continue; // prints the OpenMetrics text format: machine-readable already
         }
         let text = help(&path);
         assert!(text.contains("--json"), "`highlander {}` prints something but has no --json:\n{text}", path.join(" "));
@@ -166,6 +171,29 @@ fn bad_command_lines_exit_2_with_usage() {
 }
 
 #[test]
+fn check_reports_bad_command_lines_unknown_and_no_daemon_critical() {
+    for args in [&["check", "--bogus"][..], &["check", "-w", "20:10"], &["check", "-c", "x"], &["check", "-t", "0"], &["check", "extra"]] {
+        let o = run(HIGHLANDER, args);
+        assert_eq!(o.status.code(), Some(3), "highlander {args:?}: {}", stderr(&o));
+        let line = stdout(&o);
+        assert!(line.starts_with("HIGHLANDER UNKNOWN - bad command line: ") && line.lines().count() == 1, "highlander {args:?}: {line}");
+        assert!(stderr(&o).contains("Usage:") || stderr(&o).contains("try '--help'"), "clap's message stays on stderr: {}", stderr(&o));
+    }
+    let o = run(HIGHLANDER, &["check", "-w", "1:x"]);
+    assert!(stdout(&o).contains("threshold \"1:x\": not a number"), "{}", stdout(&o));
+    let o = run(HIGHLANDER, &["check", "--help"]);
+    assert_eq!(o.status.code(), Some(0), "help is no error");
+
+    let socket = std::env::temp_dir().join(format!("hl-cli-check-{}.sock", std::process::id()));
+    let o = run(HIGHLANDER, &["check", "--socket", socket.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(stdout(&o).starts_with("HIGHLANDER CRITICAL - highlanderd is not running"), "{}", stdout(&o));
+    let o = run(HIGHLANDER, &["check", "--json", "--socket", socket.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("check --json is JSON");
+    assert_eq!((v["state"].as_str(), v["exit_code"].as_u64(), o.status.code()), (Some("CRITICAL"), Some(2), Some(2)));
+}
+
+#[test]
 fn failures_exit_1_and_no_daemon_exits_3() {
     let dir = std::env::temp_dir().join(format!("hl-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -175,7 +203,7 @@ fn failures_exit_1_and_no_daemon_exits_3() {
     assert!(stderr(&o).starts_with("highlander: ") && stderr(&o).contains("no-such-lockspace"), "{}", stderr(&o));
 
     let socket = dir.join("no-such.sock");
-    for args in [vec!["status", "--socket", socket.to_str().unwrap()], vec!["who", "/dev/null", "--socket", socket.to_str().unwrap()]] {
+    for args in [vec!["status", "--socket", socket.to_str().unwrap()], vec!["who", "/dev/null", "--socket", socket.to_str().unwrap()], vec!["metrics", "--socket", socket.to_str().unwrap()]] {
         let o = run(HIGHLANDER, &args);
         assert_eq!(o.status.code(), Some(3), "highlander {args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains("highlanderd is not running"), "{}", stderr(&o));

@@ -51,6 +51,8 @@ pub struct Config {
     pub max_connections: usize,
     /// What the host does when a guest it killed does not exit in time.
     pub self_fence: SelfFence,
+    /// Serve Prometheus metrics over HTTP here (`metrics_listen`); off by default.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// One `lockspace = PATH` line.
@@ -93,6 +95,7 @@ const KEYS: &[&str] = &[
     "log_level",
     "max_connections",
     "self_fence",
+    "metrics_listen",
 ];
 
 pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
@@ -132,6 +135,7 @@ impl Config {
             log_level: log::LevelFilter::Info,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             self_fence: SelfFence::Reboot,
+            metrics_listen: None,
         };
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
@@ -215,6 +219,10 @@ impl Config {
                         value.parse().ok().filter(|n| (1..=MAX_CONNECTIONS_LIMIT).contains(n)).ok_or_else(|| bad(format!("must be a whole number from 1 to {MAX_CONNECTIONS_LIMIT}")))?;
                 }
                 "self_fence" => cfg.self_fence = value.parse().map_err(bad)?,
+                "metrics_listen" => {
+                    let addr = value.parse().map_err(|_| bad("must be IP:PORT, e.g. 127.0.0.1:9739 or [::1]:9739 (port 0: any free port)".into()))?;
+                    cfg.metrics_listen = Some(addr);
+                }
                 _ => unreachable!("every key in KEYS is handled"),
             }
         }
@@ -322,6 +330,7 @@ mod tests {
         assert!(!c.auto_create);
         assert!(c.realtime);
         assert_eq!(c.self_fence, SelfFence::Reboot);
+        assert_eq!(c.metrics_listen, None);
     }
 
     #[test]
@@ -345,6 +354,8 @@ mod tests {
         assert_eq!(c.max_connections, 16);
         assert_eq!(parse("host_id=1\nlockspace=/a\nself_fence = command /usr/sbin/fence-me\n").unwrap().self_fence, SelfFence::Command("/usr/sbin/fence-me".into()));
         assert_eq!(parse("host_id=1\nlockspace=/a\ngroup=42\n").unwrap().group, Some(("42".into(), 42)));
+        assert_eq!(parse("host_id=1\nlockspace=/a\nmetrics_listen = 127.0.0.1:9739\n").unwrap().metrics_listen, Some("127.0.0.1:9739".parse().unwrap()));
+        assert_eq!(parse("host_id=1\nlockspace=/a\nmetrics_listen = [::1]:0\n").unwrap().metrics_listen, Some("[::1]:0".parse().unwrap()));
     }
 
     #[test]
@@ -380,6 +391,10 @@ mod tests {
         assert!(e.to_string().contains(":3: `max_connections`") && e.to_string().contains("from 1 to"), "{e}");
         let e = parse("host_id = 1\nself_fence = halt\n").unwrap_err();
         assert!(matches!(e, ConfigError::BadValue { line: 2, .. }) && e.to_string().contains("log-only"), "{e}");
+        for bad in ["localhost:9739", "127.0.0.1", "127.0.0.1:99999", ":9739"] {
+            let e = parse(&format!("host_id = 1\nlockspace = /a\nmetrics_listen = {bad}\n")).unwrap_err();
+            assert!(matches!(e, ConfigError::BadValue { line: 3, ref key, .. } if key == "metrics_listen") && e.to_string().contains("IP:PORT"), "{bad}: {e}");
+        }
         let e = parse("host_id = 1\nauto_create = maybe\n").unwrap_err();
         assert!(e.to_string().contains("yes or no"), "{e}");
     }

@@ -225,28 +225,22 @@ impl Daemon {
                     }
                 }
             }
-            let mut won: Vec<Lease> = Vec::new();
-            for w in &engine {
-                let ar = AcquireRequest { identity: w.key.1.clone(), mode: w.mode, holder: g.holder(), expect_lver: if w.mode == Mode::Exclusive { expect_lver(&w.key) } else { None } };
-                let space = self.space(&w.key.0).expect("resolved lockspaces exist");
-                // Our earlier lease on this disk must be off storage first:
-                // the engine would call it ours already, and the pending
-                // release (or a late write of the failed one) would then free
-                // it under the new holder.
-                if let Err(e) = self.settle(&w.key) {
-                    log::warn!("lease refused: {g} disk {} ({}) {}: its previous release on storage is still pending: {e}", w.key.1, w.path, w.mode);
-                    self.release_on_storage(&won);
-                    return Err(err(Code::Unavailable, format!("cannot lock {} for {g}: this host's previous lease on disk {} is still being released on storage ({e}); retry later", w.path, w.key.1)));
-                }
-                match space.ls().acquire(&ar) {
-                    Ok(lease) => won.push(lease),
-                    Err(e) => {
-                        let e = engine_error(&w.path, &g, e);
-                        log::warn!("lease refused: {g} disk {} ({}) {}: {}", w.key.1, w.path, w.mode, e.message);
-                        self.release_on_storage(&won);
-                        return Err(e);
-                    }
-                }
+            // Every disk at once: each is its own resource (the engine
+            // orders I/O per slot), so a guest with 8 disks waits about as
+            // long as one with 1. All or nothing: on any refusal, what was
+            // won is released and the first refusal in request order told.
+            let outcomes: Vec<Result<Lease, WireError>> = match engine.as_slice() {
+                [one] => vec![self.acquire_on_storage(&g, one, expect_lver(&one.key))],
+                many => std::thread::scope(|scope| {
+                    let running: Vec<_> = many.iter().map(|w| scope.spawn(|| self.acquire_on_storage(&g, w, expect_lver(&w.key)))).collect();
+                    running.into_iter().map(|t| t.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+                }),
+            };
+            let (won, refused): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+            let won: Vec<Lease> = won.into_iter().map(Result::unwrap).collect();
+            if let Some(Err(e)) = refused.into_iter().next() {
+                self.release_on_storage(&won);
+                return Err(e);
             }
             let mut table = self.table.lock();
             if table.guests.get(&pid).map(|x| x.start_time) != Some(g.start_time) {
@@ -280,6 +274,28 @@ impl Daemon {
             self.persist();
         }
         result
+    }
+
+    /// One disk's lease on storage, for `acquire`; logs a refusal.
+    fn acquire_on_storage(&self, g: &Guest, w: &Wanted, expect_lver: Option<u64>) -> Result<Lease, WireError> {
+        let ar = AcquireRequest { identity: w.key.1.clone(), mode: w.mode, holder: g.holder(), expect_lver: if w.mode == Mode::Exclusive { expect_lver } else { None } };
+        let space = self.space(&w.key.0).expect("resolved lockspaces exist");
+        // Our earlier lease on this disk must be off storage first: the
+        // engine would call it ours already, and the pending release (or a
+        // late write of the failed one) would then free it under the new
+        // holder.
+        if let Err(e) = self.settle(&w.key) {
+            log::warn!("lease refused: {g} disk {} ({}) {}: its previous release on storage is still pending: {e}", w.key.1, w.path, w.mode);
+            return Err(err(Code::Unavailable, format!("cannot lock {} for {g}: this host's previous lease on disk {} is still being released on storage ({e}); retry later", w.path, w.key.1)));
+        }
+        let t0 = Instant::now();
+        let acquired = space.ls().acquire(&ar);
+        self.metrics.acquired(&space.name, t0.elapsed());
+        acquired.map_err(|e| {
+            let e = engine_error(&w.path, g, e);
+            log::warn!("lease refused: {g} disk {} ({}) {}: {}", w.key.1, w.path, w.mode, e.message);
+            e
+        })
     }
 
     fn log_refused(&self, g: &Guest, w: &Wanted, e: &Busy) {
@@ -324,7 +340,10 @@ impl Daemon {
         let mut queued = false;
         for lease in leases {
             let Some(space) = self.space(&lease.lockspace) else { continue };
-            if let Err(e) = space.ls().release(lease) {
+            let t0 = Instant::now();
+            let released = space.ls().release(lease);
+            self.metrics.released(&space.name, t0.elapsed());
+            if let Err(e) = released {
                 // Queued before it is logged: whoever reads the log finds it pending.
                 self.table.lock().pending.insert((lease.lockspace.clone(), lease.identity.clone()), lease.clone());
                 log::error!(
@@ -548,11 +567,11 @@ impl Daemon {
                 let ls = s.ls();
                 let now = engine::clock::Mono::now();
                 let (health, valid_for_ms, fence_in_ms, error) = match ls.health() {
-                    engine::Health::Healthy { valid_until } => ("healthy", Some(valid_until.since(now).as_millis() as u64), None, None),
+                    engine::Health::Healthy { valid_until } => (Health::Healthy, Some(valid_until.since(now).as_millis() as u64), None, None),
                     engine::Health::Failing { fence_at, valid_until, error } => {
-                        ("failing", Some(valid_until.since(now).as_millis() as u64), Some(fence_at.since(now).as_millis() as u64), Some(error))
+                        (Health::Failing, Some(valid_until.since(now).as_millis() as u64), Some(fence_at.since(now).as_millis() as u64), Some(error))
                     }
-                    engine::Health::Lost { why } => ("lost", None, None, Some(why)),
+                    engine::Health::Lost { why } => (Health::Lost, None, None, Some(why)),
                 };
                 LockspaceStatus {
                     name: s.name.clone(),
@@ -560,7 +579,8 @@ impl Daemon {
                     generation: ls.generation(),
                     resumed: ls.resumed(),
                     io_timeout_ms: ls.timeouts().io_timeout.as_millis() as u64,
-                    health: health.into(),
+                    health,
+                    renewal_age_ms: Some(now.since(ls.renewed_at()).as_millis() as u64),
                     valid_for_ms,
                     fence_in_ms,
                     error,
@@ -571,7 +591,7 @@ impl Daemon {
                             host_id: h.host_id,
                             host_name: h.host_name,
                             generation: h.generation,
-                            state: state_word(h.state).into(),
+                            state: host_state(h.state),
                             renewed_unix: h.renewed_unix,
                             last_change_ago_ms: h.last_change_ago_ms,
                         })
@@ -593,6 +613,7 @@ impl Daemon {
             leases: table.disks.values().map(|d| HeldView { lease: view(d), holders: d.holders.iter().map(guest_ref).collect() }).collect(),
             escalations,
             declared: crate::declared::views(&table),
+            metrics_listen: self.metrics.listening().map(|a| a.to_string()),
             pending_releases: table.pending.iter().map(|((lockspace, identity), l)| PendingRelease { lockspace: lockspace.clone(), identity: identity.clone(), lver: l.lver }).collect(),
             guests: table
                 .guests
@@ -625,14 +646,16 @@ impl Daemon {
     }
 }
 
-pub fn state_word(s: HostState) -> &'static str {
+/// The engine's judgement of a host, as the protocol carries it.
+pub fn host_state(s: HostState) -> proto::protocol::HostState {
+    use proto::protocol::HostState as Wire;
     match s {
-        HostState::Free => "free",
-        HostState::Live => "live",
-        HostState::Unknown => "unknown",
-        HostState::Failing => "failing",
-        HostState::Dead => "dead",
-        HostState::Corrupt => "corrupt",
+        HostState::Free => Wire::Free,
+        HostState::Live => Wire::Live,
+        HostState::Unknown => Wire::Unknown,
+        HostState::Failing => Wire::Failing,
+        HostState::Dead => Wire::Dead,
+        HostState::Corrupt => Wire::Corrupt,
     }
 }
 
@@ -663,14 +686,14 @@ pub fn who_result(identity: &str, path: Option<String>, lockspace: &str, info: O
         held: i.held,
         owner_id: i.owner_id,
         owner_name: i.owner_name.clone(),
-        owner_state: state_word(i.owner_state).into(),
+        owner_state: host_state(i.owner_state),
         guest: i.holder.name.clone(),
         uuid: uuid(&i.holder),
         since_unix: i.since_unix,
         shared: i
             .shared
             .iter()
-            .map(|s| SharedView { host_id: s.host_id, host_name: s.host_name.clone(), guest: s.holder.name.clone(), uuid: uuid(&s.holder), host_state: state_word(s.host_state).into() })
+            .map(|s| SharedView { host_id: s.host_id, host_name: s.host_name.clone(), guest: s.holder.name.clone(), uuid: uuid(&s.holder), host_state: host_state(s.host_state) })
             .collect(),
         local_holders,
     }

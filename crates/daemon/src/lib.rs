@@ -22,6 +22,7 @@
 //! - `server`      the socket: peer credentials, requests, responses
 //! - `log_limit`   repeated warnings, rate-limited per kind
 //! - `notify`      systemd readiness (READY=1, STATUS=)
+//! - `metrics`     Prometheus metrics: the `metrics` op, the `metrics_listen` thread
 
 pub mod check;
 pub mod cli;
@@ -33,6 +34,7 @@ pub mod heartbeat;
 pub mod host_claim;
 pub mod leases;
 pub mod log_limit;
+pub mod metrics;
 pub mod notify;
 pub mod persist;
 pub mod priority;
@@ -43,7 +45,7 @@ pub mod table;
 pub mod watcher;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -69,6 +71,8 @@ pub enum StartError {
     AlreadyRunning(PathBuf),
     #[error(transparent)]
     Sentinel(#[from] sentinel::SentinelError),
+    #[error("{file}: `metrics_listen` = {addr}: cannot listen: {source}; choose a free port (or port 0 for any), or remove the key")]
+    MetricsListen { addr: std::net::SocketAddr, file: PathBuf, source: std::io::Error },
     #[error("cannot start thread {name}: {source}; the host is short of memory or of threads (`ulimit -u`, systemd's TasksMax)")]
     Thread { name: String, source: std::io::Error },
 }
@@ -92,11 +96,18 @@ pub struct Space {
     pub path: PathBuf,
     handle: RwLock<Lockspace>,
     join: JoinOptions,
+    /// Renewal failures of the handles replaced by rejoins.
+    failures_before: AtomicU64,
 }
 
 impl Space {
     pub fn ls(&self) -> Lockspace {
         self.handle.read().clone()
+    }
+
+    /// Renewal failures since the daemon started, across rejoins.
+    pub fn renewal_failures(&self) -> u64 {
+        self.failures_before.load(Ordering::Relaxed) + self.ls().renewal_failures()
     }
 }
 
@@ -118,6 +129,7 @@ pub struct Daemon {
     /// Connections being served (the cap is `max_connections`).
     serving: AtomicUsize,
     log_limit: log_limit::LogLimit,
+    metrics: metrics::Metrics,
     /// One daemon per state dir, for the daemon's whole life.
     _instance: sentinel::Instance,
 }
@@ -222,6 +234,7 @@ impl Daemon {
             sentinel_pid: AtomicU32::new(0),
             serving: AtomicUsize::new(0),
             log_limit: log_limit::LogLimit::default(),
+            metrics: metrics::Metrics::default(),
             _instance: instance,
         });
         if let Err(e) = daemon.begin(guard, saved) {
@@ -250,12 +263,16 @@ impl Daemon {
             self.release_orphans(space);
         }
         self.persist();
+        let metrics = metrics::bind(self)?;
         let listener = server::bind(&self.cfg)?;
         let threads = (|| {
             watcher::spawn(self.clone())?;
             fence::spawn(self.clone())?;
             retry::spawn(self.clone())?;
             log_limit::spawn(self.clone())?;
+            if let Some(metrics) = metrics {
+                metrics::spawn(self.clone(), metrics)?;
+            }
             server::spawn(self.clone(), listener)
         })();
         if threads.is_err() {
@@ -313,7 +330,7 @@ fn join_all<'a>(cfg: &Config, checked: &'a [check::Checked], saved: &mut Table, 
         join.state_dir = Some(cfg.state_dir.clone());
         join.claim = claim;
         match leases::join_resuming(&join, &c.header, saved, cfg) {
-            Ok(ls) => spaces.push(Space { name: c.header.name.clone(), path: c.entry.path.clone(), handle: RwLock::new(ls), join }),
+            Ok(ls) => spaces.push(Space { name: c.header.name.clone(), path: c.entry.path.clone(), handle: RwLock::new(ls), join, failures_before: AtomicU64::new(0) }),
             Err(source) => {
                 leave_or_stop(&spaces, |name| saved.held_in(name), None);
                 return Err((source, &c.entry));

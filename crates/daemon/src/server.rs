@@ -229,7 +229,11 @@ fn serve(daemon: &Arc<Daemon>, mut stream: UnixStream) -> std::io::Result<()> {
             }
         };
         let registering = matches!(request, Request::Register(_));
+        let op = request.op();
         let response = handle(daemon, peer, request);
+        if let Some(e) = &response.error {
+            daemon.metrics.refused(op, e.code);
+        }
         let registered = registering && response.ok;
         let pid = response.result.as_ref().and_then(|r| r.get("pid")).and_then(Value::as_u64);
         send(&mut stream, response)?;
@@ -266,6 +270,7 @@ fn handle(daemon: &Daemon, peer: Peer, request: Request) -> Response {
         Request::Inquire(r) => Ok(to_value(daemon.inquire(r))),
         Request::Status => Ok(to_value(daemon.status())),
         Request::Who(r) => daemon.who(r).map(to_value),
+        Request::Metrics => Ok(Value::String(daemon.metrics_text())),
         Request::Declare(r) => daemon.declare(r).map(to_value),
         Request::Undeclare(r) => daemon.undeclare(r).map(to_value),
     };

@@ -62,8 +62,8 @@ impl std::fmt::Display for Busy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let i = &self.info;
         if i.held {
-            write!(f, "disk {} is held exclusively by {} on host {} \"{}\" since {} (host {}",
-                i.identity, describe_holder(&i.holder), i.owner_id, i.owner_name, crate::clock::format_unix(i.since_unix), i.owner_state_word())?;
+            write!(f, "disk {} is held exclusively by {} on {} since {} (host {}",
+                i.identity, describe_holder(&i.holder), host(i.owner_id, &i.owner_name), crate::clock::format_unix(i.since_unix), i.owner_state_word())?;
             if let Some(ms) = self.takeover_in_ms.filter(|_| i.owner_state != HostState::Live) {
                 write!(f, "; its lease can be taken over in {:.0} s if it stays silent", ms as f64 / 1000.0)?;
             }
@@ -72,7 +72,7 @@ impl std::fmt::Display for Busy {
             let holders: Vec<String> = i
                 .shared
                 .iter()
-                .map(|s| format!("{} on host {} \"{}\"", describe_holder(&s.holder), s.host_id, s.host_name))
+                .map(|s| format!("{} on {}", describe_holder(&s.holder), host(s.host_id, &s.host_name)))
                 .collect();
             write!(f, "disk {} is held shared by {}", i.identity, holders.join(", "))
         }
@@ -89,6 +89,15 @@ impl LeaseInfo {
             HostState::Dead => "is dead",
             HostState::Corrupt => "has a corrupt slot; counted as live",
         }
+    }
+}
+
+/// `host 2 "node-b"`, or `host 2` while its name is not known yet.
+fn host(id: u32, name: &str) -> String {
+    if name.is_empty() {
+        format!("host {id}")
+    } else {
+        format!("host {id} \"{name}\"")
     }
 }
 

@@ -3,6 +3,7 @@
 //! hosts, leave). `open` reads an existing lockspace's header.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -113,6 +114,8 @@ struct Shared {
     generation: u64,
     resumed: bool,
     state: Mutex<HostLease>,
+    /// Renewals whose read or write failed, since the join (for monitoring).
+    renewal_failures: AtomicU64,
     peers: Mutex<Peers>,
     slots: Mutex<resource::SlotNames>,
     slot_locks: Vec<Mutex<()>>,
@@ -225,6 +228,7 @@ impl Lockspace {
                 failing: None,
                 lost: None,
             }),
+            renewal_failures: AtomicU64::new(0),
             slots: Mutex::new(resource::SlotNames::default()),
             slot_locks: (0..header.resource_slots).map(|_| Mutex::new(())).collect(),
             released: Mutex::new(resource::Released::default()),
@@ -275,6 +279,17 @@ impl Lockspace {
 
     pub fn health(&self) -> Health {
         self.shared.health()
+    }
+
+    /// The start of the last renewal (or join) whose write landed: every
+    /// timeout of this host's lease counts from it.
+    pub fn renewed_at(&self) -> Mono {
+        self.shared.state.lock().valid_from
+    }
+
+    /// How many renewals failed (a read or write error) since the join.
+    pub fn renewal_failures(&self) -> u64 {
+        self.shared.renewal_failures.load(Ordering::Relaxed)
     }
 
     /// Our last write known to have landed within the lease: what the next
@@ -464,6 +479,7 @@ impl Shared {
             Ok(slots) => slots,
             Err(e) => {
                 log::warn!("lockspace {}: renewal failed: cannot read the host slots: {e}", self.header.name);
+                self.renewal_failures.fetch_add(1, Ordering::Relaxed);
                 self.state.lock().failing = Some(e.to_string());
                 return self.lapsed(Mono::now());
             }
@@ -509,6 +525,7 @@ impl Shared {
             }
             Err(e) => {
                 log::warn!("lockspace {}: renewal failed: {e}", self.header.name);
+                self.renewal_failures.fetch_add(1, Ordering::Relaxed);
                 self.state.lock().failing = Some(e.to_string());
                 Ok(())
             }

@@ -129,9 +129,13 @@ impl Ctx<'_> {
             if id == self.host_id && generation == self.generation {
                 return (self.host_name.to_owned(), HostState::Live);
             }
-            let name = peers.record(id).map(|r| r.host_name.clone()).unwrap_or_default();
+            // A slot last read before that generation's join says nothing
+            // about the host now (it showed free, or an older incarnation).
+            let Some(record) = peers.record(id).filter(|r| r.generation >= generation) else {
+                return (String::new(), HostState::Unknown);
+            };
             let state = if peers.owner_gone(id, generation) { HostState::Dead } else { peers.state(id) };
-            (name, state)
+            (record.host_name.clone(), state)
         })
     }
 

@@ -11,10 +11,10 @@ pub const VERSION: u32 = 1;
 /// Longest request or response line, newline included.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Every op this daemon knows.
-pub const OPS: &[&str] = &["register", "acquire", "release", "inquire", "status", "who", "declare", "undeclare"];
+pub const OPS: &[&str] = &["register", "acquire", "release", "inquire", "status", "who", "metrics", "declare", "undeclare"];
 /// The ops that change no lease: the configured `group` may send these
 /// only; any op not listed here is root's (docs/PROTOCOL.md).
-pub const READ_ONLY_OPS: &[&str] = &["inquire", "status", "who"];
+pub const READ_ONLY_OPS: &[&str] = &["inquire", "status", "who", "metrics"];
 
 /// What to do with a guest whose leases can no longer be kept
 /// (libvirt's `<on_lockfailure>`).
@@ -218,6 +218,8 @@ pub enum Request {
     Inquire(Inquire),
     Status,
     Who(WhoResource),
+    /// Prometheus metrics: the answer is their OpenMetrics text, one JSON string.
+    Metrics,
     Declare(Declare),
     Undeclare(Undeclare),
 }
@@ -231,6 +233,7 @@ impl Request {
             Request::Inquire(_) => "inquire",
             Request::Status => "status",
             Request::Who(_) => "who",
+            Request::Metrics => "metrics",
             Request::Declare(_) => "declare",
             Request::Undeclare(_) => "undeclare",
         }
@@ -248,7 +251,7 @@ impl Request {
             Request::Acquire(r) => serde_json::to_value(r),
             Request::Release(r) => serde_json::to_value(r),
             Request::Inquire(r) => serde_json::to_value(r),
-            Request::Status => Ok(Value::Object(Default::default())),
+            Request::Status | Request::Metrics => Ok(Value::Object(Default::default())),
             Request::Who(r) => serde_json::to_value(r),
             Request::Declare(r) => serde_json::to_value(r),
             Request::Undeclare(r) => serde_json::to_value(r),
@@ -285,6 +288,8 @@ impl Request {
             "status" if obj.is_empty() => Request::Status,
             "status" => return Err(bad("status: takes no arguments".into())),
             "who" => Request::Who(body(&op, obj)?),
+            "metrics" if obj.is_empty() => Request::Metrics,
+            "metrics" => return Err(bad("metrics: takes no arguments".into())),
             "declare" => Request::Declare(body(&op, obj)?),
             "undeclare" => Request::Undeclare(body(&op, obj)?),
             _ => return Err(WireError::new(Code::UnknownOp, format!("unknown op {op:?}; this daemon knows {}", OPS.join(", ")))),
@@ -408,13 +413,83 @@ pub struct HeldView {
     pub holders: Vec<GuestRef>,
 }
 
+/// A host as this host judges it from its slot (the words on the wire:
+/// live, unknown, failing, dead, free, corrupt).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Renewing.
+    Live,
+    /// Not watched long enough yet; counted as live.
+    Unknown,
+    /// Its renewals have stopped, not yet for the dead-host time.
+    Failing,
+    /// Its leases may be taken over.
+    Dead,
+    /// Left cleanly, or never used.
+    Free,
+    /// The slot does not decode; counted as live.
+    Corrupt,
+}
+
+impl HostState {
+    pub const ALL: [HostState; 6] = [HostState::Live, HostState::Unknown, HostState::Failing, HostState::Dead, HostState::Free, HostState::Corrupt];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Live => "live",
+            HostState::Unknown => "unknown",
+            HostState::Failing => "failing",
+            HostState::Dead => "dead",
+            HostState::Free => "free",
+            HostState::Corrupt => "corrupt",
+        }
+    }
+}
+
+impl std::fmt::Display for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// This host's lease in a lockspace (the words on the wire: healthy,
+/// failing, lost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Renewals land.
+    Healthy,
+    /// Renewals fail; guests are fenced at `fence_in_ms`.
+    Failing,
+    /// The host lease is void; the daemon rejoins.
+    Lost,
+}
+
+impl Health {
+    pub const ALL: [Health; 3] = [Health::Healthy, Health::Failing, Health::Lost];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Failing => "failing",
+            Health::Lost => "lost",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostStatus {
     pub host_id: u32,
     pub host_name: String,
     pub generation: u64,
-    /// live, unknown, failing, dead, free
-    pub state: String,
+    pub state: HostState,
     pub renewed_unix: u64,
     pub last_change_ago_ms: Option<u64>,
 }
@@ -426,8 +501,11 @@ pub struct LockspaceStatus {
     pub generation: u64,
     pub resumed: bool,
     pub io_timeout_ms: u64,
-    /// healthy, failing, lost
-    pub health: String,
+    pub health: Health,
+    /// Time since the start of the last renewal that landed (absent from
+    /// daemons older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_age_ms: Option<u64>,
     /// Time left before this host's leases are void (None once lost).
     pub valid_for_ms: Option<u64>,
     /// Time left before lock-failure actions start (only while failing).
@@ -456,6 +534,9 @@ pub struct Status {
     /// host did about it (latest last; kept in the state dir).
     #[serde(default)]
     pub escalations: Vec<Escalation>,
+    /// Where `metrics_listen` serves /metrics (absent when not configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// Domains whose network disks the qemu hook declared (`declare`).
     #[serde(default)]
     pub declared: Vec<DeclaredView>,
@@ -474,7 +555,7 @@ pub struct SharedView {
     pub host_name: String,
     pub guest: String,
     pub uuid: String,
-    pub host_state: String,
+    pub host_state: HostState,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -488,7 +569,7 @@ pub struct WhoResult {
     pub held: bool,
     pub owner_id: u32,
     pub owner_name: String,
-    pub owner_state: String,
+    pub owner_state: HostState,
     pub guest: String,
     pub uuid: String,
     pub since_unix: u64,
@@ -567,6 +648,8 @@ mod tests {
         assert_eq!(Request::decode(Request::Status.encode().as_bytes()).unwrap(), Request::Status);
         let who = Request::Who(WhoResource { path: Some("/d".into()), identity: None, lockspace: None });
         assert_eq!(Request::decode(who.encode().as_bytes()).unwrap(), who);
+        assert_eq!(Request::decode(Request::Metrics.encode().as_bytes()).unwrap(), Request::Metrics);
+        assert_eq!(Request::decode(br#"{"v":1,"op":"metrics","x":1}"#).unwrap_err().code, Code::BadRequest);
     }
 
     #[test]
@@ -591,6 +674,7 @@ mod tests {
             Request::Inquire(Inquire { pid: 1 }),
             Request::Status,
             Request::Who(WhoResource { path: Some("/d".into()), identity: None, lockspace: None }),
+            Request::Metrics,
             Request::Declare(Declare { uuid: String::new(), name: String::new(), disks: vec![], lockspace: None }),
             Request::Undeclare(Undeclare { uuid: String::new() }),
         ];

@@ -121,6 +121,7 @@ impl Daemon {
     pub(super) fn escalate_stuck(&self, space: &Space, stuck: Vec<String>) {
         let by = format!("highlanderd (pid {})", std::process::id());
         let cfg = FenceConfig::from(&self.cfg);
+        self.metrics.fenced(crate::metrics::Fencing::Escalation);
         match crate::fence::watchdog_in_time() {
             Some(dev) => {
                 self.fence_failed.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -10,6 +10,7 @@ use super::watchdog;
 use super::escalate;
 use crate::guest::Pidfd;
 use crate::heartbeat::Heartbeat;
+use crate::metrics::Fencing;
 use crate::{Daemon, Space};
 use engine::clock::Mono;
 use engine::Health;
@@ -116,7 +117,9 @@ fn rejoin(daemon: &Daemon, space: &Space, heart: &Heartbeat) {
         match engine::Lockspace::join(space.join.clone()) {
             Ok(ls) => {
                 log::warn!("lockspace \"{}\": rejoined as host {} with generation {}", space.name, ls.host_id(), ls.generation());
-                *space.handle.write() = ls;
+                let mut handle = space.handle.write();
+                space.failures_before.fetch_add(handle.renewal_failures(), Ordering::Relaxed);
+                *handle = ls;
                 return;
             }
             Err(e) => {
@@ -150,6 +153,7 @@ impl Daemon {
         let disks: Vec<String> = self.table.lock().disks.iter().filter(|(k, d)| k.0 == lockspace && d.holders.contains(&pid)).map(|(k, d)| format!("{} ({})", k.1, d.path)).collect();
         let why = format!("{why}; disks {}", disks.join(", "));
         let pidfd = self.watcher.pidfd(pid);
+        self.metrics.fenced(Fencing::Guest(g.action));
         if !apply(&self.cfg, &mut g, pidfd.as_deref(), lockspace, &why) {
             self.fence_failed.store(true, Ordering::SeqCst);
         }
@@ -170,6 +174,7 @@ impl Daemon {
                 continue;
             }
             let Some(pidfd) = self.watcher.pidfd(pid).filter(|p| !p.exited()) else { continue };
+            self.metrics.fenced(Fencing::HoldoutKilled);
             match pidfd.kill() {
                 Ok(()) => log::error!("fenced: {g} still held leases in lockspace \"{}\" after the fence helper ran; killed it", space.name),
                 Err(e) => {
