@@ -3,7 +3,9 @@
 //! recognised across daemon restarts by pid + start time.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use serde::{Deserialize, Serialize};
 
@@ -57,10 +59,8 @@ impl Pidfd {
 
     /// True once the process has exited (the pidfd polls readable).
     pub fn exited(&self) -> bool {
-        let mut p = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: `p` is one valid pollfd; timeout 0 never blocks.
-        let n = unsafe { libc::poll(&mut p, 1, 0) };
-        n > 0 && p.revents != 0
+        let mut p = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut p, PollTimeout::ZERO), Ok(n) if n > 0) && fired(&p[0])
     }
 
     /// Waits up to `timeout` for the process to exit; true once it has.
@@ -68,15 +68,14 @@ impl Pidfd {
         let end = std::time::Instant::now() + timeout;
         loop {
             let left = end.saturating_duration_since(std::time::Instant::now());
-            let mut p = libc::pollfd { fd: self.0.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: `p` is one valid pollfd; the timeout is bounded.
-            let n = unsafe { libc::poll(&mut p, 1, left.as_millis().min(i32::MAX as u128) as libc::c_int) };
-            if n > 0 && p.revents != 0 {
-                return true;
-            }
-            // Timed out, or EINTR with no time left.
-            if left.is_zero() || n == 0 {
-                return false;
+            let mut p = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut p, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
+                Ok(n) if n > 0 && fired(&p[0]) => return true,
+                // Timed out.
+                Ok(0) => return false,
+                // EINTR: again, unless no time is left.
+                _ if left.is_zero() => return false,
+                _ => {}
             }
         }
     }
@@ -91,10 +90,18 @@ impl Pidfd {
         }
         Ok(())
     }
+}
 
-    pub fn raw(&self) -> RawFd {
-        self.0.as_raw_fd()
+impl AsFd for Pidfd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
+}
+
+/// Whether poll reported any event on `p` (as `revents != 0`: flags nix
+/// does not know count too).
+pub(crate) fn fired(p: &PollFd) -> bool {
+    p.revents() != Some(PollFlags::empty())
 }
 
 /// The start time (clock ticks after boot) of process `pid`.

@@ -6,21 +6,18 @@ use clap::Parser;
 use daemon::cli::Cli;
 use daemon::config::Config;
 use daemon::Daemon;
+use nix::sys::signal::{SigSet, Signal};
 
 /// Blocks the stop signals in every thread (they inherit the mask), so
 /// the main thread can wait for them with sigwait.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it,
-    // pthread_sigmask only reads it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
+fn block_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(sig);
     }
+    // Fails only for an invalid `how`: SIG_BLOCK is valid.
+    let _ = set.thread_block();
+    set
 }
 
 fn main() -> ExitCode {
@@ -89,9 +86,8 @@ fn main() -> ExitCode {
         }
     };
     loop {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `signals` is an initialised set; sigwait writes one int.
-        unsafe { libc::sigwait(&signals, &mut sig) };
+        // sigwait fails only for a set holding an invalid signal (0: stop).
+        let sig = signals.wait().map_or(0, |s| s as libc::c_int);
         if sig == libc::SIGHUP {
             log::info!("SIGHUP ignored: restart highlanderd to apply a new configuration (leases are kept across a restart)");
             continue;

@@ -88,11 +88,13 @@ impl Store {
             return;
         }
         let covers = self.changes.load(Ordering::SeqCst);
-        let json = {
+        // Copied under the table lock, serialised after it: in a boot storm
+        // the table is large, and every request waits for that lock.
+        let saved = {
             let t = table.lock();
-            let saved = Saved { format: FORMAT, host_id, guests: t.guests.values().cloned().collect(), disks: t.disks.values().cloned().collect(), pending: t.pending.values().cloned().collect(), declared: t.declared.values().cloned().collect() };
-            serde_json::to_vec(&saved).expect("the table serialises")
+            Saved { format: FORMAT, host_id, guests: t.guests.values().cloned().collect(), disks: t.disks.values().cloned().collect(), pending: t.pending.values().cloned().collect(), declared: t.declared.values().cloned().collect() }
         };
+        let json = serde_json::to_vec(&saved).expect("the table serialises");
         match std::fs::write(&self.tmp, json).and_then(|()| std::fs::rename(&self.tmp, &self.file)) {
             Ok(()) => *on_disk = covers,
             Err(e) => log::error!("{}: cannot save guests: {e}; a daemon restart now would lose track of them", self.file.display()),

@@ -6,13 +6,15 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use parking_lot::Mutex;
 
-use crate::guest::Pidfd;
+use crate::guest::{fired, Pidfd};
 use proto::protocol::{Code, Response, WireError, MAX_MESSAGE};
 use crate::Daemon;
 
@@ -29,27 +31,19 @@ struct Restricted {
 }
 
 pub struct Watcher {
-    wake: OwnedFd,
+    wake: EventFd,
     procs: Mutex<HashMap<u32, Tracked>>,
     incoming: Mutex<Vec<Restricted>>,
 }
 
 impl Watcher {
     pub fn new() -> std::io::Result<Watcher> {
-        // SAFETY: eventfd takes no pointers; it returns a new fd or -1.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a fresh fd owned by nothing else.
-        let wake = unsafe { OwnedFd::from_raw_fd(fd) };
+        let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
         Ok(Watcher { wake, procs: Mutex::new(HashMap::new()), incoming: Mutex::new(Vec::new()) })
     }
 
     pub fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
-        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        let _ = self.wake.write(1);
     }
 
     pub fn track(&self, pid: u32, start_time: u64, pidfd: Pidfd) {
@@ -88,26 +82,26 @@ fn run(daemon: &Arc<Daemon>) {
     loop {
         conns.append(&mut w.incoming.lock());
         let procs: Vec<(u32, u64, Arc<Pidfd>)> = w.procs.lock().iter().map(|(p, t)| (*p, t.start_time, t.pidfd.clone())).collect();
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(1 + procs.len() + conns.len());
-        let poll_in = |fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        fds.push(poll_in(w.wake.as_raw_fd()));
-        fds.extend(procs.iter().map(|(_, _, p)| poll_in(p.raw())));
-        fds.extend(conns.iter().map(|c| poll_in(c.stream.as_raw_fd())));
-        // SAFETY: `fds` is a live array of fds.len() pollfds.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        let mut fds: Vec<PollFd> = Vec::with_capacity(1 + procs.len() + conns.len());
+        let poll_in = |fd| PollFd::new(fd, PollFlags::POLLIN);
+        fds.push(poll_in(w.wake.as_fd()));
+        fds.extend(procs.iter().map(|(_, _, p)| poll_in(p.as_fd())));
+        fds.extend(conns.iter().map(|c| poll_in(c.stream.as_fd())));
+        let n = poll(&mut fds, PollTimeout::NONE);
         if daemon.stopping() {
             return;
         }
-        if n < 0 {
+        if n.is_err() {
             continue; // EINTR
         }
-        if fds[0].revents != 0 {
-            let mut buf = [0u8; 8];
-            // SAFETY: reads at most 8 bytes into `buf`.
-            unsafe { libc::read(w.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        // What fired, so the borrows of the fds end before conns changes.
+        let ready: Vec<bool> = fds.iter().map(fired).collect();
+        drop(fds);
+        if ready[0] {
+            let _ = w.wake.read();
         }
         for (i, (pid, start, _)) in procs.iter().enumerate() {
-            if fds[1 + i].revents != 0 {
+            if ready[1 + i] {
                 exited(daemon, *pid, *start);
             }
         }
@@ -115,7 +109,7 @@ fn run(daemon: &Arc<Daemon>) {
         let mut i = conns.len();
         while i > 0 {
             i -= 1;
-            if fds[base + i].revents != 0 && !serve_restricted(daemon, &mut conns[i]) {
+            if ready[base + i] && !serve_restricted(daemon, &mut conns[i]) {
                 conns.swap_remove(i);
             }
         }

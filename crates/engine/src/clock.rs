@@ -11,16 +11,16 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use nix::time::{clock_gettime, ClockId};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Mono(pub u64);
 
 impl Mono {
     pub fn now() -> Mono {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `ts` is a valid, writable timespec; CLOCK_BOOTTIME exists on Linux since 2.6.39.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-        assert_eq!(rc, 0, "clock_gettime(CLOCK_BOOTTIME) failed");
-        Mono(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+        // CLOCK_BOOTTIME exists on Linux since 2.6.39.
+        let ts = clock_gettime(ClockId::CLOCK_BOOTTIME).expect("clock_gettime(CLOCK_BOOTTIME) failed");
+        Mono(ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
     }
 
     // Not `ops::Add`: it saturates instead of overflowing, and reads as a deadline.

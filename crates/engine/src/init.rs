@@ -2,10 +2,11 @@
 //! `force` it destroys nothing: it refuses a target that holds anything but
 //! zeros, and names what it found.
 
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
+
+use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
 
 use crate::clock::unix_now;
 use crate::error::{Error, FormatError, Result};
@@ -128,8 +129,7 @@ fn refuse_to_destroy(path: &Path, extent: u64) -> Result<()> {
     // Another host may have just written a shared device: read (and let
     // libblkid read) what is on storage, not stale cached pages. Advice
     // only: where it fails, nothing is cached to mislead us either.
-    // SAFETY: plain syscall on an fd we own; it touches no memory of ours.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let _ = posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED);
     let mut first = [0u8; RECORD_LEN];
     read_up_to(&file, 0, &mut first).map_err(unchecked)?;
     match Header::decode(&first) {

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use nix::sys::signal::{SigSet, Signal};
+
 use super::handover::{read_owners, Handover, Owner};
 use super::spec::{SpaceTimes, Spec, FLAG};
 use crate::fence::{self, escalate};
@@ -20,8 +22,7 @@ use engine::clock::Mono;
 /// `ready`, waits for its daemon to exit, then fences what it left behind.
 pub fn run() -> ExitCode {
     block_stop_signals();
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"hl-sentinel".as_ptr() as libc::c_ulong, 0, 0, 0) };
+    let _ = nix::sys::prctl::set_name(c"hl-sentinel");
     let mut line = String::new();
     let spec = std::io::stdin().lock().read_line(&mut line).map_err(|e| e.to_string()).and_then(|_| serde_json::from_str::<Spec>(&line).map_err(|e| e.to_string()));
     let spec = match spec {
@@ -38,8 +39,7 @@ pub fn run() -> ExitCode {
         .format(|buf, r| writeln!(buf, "[{} {} fence-sentinel] {}", buf.timestamp_millis(), r.level(), r.args()))
         .try_init();
     let daemon = Pidfd::open(spec.daemon_pid).ok();
-    // SAFETY: getppid takes no arguments and cannot fail.
-    let parent = unsafe { libc::getppid() } as u32;
+    let parent = nix::unistd::getppid().as_raw() as u32;
     // The pidfd was opened first: if the daemon is still our parent now,
     // the pidfd is the daemon's (otherwise it has exited already).
     let daemon = daemon.filter(|_| parent == spec.daemon_pid);
@@ -47,8 +47,7 @@ pub fn run() -> ExitCode {
     let _ = out.write_all(b"ready\n").and_then(|()| out.flush());
     drop(out);
     // The daemon closes its end: fence helpers must not write into it.
-    // SAFETY: dup2 of this process's own stderr onto its stdout.
-    unsafe { libc::dup2(2, 1) };
+    let _ = nix::unistd::dup2_stdout(std::io::stderr());
     if let Some(pidfd) = daemon {
         watch_live(&spec, &pidfd);
     }
@@ -89,16 +88,12 @@ fn watch_live(spec: &Spec, daemon: &Pidfd) {
 /// ends it. Blocked rather than ignored, so that fence helpers (whose mask
 /// std::process::Command clears) start with the usual dispositions.
 fn block_stop_signals() {
-    // SAFETY: sigset_t is plain data, initialised by sigemptyset/sigaddset;
-    // pthread_sigmask only reads it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    let mut set = SigSet::empty();
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT] {
+        set.add(sig);
     }
+    // Fails only for an invalid `how`: SIG_BLOCK is valid.
+    let _ = set.thread_block();
 }
 
 /// One lockspace whose guests this sentinel answers for.
