@@ -71,7 +71,10 @@ setup=$HL_STATE/setup-mount
 mkdir -p "$setup"
 mount -t glusterfs "$SERVER:/$VOLUME" "$setup"
 mkdir -p "$setup/vms"
-"$HL_BIN/highlander" lockspace init "$setup/vms/lockspace" --name gluster --max-hosts 4 --resources 16 --io-timeout 2 >/dev/null
+# io_timeout 4 s: this run starts, saves and migrates many guests on the
+# volume that holds the lockspace, and a renewal write stuck behind them for
+# 2 s voided hosta's lease once ("an earlier write to it has not completed").
+"$HL_BIN/highlander" lockspace init "$setup/vms/lockspace" --name gluster --max-hosts 4 --resources 16 --io-timeout 4 >/dev/null
 # Raw, written through the mount by root (QEMU runs as root here).
 truncate -s 64M "$setup/vms/net.raw"
 umount "$setup"
