@@ -1,7 +1,7 @@
 # highlander: build and install.
 #
-#   make                      build highlanderd, highlander and highlander.so (release)
-#   make install              install them, the systemd unit, man pages,
+#   make                      build highlanderd, highlander, highlander.so and highlander-hook (release)
+#   make install              install them (the hook as libvirt's qemu.d/highlander), the systemd unit, man pages,
 #                             completions, docs and (only if absent) config templates
 #   make uninstall            remove what install put there, except configuration
 #   make deb                  a Debian package (dpkg-deb) of the same files, in
@@ -17,6 +17,8 @@
 #                  Debian) even when PREFIX is /usr/local
 #   UNITDIR        $(PREFIX)/lib/systemd/system
 #   SYSCONFDIR     /etc   (libvirt and highlanderd read /etc/libvirt and /etc/highlander)
+#   HOOKDIR        $(SYSCONFDIR)/libvirt/hooks/qemu.d   libvirt runs every executable there;
+#                  highlander-hook goes there as `highlander` (declares network disks)
 #   MANDIR, DOCDIR, BASHCOMPDIR, ZSHCOMPDIR, FISHCOMPDIR: see below
 #   DESTDIR        staging root for packaging (make install DESTDIR=/tmp/stage)
 #   NO_BUILD=1     install what is already built (e.g. `sudo make install NO_BUILD=1`
@@ -29,6 +31,7 @@ LIBDIR        ?= $(PREFIX)/lib$(if $(MULTIARCH),/$(MULTIARCH))
 LOCKDRIVERDIR ?= $(LIBDIR)/libvirt/lock-driver
 UNITDIR       ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR    ?= /etc
+HOOKDIR       ?= $(SYSCONFDIR)/libvirt/hooks/qemu.d
 LOCALSTATEDIR ?= /var
 DATADIR       ?= $(PREFIX)/share
 MANDIR        ?= $(DATADIR)/man
@@ -45,6 +48,7 @@ INSTALL       ?= install
 
 BINS   := $(RELEASE)/highlanderd $(RELEASE)/highlander
 PLUGIN := $(RELEASE)/libhighlander.so
+HOOK   := $(RELEASE)/highlander-hook
 DOCS   := README.md $(sort $(wildcard docs/*.md))
 EXAMPLES := examples/highlanderd.conf examples/qemu-highlander.conf examples/qemu.conf.snippet \
             examples/highlanderd.service examples/icinga2-highlander.conf examples/nagios-highlander.cfg
@@ -62,13 +66,15 @@ clean:
 	$(CARGO) clean
 
 install: $(if $(filter 1,$(NO_BUILD)),,build)
-	@for f in $(BINS) $(PLUGIN); do [ -f "$$f" ] || { echo "make install: $$f is missing; run make first" >&2; exit 1; }; done
+	@for f in $(BINS) $(PLUGIN) $(HOOK); do [ -f "$$f" ] || { echo "make install: $$f is missing; run make first" >&2; exit 1; }; done
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LOCKDRIVERDIR) $(DESTDIR)$(UNITDIR) \
 		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) \
-		$(DESTDIR)$(DOCDIR)/examples/domains $(DESTDIR)$(SYSCONFDIR)/highlander $(DESTDIR)$(SYSCONFDIR)/libvirt
+		$(DESTDIR)$(DOCDIR)/examples/domains $(DESTDIR)$(SYSCONFDIR)/highlander $(DESTDIR)$(SYSCONFDIR)/libvirt \
+		$(DESTDIR)$(HOOKDIR)
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(LOCALSTATEDIR)/lib/highlander
 	$(INSTALL) -m 0755 $(BINS) $(DESTDIR)$(SBINDIR)/
 	$(INSTALL) -m 0644 $(PLUGIN) $(DESTDIR)$(LOCKDRIVERDIR)/highlander.so
+	$(INSTALL) -m 0755 $(HOOK) $(DESTDIR)$(HOOKDIR)/highlander
 	sed -e 's|/usr/sbin/highlander|$(SBINDIR)/highlander|g' \
 	    -e 's|/usr/share/doc/highlander|$(DOCDIR)|g' \
 	    examples/highlanderd.service > $(DESTDIR)$(UNITDIR)/highlanderd.service
@@ -96,6 +102,7 @@ install: $(if $(filter 1,$(NO_BUILD)),,build)
 	@echo "  2. edit $(SYSCONFDIR)/highlander/highlanderd.conf: a unique host_id, lockspace = the shared path"
 	@echo "  3. systemctl daemon-reload && systemctl enable --now highlanderd"
 	@echo "  4. lock_manager = \"highlander\" in $(SYSCONFDIR)/libvirt/qemu.conf; systemctl restart libvirtd"
+	@echo "     (libvirtd sees the network-disk hook $(HOOKDIR)/highlander only from its next start)"
 
 # The version of the workspace ([workspace.package] in Cargo.toml).
 VERSION  ?= $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
@@ -109,7 +116,7 @@ deb: $(if $(filter 1,$(NO_BUILD)),,build)
 	rm -rf $(DEB_ROOT)
 	$(MAKE) --no-print-directory install NO_BUILD=1 DESTDIR=$(abspath $(DEB_ROOT)) PREFIX=/usr >/dev/null
 	$(INSTALL) -d $(DEB_ROOT)/DEBIAN
-	@glibc=$$(objdump -T $(BINS) $(PLUGIN) | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1); \
+	@glibc=$$(objdump -T $(BINS) $(PLUGIN) $(HOOK) | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1); \
 	size=$$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f1); \
 	{ echo "Package: highlander"; \
 	  echo "Version: $(VERSION)-$(DEB_REVISION)"; \
@@ -135,7 +142,7 @@ deb: $(if $(filter 1,$(NO_BUILD)),,build)
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/highlanderd $(DESTDIR)$(SBINDIR)/highlander \
-		$(DESTDIR)$(LOCKDRIVERDIR)/highlander.so $(DESTDIR)$(UNITDIR)/highlanderd.service \
+		$(DESTDIR)$(LOCKDRIVERDIR)/highlander.so $(DESTDIR)$(HOOKDIR)/highlander $(DESTDIR)$(UNITDIR)/highlanderd.service \
 		$(DESTDIR)$(MANDIR)/man8/highlander.8 $(DESTDIR)$(MANDIR)/man8/highlanderd.8 \
 		$(DESTDIR)$(BASHCOMPDIR)/highlander $(DESTDIR)$(ZSHCOMPDIR)/_highlander $(DESTDIR)$(FISHCOMPDIR)/highlander.fish
 	rm -rf $(DESTDIR)$(DOCDIR)

@@ -26,6 +26,7 @@ expected_files() { # $1 = prefix, $2 = libdir
     sort <<EOF
 /etc/highlander/highlanderd.conf
 /etc/libvirt/qemu-highlander.conf
+/etc/libvirt/hooks/qemu.d/highlander
 $p/sbin/highlanderd
 $p/sbin/highlander
 $l/libvirt/lock-driver/highlander.so
@@ -59,16 +60,28 @@ make -s install DESTDIR="$d" "${build[@]}" >"$stage/install.log" 2>&1 || { cat "
 diff -u <(expected_files /usr "$libdir") <(installed_files "$d") || fail "installed file list differs (- expected, + installed)"
 [ -d "$d/var/lib/highlander" ] || fail "/var/lib/highlander not created"
 
-for f in /usr/sbin/highlanderd /usr/sbin/highlander; do
+for f in /usr/sbin/highlanderd /usr/sbin/highlander /etc/libvirt/hooks/qemu.d/highlander; do
     [ "$(stat -c %a "$d$f")" = 755 ] || fail "$f is not mode 755"
 done
 while read -r f; do
-    case $f in /usr/sbin/*) continue ;; esac
+    case $f in /usr/sbin/* | /etc/libvirt/hooks/*) continue ;; esac
     [ "$(stat -c %a "$d$f")" = 644 ] || fail "$f is mode $(stat -c %a "$d$f"), not 644"
 done < <(installed_files "$d")
 
 "$d/usr/sbin/highlander" --version | grep -q '^highlander ' || fail "installed highlander does not run"
 "$d/usr/sbin/highlanderd" --version | grep -q '^highlanderd ' || fail "installed highlanderd does not run"
+# The hook stays out of the way of a libvirt that does not use highlander;
+# with lock_manager = "highlander" in the qemu.conf beside its hooks
+# directory it reads the qemu-highlander.conf there (the template, which
+# must parse), refuses a start on bad XML, never a reconnect.
+hook=$d/etc/libvirt/hooks/qemu.d/highlander
+echo '<domain>' | "$hook" vm1 prepare begin - || fail "installed hook failed a start with no lock_manager = \"highlander\""
+echo 'lock_manager = "highlander"' > "$d/etc/libvirt/qemu.conf"
+out=$(echo '<domain>' | "$hook" vm1 prepare begin - 2>&1) && fail "installed hook accepted malformed XML at prepare"
+grep -q 'not well-formed' <<<"$out" || fail "installed hook's prepare error: $out"
+echo '<domain>' | "$hook" vm1 reconnect begin - 2>/dev/null || fail "installed hook failed a reconnect"
+echo '<domain>' | "$hook" vm1 started begin - || fail "installed hook failed an op it does not handle"
+rm "$d/etc/libvirt/qemu.conf"
 # --check also reads the lockspaces the file names: point the template's at one.
 "$d/usr/sbin/highlander" lockspace init "$stage/template.lockspace" --name default --max-hosts 4 --resources 4 >/dev/null || fail "installed highlander cannot format a lockspace"
 sed "s|^lockspace = .*|lockspace = $stage/template.lockspace|" "$d/etc/highlander/highlanderd.conf" >"$stage/template.conf"

@@ -21,7 +21,8 @@ command -v cargo >/dev/null || { echo "setup: cargo is missing; install Rust (ht
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in gcc g++ libclang-dev libblkid-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 util-linux e2fsprogs xfsprogs fdisk lvm2 cryptsetup-bin python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock glusterfs-server glusterfs-client attr pacemaker corosync resource-agents crmsh python3-fusepy libfuse2 icinga2-bin nagios4-core prometheus-node-exporter; do
+# qemu-block-extra: QEMU's gluster:// driver (block-gluster.so), for tests/libvirt/netdisk.sh.
+for pkg in gcc g++ libclang-dev libblkid-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-block-extra util-linux e2fsprogs xfsprogs fdisk lvm2 cryptsetup-bin python3 jq make file binutils groff-base systemd sanlock libvirt-sanlock glusterfs-server glusterfs-client attr pacemaker corosync resource-agents crmsh python3-fusepy libfuse2 icinga2-bin nagios4-core prometheus-node-exporter; do
     have "$pkg" || need+=("$pkg")
 done
 

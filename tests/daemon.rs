@@ -673,6 +673,8 @@ fn group_members_may_read_but_only_root_changes_leases() {
         Request::Acquire(Acquire { pid: g.pid(), resources, state: None, action: None }),
         Request::Release(Release { pid: g.pid(), resources: None }),
         Request::Release(Release { pid: g.pid(), resources: Some(vec![Resource::path(d.clone(), Mode::Exclusive)]) }),
+        Request::Declare(proto::protocol::Declare { uuid: uuid_for("web1"), name: "web1".into(), disks: Vec::new(), lockspace: None }),
+        Request::Undeclare(proto::protocol::Undeclare { uuid: uuid_for("web1") }),
     ];
     let reads = [Request::Status, Request::Inquire(Inquire { pid: g.pid() }), Request::Who(proto::protocol::WhoResource { path: Some(d.clone()), identity: None, lockspace: None }), Request::Metrics];
     // Every op the protocol has is tried.

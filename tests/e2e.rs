@@ -16,7 +16,7 @@ fn run_script_with(script: &str, env: &[(&str, &str)]) {
     // This package is tests/ of the workspace.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root");
     let bin = root.join("target/debug");
-    for needed in ["highlanderd", "highlander", "libhighlander.so"] {
+    for needed in ["highlanderd", "highlander", "libhighlander.so", "highlander-hook"] {
         assert!(bin.join(needed).exists(), "{} missing: build first with `cargo build --workspace --all-targets`", bin.join(needed).display());
     }
     assert!(Path::new("/usr/sbin/libvirtd").exists(), "libvirtd is not installed: run `bash scripts/setup.sh` (as root)");
@@ -51,6 +51,22 @@ fn glusterfs_two_hosts_end_to_end() {
     g.mount(None, &probe);
     g.set(&["group", "virt"], |m| !gluster::volfile(m).contains("performance/quick-read") && gluster::direct_io(m));
     run_script_with("gluster.sh", &[("HL_GLUSTER_VOLUME", &g.volume)]);
+    drop(g);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// gluster:// disks (QEMU's libgfapi driver) on a GlusterFS volume, two
+/// hosts with the qemu hook: the network disk is leased, a second guest on
+/// it (either host, gluster:// or the FUSE path) is refused naming the
+/// holder, suspend/resume, a failed start and a libvirtd restart.
+#[test]
+fn network_disks_end_to_end() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-netdisk-{}", std::process::id()));
+    let mut g = gluster::Gluster::start(&dir.join("bed"), "hlnet");
+    let probe = dir.join("probe-mount");
+    g.mount(None, &probe);
+    g.set(&["group", "virt"], |m| !gluster::volfile(m).contains("performance/quick-read") && gluster::direct_io(m));
+    run_script_with("netdisk.sh", &[("HL_GLUSTER_VOLUME", &g.volume)]);
     drop(g);
     let _ = std::fs::remove_dir_all(&dir);
 }

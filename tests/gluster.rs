@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use gluster::Gluster;
 use engine::clock::Mono;
 use engine::{AcquireRequest, Health, Holder, JoinOptions, Lockspace, Mode};
+use identity::netdisk::Identify;
 
 fn scratch(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("gluster-{name}-{}", std::process::id()))

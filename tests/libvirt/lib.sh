@@ -37,6 +37,12 @@ hl_host_up() {
     mkdir -p "$R"/{etc,run/libvirt,run/highlander,lib/qemu,log/qemu,cache/qemu,plugins}
     ln -sf "$HL_BIN/libhighlander.so" "$R/plugins/highlander.so"
     ln -sf "$HL_SANLOCK_PLUGIN" "$R/plugins/sanlock.so"
+    # HL_HOOK=1: highlander's qemu hook, which declares network disks
+    # (libvirt reads hooks/qemu.d/ from the host's /etc/libvirt at its start).
+    if [ "${HL_HOOK:-0}" = 1 ]; then
+        mkdir -p "$R/etc/hooks/qemu.d"
+        ln -sf "$HL_BIN/highlander-hook" "$R/etc/hooks/qemu.d/highlander"
+    fi
     : > "$R/ready-ms"
     cat > "$R/etc/libvirtd.conf" <<CONF
 host_uuid = "$(printf '%08x-0000-4000-8000-%012x' "$id" "$id")"

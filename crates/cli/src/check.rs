@@ -241,6 +241,7 @@ mod tests {
             pending_releases: vec![],
             escalations: vec![],
             metrics_listen: None,
+            declared: vec![],
         }
     }
 

@@ -104,6 +104,13 @@ enum Command {
     /// "dead" (their leases may be taken over), "unknown" (not watched long
     /// enough yet; counted as live), "corrupt" (the slot does not decode;
     /// counted as live) or "free" (left cleanly).
+    ///
+    /// Network disks (rbd, gluster, iscsi, nbd), which libvirt hands to no
+    /// lock manager, are leased when the qemu hook declared them at start.
+    /// A network disk hot-plugged with `virsh attach-device` runs no hook: it
+    /// is not leased. The running guests' network disks (from libvirt's live
+    /// domain files) are listed with whether each is leased, so such a disk
+    /// shows as NOT LEASED.
     #[command(after_help = concat!(
         "Examples:\n",
         "  highlander status\n",
@@ -119,6 +126,9 @@ enum Command {
         /// highlanderd's socket.
         #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Where libvirt keeps the live XML of running domains (read for their network disks).
+        #[arg(long, value_name = "DIR", default_value = "/run/libvirt/qemu")]
+        libvirt_run_dir: PathBuf,
     },
     /// Which guest on which host holds a disk, as the lockspace on storage
     /// says (leases held by other hosts included).
@@ -478,12 +488,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
-        Command::Status { json, socket } => {
+        Command::Status { json, socket, libvirt_run_dir } => {
             let status: Status = Client::connect(&socket)?.call(&Request::Status)?;
             if json {
                 print_json(&status)?;
             } else {
                 print_status(&status);
+                print_network_disks(&status, &running_network_disks(&libvirt_run_dir));
             }
             Ok(())
         }
@@ -749,6 +760,60 @@ fn print_status(s: &Status) {
             format_unix(g.registered_unix),
             g.leases.len()
         );
+    }
+}
+
+/// A running domain (libvirt's live `<domstatus>` file) with network disks.
+struct Running {
+    name: String,
+    uuid: String,
+    disks: Vec<proto::protocol::NetworkDisk>,
+}
+
+/// The running domains' network disks, from libvirt's live domain files;
+/// those this process cannot read are left out.
+fn running_network_disks(run_dir: &std::path::Path) -> Vec<Running> {
+    let Ok(entries) = std::fs::read_dir(run_dir) else { return Vec::new() };
+    let mut running: Vec<Running> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .filter_map(|p| {
+            let (uuid, disks) = identity::netdisk::from_domain_xml(&std::fs::read_to_string(&p).ok()?).ok()?;
+            let name = p.file_stem()?.to_string_lossy().into_owned();
+            (!disks.is_empty()).then_some(Running { name, uuid, disks })
+        })
+        .collect();
+    running.sort_by(|a, b| a.name.cmp(&b.name));
+    running
+}
+
+/// Every declared or running network disk, and whether it is leased.
+fn print_network_disks(s: &Status, running: &[Running]) {
+    let declared = |uuid: &str| s.declared.iter().find(|d| d.uuid == uuid);
+    let shown = |d: &proto::protocol::DeclaredDiskView| match (&d.identity, d.leased) {
+        (None, _) => format!("NOT LEASED: {}", d.unleased_why.as_deref().unwrap_or("no identity")),
+        (Some(id), true) => format!("leased {} ({id})", d.mode),
+        (Some(id), false) => format!("declared, NOT HELD now ({id}; a paused or stopped guest holds none)"),
+    };
+    let with_disks: Vec<_> = s.declared.iter().filter(|d| !d.disks.is_empty()).collect();
+    if with_disks.is_empty() && running.is_empty() {
+        return;
+    }
+    println!("network disks (declared by the qemu hook; hot-plugged ones are not leased):");
+    for r in running {
+        for disk in &r.disks {
+            let state = declared(&r.uuid).and_then(|d| d.disks.iter().find(|x| x.target == disk.target)).map_or_else(
+                || "NOT LEASED: not declared (hot-plugged, or started before the qemu hook was installed); attach a <lease> or restart the guest".to_owned(),
+                shown,
+            );
+            println!("  guest \"{}\" (uuid {})  {} {}  {state}", r.name, r.uuid, disk.target, disk.source());
+        }
+    }
+    for d in with_disks.iter().filter(|d| !running.iter().any(|r| r.uuid == d.uuid)) {
+        for disk in &d.disks {
+            println!("  guest \"{}\" (uuid {})  {} {}  {}", d.name, d.uuid, disk.target, disk.source, shown(disk));
+        }
     }
 }
 

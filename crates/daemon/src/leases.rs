@@ -53,10 +53,10 @@ fn engine_error(path: &str, guest: &Guest, e: Error) -> WireError {
 }
 
 /// A resource of a request, resolved.
-struct Wanted {
-    key: DiskKey,
-    path: String,
-    mode: Mode,
+pub(crate) struct Wanted {
+    pub(crate) key: DiskKey,
+    pub(crate) path: String,
+    pub(crate) mode: Mode,
 }
 
 /// Joins a lockspace. When the saved table holds leases in it, the host
@@ -89,7 +89,7 @@ pub fn join_resuming(join: &JoinOptions, header: &Header, saved: &mut Table, cfg
 }
 
 impl Daemon {
-    fn space_for(&self, name: Option<&str>) -> Result<&Space, WireError> {
+    pub(crate) fn space_for(&self, name: Option<&str>) -> Result<&Space, WireError> {
         match name {
             None => Ok(&self.spaces[0]),
             Some(n) => self.space(n).ok_or_else(|| {
@@ -195,7 +195,8 @@ impl Daemon {
             table.guests.get(&pid).cloned()
         }
         .ok_or_else(|| err(Code::NotRegistered, format!("guest pid {pid} was not started under highlander (was it started before lock_manager = \"highlander\" was set, or before highlanderd restarted without its state?); restart the guest (virsh destroy + start) to protect its disks")))?;
-        let wanted = self.wanted(&req.resources)?;
+        let mut wanted = self.wanted(&req.resources)?;
+        self.add_declared(&g.uuid, &mut wanted)?;
         let expected: Vec<Entry> = match req.state.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => lock_state::decode(s).map_err(|e| err(Code::BadState, format!("{g}: {e}")))?,
             None => Vec::new(),
@@ -470,6 +471,7 @@ impl Daemon {
         let mut lost: Vec<(u32, String, String)> = Vec::new();
         {
             let mut table = self.table.lock();
+            table.declared = saved.declared;
             for (key, lease) in saved.pending {
                 match self.space(&key.0) {
                     Some(space) if space.ls().generation() == lease.generation => {
@@ -610,6 +612,7 @@ impl Daemon {
             lockspaces,
             leases: table.disks.values().map(|d| HeldView { lease: view(d), holders: d.holders.iter().map(guest_ref).collect() }).collect(),
             escalations,
+            declared: crate::declared::views(&table),
             metrics_listen: self.metrics.listening().map(|a| a.to_string()),
             pending_releases: table.pending.iter().map(|((lockspace, identity), l)| PendingRelease { lockspace: lockspace.clone(), identity: identity.clone(), lver: l.lver }).collect(),
             guests: table

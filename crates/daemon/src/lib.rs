@@ -11,6 +11,7 @@
 //! - `host_claim`  `host_id = auto`: the claimed id, kept across reboots
 //! - `table`       the local lease table: guests, held disks, pending releases
 //! - `leases`      the operations on it: register, acquire, release, inquire
+//! - `declared`    network disks declared by the qemu hook, leased on acquire
 //! - `persist`     the table saved under the state dir, for restarts
 //! - `retry`       failed releases on storage, retried until they land
 //! - `watcher`     guest liveness: pidfds and restricted connections
@@ -26,6 +27,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod declared;
 pub mod fence;
 pub mod guest;
 pub mod heartbeat;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::declared::Declaration;
 use crate::guest::Guest;
 use crate::table::{Disk, Table};
 use engine::resource::Lease;
@@ -24,6 +25,9 @@ struct Saved {
     /// Failed releases still to retry (absent in files of older daemons).
     #[serde(default)]
     pending: Vec<Lease>,
+    /// Declared network disks (absent in files of older daemons).
+    #[serde(default)]
+    declared: Vec<Declaration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,7 @@ impl Store {
             disks: saved.disks.into_iter().map(|d| ((d.lease.lockspace.clone(), d.lease.identity.clone()), d)).collect(),
             pending: saved.pending.into_iter().map(|l| ((l.lockspace.clone(), l.identity.clone()), l)).collect(),
             released_state: Default::default(),
+            declared: saved.declared.into_iter().map(|d| (d.uuid, d)).collect(),
         })
     }
 
@@ -85,7 +90,7 @@ impl Store {
         let covers = self.changes.load(Ordering::SeqCst);
         let json = {
             let t = table.lock();
-            let saved = Saved { format: FORMAT, host_id, guests: t.guests.values().cloned().collect(), disks: t.disks.values().cloned().collect(), pending: t.pending.values().cloned().collect() };
+            let saved = Saved { format: FORMAT, host_id, guests: t.guests.values().cloned().collect(), disks: t.disks.values().cloned().collect(), pending: t.pending.values().cloned().collect(), declared: t.declared.values().cloned().collect() };
             serde_json::to_vec(&saved).expect("the table serialises")
         };
         match std::fs::write(&self.tmp, json).and_then(|()| std::fs::rename(&self.tmp, &self.file)) {

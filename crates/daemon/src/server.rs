@@ -271,6 +271,8 @@ fn handle(daemon: &Daemon, peer: Peer, request: Request) -> Response {
         Request::Status => Ok(to_value(daemon.status())),
         Request::Who(r) => daemon.who(r).map(to_value),
         Request::Metrics => Ok(Value::String(daemon.metrics_text())),
+        Request::Declare(r) => daemon.declare(r).map(to_value),
+        Request::Undeclare(r) => daemon.undeclare(r).map(to_value),
     };
     match result {
         Ok(v) => Response::ok(v),

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::declared::Declaration;
 use crate::guest::Guest;
 use crate::DiskKey;
 use engine::resource::{Lease, Mode};
@@ -33,6 +34,8 @@ pub struct Table {
     /// The state of each guest's last release of all its leases, until its
     /// next acquire or exit (see `release`). Not persisted.
     pub released_state: BTreeMap<u32, String>,
+    /// Network disks the qemu hook declared, by domain UUID (`declared`).
+    pub declared: BTreeMap<[u8; 16], Declaration>,
 }
 
 impl Table {

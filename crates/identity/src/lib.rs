@@ -19,6 +19,10 @@
 //! - a file on a GlusterFS FUSE mount: `gluster:<volume id>:gfid:<gfid>`
 //! - anything else: `file:<canonical path>`
 //!
+//! Network disks, which libvirt hands to no lock manager, are named from
+//! the domain XML by the storage's own names (`netdisk`; a `gluster://`
+//! file gets the FUSE rule's identity through `gfapi`).
+//!
 //! The parsers of /proc and /sys text are `#[doc(hidden)] pub` for the fuzz
 //! targets in fuzz/; they are not a stable API.
 

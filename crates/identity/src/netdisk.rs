@@ -3,27 +3,13 @@
 //! qemu hook gets it on stdin) and named by the storage's own names, never
 //! by a host's view of them. The rules and their caveats: docs/IDENTITY.md.
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NetworkDisk {
-    /// The `<source protocol=…>`: rbd, gluster, iscsi, nbd, or one we do not name.
-    pub protocol: String,
-    /// The `<source name=…>`: `pool/image`, `volume/path`, `iqn/lun`, the export.
-    pub name: String,
-    /// `<host name= port=>` (or `socket=` for a unix transport), in XML order.
-    pub hosts: Vec<Host>,
-    pub readonly: bool,
-    pub shareable: bool,
-    /// The guest's device name (`<target dev=…>`), for messages.
-    pub target: String,
-}
+// The disk as the hook sends it to highlanderd (the wire type).
+pub use proto::protocol::{NetworkDisk, NetworkHost as Host};
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Host {
-    pub name: String,
-    pub port: Option<u16>,
-    /// The socket path of a `transport='unix'` host.
-    pub socket: Option<String>,
-}
+/// The protocols with an identity rule. A disk of another protocol is kept
+/// and reported as unleased, never refused: it may be a read-only ISO over
+/// http that needs no lease.
+pub const PROTOCOLS: &[&str] = &["rbd", "gluster", "iscsi", "nbd"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NetDiskError {
@@ -38,9 +24,15 @@ fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, name: &str) -> Option<roxmltree::No
 }
 
 /// Every `<disk type='network'>` of the domain, with the domain's UUID.
+/// Takes a `<domain>` (what hooks get) or libvirt's `<domstatus>` wrapping
+/// one (its live state under /run/libvirt/qemu/).
 pub fn from_domain_xml(xml: &str) -> Result<(String, Vec<NetworkDisk>), NetDiskError> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| NetDiskError::Xml(e.to_string()))?;
-    let domain = doc.root_element();
+    let root = doc.root_element();
+    let domain = if root.has_tag_name("domstatus") { child(root, "domain").ok_or_else(|| NetDiskError::Xml("<domstatus> holds no <domain>".into()))? } else { root };
+    if !domain.has_tag_name("domain") {
+        return Err(NetDiskError::Xml(format!("the root element is <{}>, not <domain>", domain.tag_name().name())));
+    }
     let uuid = child(domain, "uuid").and_then(|u| u.text()).map(str::trim).unwrap_or_default().to_owned();
     let Some(devices) = child(domain, "devices") else { return Ok((uuid, Vec::new())) };
     let disks = devices
@@ -69,35 +61,41 @@ pub fn from_domain_xml(xml: &str) -> Result<(String, Vec<NetworkDisk>), NetDiskE
     Ok((uuid, disks))
 }
 
-impl NetworkDisk {
-    fn unnamed(&self, why: impl Into<String>) -> NetDiskError {
-        NetDiskError::Unnamed { target: self.target.clone(), protocol: self.protocol.clone(), why: why.into() }
-    }
+fn unnamed(disk: &NetworkDisk, why: impl Into<String>) -> NetDiskError {
+    NetDiskError::Unnamed { target: disk.target.clone(), protocol: disk.protocol.clone(), why: why.into() }
+}
 
+/// The identity rules, on the wire type.
+pub trait Identify {
     /// The disk's identity (see the module comment); a gluster disk's
     /// volume id and GFID are asked of the volume through libgfapi.
-    pub fn identity(&self) -> Result<String, NetDiskError> {
+    fn identity(&self) -> Result<String, NetDiskError>;
+    /// `identity`, with `gluster` resolving (server, port, volume, path) to
+    /// (volume id, GFID).
+    fn identity_with(&self, gluster: impl FnOnce(&str, u16, &str, &str) -> Result<(String, String), String>) -> Result<String, NetDiskError>;
+}
+
+impl Identify for NetworkDisk {
+    fn identity(&self) -> Result<String, NetDiskError> {
         self.identity_with(|server, port, volume, path| crate::gfapi::volume_and_gfid(server, port, volume, path).map_err(|e| e.to_string()))
     }
 
-    /// `identity`, with `gluster` resolving (server, port, volume, path) to
-    /// (volume id, GFID).
-    pub fn identity_with(&self, gluster: impl FnOnce(&str, u16, &str, &str) -> Result<(String, String), String>) -> Result<String, NetDiskError> {
+    fn identity_with(&self, gluster: impl FnOnce(&str, u16, &str, &str) -> Result<(String, String), String>) -> Result<String, NetDiskError> {
         match self.protocol.as_str() {
-            "rbd" => self.rbd_identity(),
+            "rbd" => rbd_identity(self),
             "gluster" => {
-                let (volume, path) = self.name.split_once('/').ok_or_else(|| self.unnamed(format!("source name {:?} is not VOLUME/PATH", self.name)))?;
-                let host = self.hosts.iter().find(|h| h.socket.is_none()).ok_or_else(|| self.unnamed("no TCP <host> to ask for the volume"))?;
-                let (id, gfid) = gluster(&host.name, host.port.unwrap_or(24007), volume, path).map_err(|e| self.unnamed(e))?;
+                let (volume, path) = self.name.split_once('/').ok_or_else(|| unnamed(self, format!("source name {:?} is not VOLUME/PATH", self.name)))?;
+                let host = self.hosts.iter().find(|h| h.socket.is_none()).ok_or_else(|| unnamed(self, "no TCP <host> to ask for the volume"))?;
+                let (id, gfid) = gluster(&host.name, host.port.unwrap_or(24007), volume, path).map_err(|e| unnamed(self, e))?;
                 Ok(format!("gluster:{id}:gfid:{gfid}"))
             }
             "iscsi" => {
                 // `iqn.2013-06.com.example:target/LUN`; LUN 0 when absent.
                 let (iqn, lun) = self.name.rsplit_once('/').unwrap_or((&self.name, "0"));
                 if !iqn.starts_with("iqn.") && !iqn.starts_with("eui.") && !iqn.starts_with("naa.") {
-                    return Err(self.unnamed(format!("source name {:?} does not start with a target name (iqn., eui. or naa.)", self.name)));
+                    return Err(unnamed(self, format!("source name {:?} does not start with a target name (iqn., eui. or naa.)", self.name)));
                 }
-                let lun: u32 = lun.parse().map_err(|_| self.unnamed(format!("LUN {lun:?} is not a number")))?;
+                let lun: u32 = lun.parse().map_err(|_| unnamed(self, format!("LUN {lun:?} is not a number")))?;
                 Ok(format!("iscsi:{iqn}/{lun}"))
             }
             "nbd" => {
@@ -106,29 +104,29 @@ impl NetworkDisk {
                     // A unix socket is this host's: no other host can reach that server.
                     Some(Host { socket: Some(path), .. }) => Ok(format!("nbd:unix:{}:{path}/{export}", crate::machine_uuid())),
                     Some(h) => Ok(format!("nbd:{}:{}/{export}", h.name.to_ascii_lowercase(), h.port.unwrap_or(10809))),
-                    None => Err(self.unnamed("no <host>")),
+                    None => Err(unnamed(self, "no <host>")),
                 }
             }
-            other => Err(self.unnamed(format!("protocol {other:?} has no identity rule (rbd, gluster, iscsi and nbd do); the disk gets no lease: give the guest a <lease> element"))),
+            other => Err(unnamed(self, format!("protocol {other:?} has no identity rule (rbd, gluster, iscsi and nbd do); the disk gets no lease: give the guest a <lease> element"))),
         }
     }
+}
 
-    /// `rbd:<sorted monitors>/<pool>[/<namespace>]/<image>`: the XML names
-    /// the cluster only by its monitors. A snapshot (`@snap`) is the image.
-    fn rbd_identity(&self) -> Result<String, NetDiskError> {
-        let image = self.name.split('@').next().unwrap_or_default();
-        let parts: Vec<&str> = image.split('/').collect();
-        if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
-            return Err(self.unnamed(format!("source name {:?} is not POOL/IMAGE or POOL/NAMESPACE/IMAGE", self.name)));
-        }
-        let mut monitors: Vec<String> = self.hosts.iter().map(|h| format!("{}:{}", h.name.to_ascii_lowercase(), h.port.unwrap_or(6789))).collect();
-        if monitors.is_empty() {
-            return Err(self.unnamed("no <host> monitors, so the cluster cannot be named (a host's ceph.conf is its own view)"));
-        }
-        monitors.sort();
-        monitors.dedup();
-        Ok(format!("rbd:{}/{}", monitors.join(","), parts.join("/")))
+/// `rbd:<sorted monitors>/<pool>[/<namespace>]/<image>`: the XML names
+/// the cluster only by its monitors. A snapshot (`@snap`) is the image.
+fn rbd_identity(disk: &NetworkDisk) -> Result<String, NetDiskError> {
+    let image = disk.name.split('@').next().unwrap_or_default();
+    let parts: Vec<&str> = image.split('/').collect();
+    if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+        return Err(unnamed(disk, format!("source name {:?} is not POOL/IMAGE or POOL/NAMESPACE/IMAGE", disk.name)));
     }
+    let mut monitors: Vec<String> = disk.hosts.iter().map(|h| format!("{}:{}", h.name.to_ascii_lowercase(), h.port.unwrap_or(6789))).collect();
+    if monitors.is_empty() {
+        return Err(unnamed(disk, "no <host> monitors, so the cluster cannot be named (a host's ceph.conf is its own view)"));
+    }
+    monitors.sort();
+    monitors.dedup();
+    Ok(format!("rbd:{}/{}", monitors.join(","), parts.join("/")))
 }
 
 #[cfg(test)]
@@ -198,5 +196,37 @@ mod tests {
         assert!(disk("rbd", "pool/img").identity_with(no_gluster).unwrap_err().to_string().contains("no <host> monitors"));
         assert!(disk("iscsi", "target/x").identity_with(no_gluster).unwrap_err().to_string().contains("target name"));
         assert!(disk("gluster", "novolume").identity_with(no_gluster).unwrap_err().to_string().contains("VOLUME/PATH"));
+    }
+
+    #[test]
+    fn rbd_names_the_image_whatever_the_monitor_order_or_snapshot() {
+        let rbd = |name: &str, hosts: &[(&str, Option<u16>)]| NetworkDisk {
+            protocol: "rbd".into(),
+            name: name.into(),
+            hosts: hosts.iter().map(|(h, p)| Host { name: (*h).into(), port: *p, socket: None }).collect(),
+            readonly: false,
+            shareable: false,
+            target: "vda".into(),
+        };
+        let a = rbd("pool/ns/img", &[("mon-b", None), ("MON-A", Some(6789)), ("mon-b", Some(6789))]).identity_with(no_gluster).unwrap();
+        assert_eq!(a, "rbd:mon-a:6789,mon-b:6789/pool/ns/img");
+        assert_eq!(rbd("pool/ns/img@snap", &[("mon-a", None), ("mon-b", None)]).identity_with(no_gluster).unwrap(), a);
+        assert_ne!(rbd("pool/img", &[("mon-a", None)]).identity_with(no_gluster).unwrap(), rbd("pool/img", &[("mon-a", Some(3300))]).identity_with(no_gluster).unwrap());
+        assert!(rbd("a/b/c/d", &[("m", None)]).identity_with(no_gluster).is_err());
+    }
+
+    #[test]
+    fn nbd_by_server_and_export_and_a_unix_socket_is_this_host_s() {
+        let nbd = |host: Host| NetworkDisk { protocol: "nbd".into(), name: "exp".into(), hosts: vec![host], readonly: false, shareable: false, target: "vda".into() };
+        assert_eq!(nbd(Host { name: "NBD.example".into(), port: None, socket: None }).identity_with(no_gluster).unwrap(), "nbd:nbd.example:10809/exp");
+        let unix = nbd(Host { name: String::new(), port: None, socket: Some("/run/nbd.sock".into()) }).identity_with(no_gluster).unwrap();
+        assert_eq!(unix, format!("nbd:unix:{}:/run/nbd.sock/exp", crate::machine_uuid()));
+    }
+
+    #[test]
+    fn a_live_domstatus_is_read_like_its_domain_and_other_roots_are_refused() {
+        let status = format!("<domstatus state='running' pid='42'><monitor path='/x'/>{DOMAIN}</domstatus>");
+        assert_eq!(from_domain_xml(&status).unwrap(), from_domain_xml(DOMAIN).unwrap());
+        assert!(matches!(from_domain_xml("<network/>"), Err(NetDiskError::Xml(m)) if m.contains("<network>")));
     }
 }

@@ -32,6 +32,8 @@ fn consequence(op: &str) -> &'static str {
         "acquire" => "no lease was taken, so the guest was not started or resumed (nor the disk attached) without it",
         "release" => "the guest's leases were not released",
         "inquire" => "the guest's leases could not be read",
+        "declare" => "the guest was not started (its network disks would have run without leases)",
+        "undeclare" => "the guest's network disks stay declared on this host",
         _ => "the request was not carried out",
     }
 }

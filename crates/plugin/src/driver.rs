@@ -224,7 +224,8 @@ unsafe extern "C" fn drv_release(man: *mut ffi::virLockManager, state: *mut *mut
     shell("drvRelease", || {
         // SAFETY: pointers come from libvirt for this call.
         let m = unsafe { manager(man) }?;
-        let out = m.release(config()?)?;
+        // Only a pause asks for the state back (a detach passes NULL).
+        let out = m.release(config()?, !state.is_null())?;
         // SAFETY: `state` is NULL or a valid `char **`.
         unsafe { put_state(state, out) }
     })

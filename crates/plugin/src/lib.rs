@@ -6,8 +6,10 @@
 //! shells; `manager` the per-object logic; `client` the socket round trip;
 //! `report` the bridge to libvirt's error API.
 
-mod client;
-mod config;
+// `client` and `config` are public for highlander-hook (crates/hook), which
+// reads this plugin's configuration to reach the same daemon and lockspace.
+pub mod client;
+pub mod config;
 mod driver;
 mod manager;
 mod report;

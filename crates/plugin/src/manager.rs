@@ -10,6 +10,10 @@
 //!   disk with no `<lease>` in the object is refused when
 //!   `require_lease_for_disks = 1` (see [`Manager::acquire`]).
 //! - `<lease>` elements, always: see [`Manager::add_resource`].
+//! - network disks, which libvirt never adds: the qemu hook declares them
+//!   to the daemon (crates/hook), which adds them to the guest's acquire.
+//!   So a domain-wide acquire goes to the daemon even with no resource, and
+//!   a domain-wide release (a pause) releases everything the guest holds.
 
 use std::ffi::CStr;
 use std::os::fd::{IntoRawFd, RawFd};
@@ -211,9 +215,7 @@ impl Manager {
             // The daemon restricts this connection; it lives on in QEMU.
             return Ok(Some(stream.into_raw_fd()));
         }
-        if self.resources.is_empty() {
-            return Ok(None);
-        }
+        // Even with no resource: the daemon adds the declared network disks.
         let req = Request::Acquire(protocol::Acquire { pid: self.pid, resources: self.resources.clone(), state, action: Some(action) });
         crate::client::call(config, &req).map_err(|f| match f.kind {
             Kind::Busy => Failure::new(Kind::Busy, format!("Failed to acquire lock: {}", f.message)),
@@ -229,16 +231,19 @@ impl Manager {
         Ok(leases.iter().any(|l| l.get("identity").and_then(|i| i.as_str()).is_some_and(|i| i.starts_with("lease:"))))
     }
 
-    /// Releases this object's leases (all of the guest's when libvirt added
-    /// no resource at all) and returns the lock state to hand to the next
-    /// acquire. An object whose resources all went unleased (a read-only
-    /// disk, or a disk with auto_disk_leases = 0, being detached) releases
-    /// nothing: "all" would drop the guest's other leases.
-    pub fn release(&self, config: &Config) -> Result<Option<String>, Failure> {
-        if self.added > 0 && self.resources.is_empty() {
+    /// Releases this object's leases and returns the lock state to hand to
+    /// the next acquire. `whole_domain` (libvirt wants the state back: a
+    /// pause, whose object lists the domain's disks) or an object with no
+    /// resource at all releases every lease of the guest, the declared
+    /// network disks' too. Otherwise (a detach, which passes no state) only
+    /// the object's; one whose resources all went unleased (a read-only
+    /// disk, or a disk with auto_disk_leases = 0) releases nothing: "all"
+    /// would drop the guest's other leases.
+    pub fn release(&self, config: &Config, whole_domain: bool) -> Result<Option<String>, Failure> {
+        if !whole_domain && self.added > 0 && self.resources.is_empty() {
             return Ok(None);
         }
-        let resources = (!self.resources.is_empty()).then(|| self.resources.clone());
+        let resources = (!whole_domain && !self.resources.is_empty()).then(|| self.resources.clone());
         self.state_of(config, Request::Release(protocol::Release { pid: self.pid, resources }))
     }
 
@@ -354,11 +359,22 @@ mod tests {
         let mut m = domain();
         m.add_resource(&c, DISK, "/dev/a", &[], 0).unwrap();
         // No daemon call at all (the daemon is "down" here): nothing to release.
-        assert_eq!(m.release(&c).unwrap(), None);
+        assert_eq!(m.release(&c, false).unwrap(), None);
         let mut m = domain();
         m.add_resource(&config(""), DISK, "/iso/c", &[], RO).unwrap();
-        assert_eq!(m.release(&c).unwrap(), None);
-        // A domain with no resources at all releases everything the guest holds.
-        assert!(domain().release(&c).unwrap_err().message.contains("the guest's leases were not released"));
+        assert_eq!(m.release(&c, false).unwrap(), None);
+        // A pause releases everything the guest holds (its declared network
+        // disks too), and so does a domain with no resources at all.
+        assert!(m.release(&c, true).unwrap_err().message.contains("the guest's leases were not released"));
+        assert!(domain().release(&c, false).unwrap_err().message.contains("the guest's leases were not released"));
+    }
+
+    #[test]
+    fn a_domain_without_leasable_disks_still_acquires_for_its_network_disks() {
+        let c = config("");
+        let mut m = domain();
+        m.add_resource(&c, DISK, "/iso/c", &[], RO).unwrap();
+        assert!(m.acquire(&c, None, 0, 0).unwrap_err().message.starts_with("highlanderd is not running"));
+        assert!(domain().acquire(&c, None, 0, 0).unwrap_err().message.starts_with("highlanderd is not running"));
     }
 }

@@ -299,10 +299,18 @@ impl Object<'_> {
         (rc, fd)
     }
 
+    /// drvRelease as a pause calls it (wanting the state back).
     fn release(&mut self) -> (c_int, Option<String>) {
         let f = self.plugin.drv().release.unwrap();
         // SAFETY: valid object and out pointer.
         take_state(|out| unsafe { f(&mut *self.man, out, 0) })
+    }
+
+    /// drvRelease as a detach calls it (no state pointer).
+    fn detach(&mut self) -> c_int {
+        let f = self.plugin.drv().release.unwrap();
+        // SAFETY: valid object; libvirt's detach passes a NULL state pointer.
+        unsafe { f(&mut *self.man, std::ptr::null_mut(), 0) }
     }
 
     fn inquire(&mut self) -> (c_int, Option<String>) {
@@ -718,7 +726,7 @@ fn without_auto_disk_leases_only_lease_elements_are_leased_and_required() {
     // Hotplug of a writable disk (libvirt passes only the disk): fine while
     // the domain holds its <lease>; detaching it leaves the <lease> alone.
     assert_eq!(p.object(&dom, &bare, 0).unwrap().acquire(None, 0, FAILURE_DEFAULT).0, 0);
-    assert_eq!(p.object(&dom, &bare, 0).unwrap().release(), (0, None));
+    assert_eq!(p.object(&dom, &bare, 0).unwrap().detach(), 0);
     assert_eq!(held_by(&socket, me), vec!["lease:vm-web1".to_owned()]);
     // Paused (released): the same hotplug is refused.
     assert_eq!(p.object(&dom, &with_lease, 0).unwrap().release(), (0, Some(state)));

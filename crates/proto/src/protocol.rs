@@ -11,7 +11,7 @@ pub const VERSION: u32 = 1;
 /// Longest request or response line, newline included.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Every op this daemon knows.
-pub const OPS: &[&str] = &["register", "acquire", "release", "inquire", "status", "who", "metrics"];
+pub const OPS: &[&str] = &["register", "acquire", "release", "inquire", "status", "who", "metrics", "declare", "undeclare"];
 /// The ops that change no lease: the configured `group` may send these
 /// only; any op not listed here is root's (docs/PROTOCOL.md).
 pub const READ_ONLY_OPS: &[&str] = &["inquire", "status", "who", "metrics"];
@@ -147,6 +147,69 @@ pub struct WhoResource {
     pub lockspace: Option<String>,
 }
 
+/// A domain's network disks (`<disk type='network'>`), which libvirt never
+/// hands to a lock manager: declared by the qemu hook before the guest
+/// starts, leased with the guest's next acquire (docs/PROTOCOL.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Declare {
+    pub uuid: String,
+    /// The domain's name, for messages.
+    pub name: String,
+    pub disks: Vec<NetworkDisk>,
+    /// Lockspace of the leases; absent = the first configured lockspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockspace: Option<String>,
+}
+
+/// One `<disk type='network'>` as the domain XML describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDisk {
+    /// The `<source protocol=…>`: rbd, gluster, iscsi, nbd, or one we do not name.
+    pub protocol: String,
+    /// The `<source name=…>`: `pool/image`, `volume/path`, `iqn/lun`, the export.
+    pub name: String,
+    /// `<host name= port=>` (or `socket=` for a unix transport), in XML order.
+    #[serde(default)]
+    pub hosts: Vec<NetworkHost>,
+    #[serde(default)]
+    pub readonly: bool,
+    #[serde(default)]
+    pub shareable: bool,
+    /// The guest's device name (`<target dev=…>`), for messages.
+    pub target: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkHost {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The socket path of a `transport='unix'` host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
+}
+
+impl NetworkDisk {
+    /// `protocol://host/name`, as people write the disk.
+    pub fn source(&self) -> String {
+        let host = self.hosts.first().map(|h| match (&h.socket, h.port) {
+            (Some(s), _) => format!("unix:{s}"),
+            (None, Some(p)) => format!("{}:{p}", h.name),
+            (None, None) => h.name.clone(),
+        });
+        format!("{}://{}/{}", self.protocol, host.unwrap_or_default(), self.name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Undeclare {
+    pub uuid: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     Register(Register),
@@ -157,6 +220,8 @@ pub enum Request {
     Who(WhoResource),
     /// Prometheus metrics: the answer is their OpenMetrics text, one JSON string.
     Metrics,
+    Declare(Declare),
+    Undeclare(Undeclare),
 }
 
 impl Request {
@@ -169,6 +234,8 @@ impl Request {
             Request::Status => "status",
             Request::Who(_) => "who",
             Request::Metrics => "metrics",
+            Request::Declare(_) => "declare",
+            Request::Undeclare(_) => "undeclare",
         }
     }
 
@@ -186,6 +253,8 @@ impl Request {
             Request::Inquire(r) => serde_json::to_value(r),
             Request::Status | Request::Metrics => Ok(Value::Object(Default::default())),
             Request::Who(r) => serde_json::to_value(r),
+            Request::Declare(r) => serde_json::to_value(r),
+            Request::Undeclare(r) => serde_json::to_value(r),
         };
         let mut body = body.expect("requests serialise");
         let obj = body.as_object_mut().expect("requests are objects");
@@ -221,6 +290,8 @@ impl Request {
             "who" => Request::Who(body(&op, obj)?),
             "metrics" if obj.is_empty() => Request::Metrics,
             "metrics" => return Err(bad("metrics: takes no arguments".into())),
+            "declare" => Request::Declare(body(&op, obj)?),
+            "undeclare" => Request::Undeclare(body(&op, obj)?),
             _ => return Err(WireError::new(Code::UnknownOp, format!("unknown op {op:?}; this daemon knows {}", OPS.join(", ")))),
         })
     }
@@ -466,6 +537,9 @@ pub struct Status {
     /// Where `metrics_listen` serves /metrics (absent when not configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+    /// Domains whose network disks the qemu hook declared (`declare`).
+    #[serde(default)]
+    pub declared: Vec<DeclaredView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -502,6 +576,43 @@ pub struct WhoResult {
     pub shared: Vec<SharedView>,
     /// Guests on the answering host that hold it.
     pub local_holders: Vec<GuestRef>,
+}
+
+/// A declared network disk, as `declare` answers and `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredDiskView {
+    pub target: String,
+    pub protocol: String,
+    /// `protocol://host/name`.
+    pub source: String,
+    /// None: a protocol without an identity rule; the disk has no lease.
+    pub identity: Option<String>,
+    pub mode: Mode,
+    /// Why the disk has no identity (with `identity` None).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unleased_why: Option<String>,
+    /// Held now by a guest with the domain's UUID on this host.
+    #[serde(default)]
+    pub leased: bool,
+}
+
+/// A domain's declared network disks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredView {
+    pub uuid: String,
+    pub name: String,
+    pub lockspace: String,
+    pub disks: Vec<DeclaredDiskView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndeclareResult {
+    pub uuid: String,
+    /// False: nothing was declared, or (with `kept_why`) a guest on this
+    /// host still holds leases for the domain.
+    pub dropped: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_why: Option<String>,
 }
 
 /// One escalation, as recorded and shown by `status`.
@@ -564,9 +675,14 @@ mod tests {
             Request::Status,
             Request::Who(WhoResource { path: Some("/d".into()), identity: None, lockspace: None }),
             Request::Metrics,
+            Request::Declare(Declare { uuid: String::new(), name: String::new(), disks: vec![], lockspace: None }),
+            Request::Undeclare(Undeclare { uuid: String::new() }),
         ];
         assert_eq!(samples.iter().map(Request::op).collect::<Vec<_>>(), OPS);
         let mutating: Vec<&str> = samples.iter().filter(|r| r.mutates()).map(Request::op).collect();
-        assert_eq!(mutating, ["register", "acquire", "release"]);
+        assert_eq!(mutating, ["register", "acquire", "release", "declare", "undeclare"]);
+        for r in &samples {
+            assert_eq!(&Request::decode(r.encode().as_bytes()).unwrap(), r);
+        }
     }
 }
