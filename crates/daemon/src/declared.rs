@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::guest::{self, Guest};
+use crate::DiskKey;
 use crate::leases::Wanted;
 use crate::table::Table;
 use crate::Daemon;
@@ -135,7 +136,7 @@ impl Daemon {
         let lockspace = self.space_for(Some(&declaration.lockspace))?.name.clone();
         for d in &declaration.disks {
             let Some(identity) = &d.identity else { continue };
-            let key = (lockspace.clone(), identity.clone());
+            let key = DiskKey::new(lockspace.clone(), identity.clone());
             match wanted.iter().find(|w| w.key == key) {
                 Some(w) if w.mode != d.mode => {
                     return Err(err(Code::BadRequest, format!("disk {identity} is both {} ({}) and network disk {} ({})", w.path, w.mode, d.shown(), d.mode)));
@@ -150,7 +151,7 @@ impl Daemon {
 
 fn declared_view(table: &Table, d: &Declaration) -> DeclaredView {
     let held = |identity: &str| {
-        let key = (d.lockspace.clone(), identity.to_owned());
+        let key = DiskKey::new(&d.lockspace, identity);
         table.disks.get(&key).is_some_and(|disk| disk.holders.iter().any(|p| table.guests.get(p).is_some_and(|g| g.uuid == d.uuid)))
     };
     DeclaredView {

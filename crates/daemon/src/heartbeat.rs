@@ -79,7 +79,7 @@ pub fn hung(state_dir: &Path, host_id: u32, spaces: &[Watched], awake_since: Mon
     }
     // Only now read the table: is anything at stake?
     let table = Store::new(state_dir).load(host_id).ok()?;
-    overdue.into_iter().find(|(w, _)| table.disks.iter().any(|(k, d)| k.0 == w.name && !d.holders.is_empty())).map(|(w, valid_from)| {
+    overdue.into_iter().find(|(w, _)| table.disks.iter().any(|(k, d)| k.lockspace == w.name && !d.holders.is_empty())).map(|(w, valid_from)| {
         let beat = last_beat(state_dir, w.name).map_or("never".to_owned(), |b| format!("{:.1?} ago", now.since(b)));
         format!("lockspace \"{}\": no renewal for {:.1?} (fencing time {:?}) and its fence monitor's last heartbeat was {beat}", w.name, now.since(valid_from), w.fence_begin)
     })

@@ -65,7 +65,7 @@ pub(crate) struct Wanted {
 /// before joining afresh.
 pub fn join_resuming(join: &JoinOptions, header: &Header, saved: &mut Table, cfg: &crate::Config) -> engine::Result<Lockspace> {
     let name = header.name.as_str();
-    let holders: BTreeSet<u32> = saved.disks.iter().filter(|(k, _)| k.0 == name).flat_map(|(_, d)| d.holders.iter().copied()).collect();
+    let holders: BTreeSet<u32> = saved.disks.iter().filter(|(k, _)| k.lockspace == name).flat_map(|(_, d)| d.holders.iter().copied()).collect();
     if holders.is_empty() {
         return Lockspace::join(join.clone());
     }
@@ -81,7 +81,7 @@ pub fn join_resuming(join: &JoinOptions, header: &Header, saved: &mut Table, cfg
                     }
                 }
             }
-            saved.disks.retain(|k, _| k.0 != name);
+            saved.disks.retain(|k, _| k.lockspace != name);
             Lockspace::join(join.clone())
         }
         other => other,
@@ -112,7 +112,7 @@ impl Daemon {
             (None, None) => return Err(err(Code::BadRequest, "a resource needs a \"path\" or an \"identity\"")),
         };
         let shown = path.map_or_else(|| identity.clone(), str::to_owned);
-        Ok(((space.name.clone(), identity), shown))
+        Ok((DiskKey::new(&space.name, identity), shown))
     }
 
     fn wanted(&self, resources: &[Resource]) -> Result<Vec<Wanted>, WireError> {
@@ -120,7 +120,7 @@ impl Daemon {
         for r in resources {
             let (key, path) = self.resolve(r.lockspace.as_deref(), r.path.as_deref(), r.identity.as_deref())?;
             match out.iter().find(|w| w.key == key) {
-                Some(w) if w.mode != r.mode => return Err(err(Code::BadRequest, format!("disk {} is requested both {} and {}", key.1, w.mode, r.mode))),
+                Some(w) if w.mode != r.mode => return Err(err(Code::BadRequest, format!("disk {} is requested both {} and {}", key.identity, w.mode, r.mode))),
                 Some(_) => {}
                 None => out.push(Wanted { key, path, mode: r.mode }),
             }
@@ -201,7 +201,7 @@ impl Daemon {
             Some(s) => lock_state::decode(s).map_err(|e| err(Code::BadState, format!("{g}: {e}")))?,
             None => Vec::new(),
         };
-        let expect_lver = |key: &DiskKey| expected.iter().find(|e| e.lockspace == key.0 && e.identity == key.1).and_then(|e| e.lver);
+        let expect_lver = |key: &DiskKey| expected.iter().find(|e| e.lockspace == key.lockspace && e.identity == key.identity).and_then(|e| e.lver);
         let result = self.with_disks(wanted.iter().map(|w| w.key.clone()), || {
             // Local decisions first, under the table lock.
             let mut engine: Vec<&Wanted> = Vec::new();
@@ -250,7 +250,7 @@ impl Daemon {
             }
             let now = unix_now();
             for w in &wanted {
-                let lease = won.iter().find(|l| l.lockspace == w.key.0 && l.identity == w.key.1);
+                let lease = won.iter().find(|l| l.lockspace == w.key.lockspace && l.identity == w.key.identity);
                 let d = table.disks.entry(w.key.clone()).or_insert_with(|| Disk {
                     lease: lease.cloned().expect("a disk not in the table was acquired on storage"),
                     path: w.path.clone(),
@@ -258,7 +258,7 @@ impl Daemon {
                     since_unix: now,
                 });
                 if d.holders.insert(pid) {
-                    log::info!("lease acquired: {g} disk {} ({}) {} lver {} lockspace \"{}\" host {} \"{}\"", w.key.1, w.path, w.mode, d.lease.lver, w.key.0, self.cfg.host_id, self.cfg.host_name);
+                    log::info!("lease acquired: {g} disk {} ({}) {} lver {} lockspace \"{}\" host {} \"{}\"", w.key.identity, w.path, w.mode, d.lease.lver, w.key.lockspace, self.cfg.host_id, self.cfg.host_name);
                 }
             }
             let guest = table.guests.get_mut(&pid).expect("checked above");
@@ -278,28 +278,28 @@ impl Daemon {
 
     /// One disk's lease on storage, for `acquire`; logs a refusal.
     fn acquire_on_storage(&self, g: &Guest, w: &Wanted, expect_lver: Option<u64>) -> Result<Lease, WireError> {
-        let ar = AcquireRequest { identity: w.key.1.clone(), mode: w.mode, holder: g.holder(), expect_lver: if w.mode == Mode::Exclusive { expect_lver } else { None } };
-        let space = self.space(&w.key.0).expect("resolved lockspaces exist");
+        let ar = AcquireRequest { identity: w.key.identity.clone(), mode: w.mode, holder: g.holder(), expect_lver: if w.mode == Mode::Exclusive { expect_lver } else { None } };
+        let space = self.space(&w.key.lockspace).expect("resolved lockspaces exist");
         // Our earlier lease on this disk must be off storage first: the
         // engine would call it ours already, and the pending release (or a
         // late write of the failed one) would then free it under the new
         // holder.
         if let Err(e) = self.settle(&w.key) {
-            log::warn!("lease refused: {g} disk {} ({}) {}: its previous release on storage is still pending: {e}", w.key.1, w.path, w.mode);
-            return Err(err(Code::Unavailable, format!("cannot lock {} for {g}: this host's previous lease on disk {} is still being released on storage ({e}); retry later", w.path, w.key.1)));
+            log::warn!("lease refused: {g} disk {} ({}) {}: its previous release on storage is still pending: {e}", w.key.identity, w.path, w.mode);
+            return Err(err(Code::Unavailable, format!("cannot lock {} for {g}: this host's previous lease on disk {} is still being released on storage ({e}); retry later", w.path, w.key.identity)));
         }
         let t0 = Instant::now();
         let acquired = space.ls().acquire(&ar);
         self.metrics.acquired(&space.name, t0.elapsed());
         acquired.map_err(|e| {
             let e = engine_error(&w.path, g, e);
-            log::warn!("lease refused: {g} disk {} ({}) {}: {}", w.key.1, w.path, w.mode, e.message);
+            log::warn!("lease refused: {g} disk {} ({}) {}: {}", w.key.identity, w.path, w.mode, e.message);
             e
         })
     }
 
     fn log_refused(&self, g: &Guest, w: &Wanted, e: &Busy) {
-        log::warn!("lease refused: {g} disk {} ({}) {}: {e}", w.key.1, w.path, w.mode);
+        log::warn!("lease refused: {g} disk {} ({}) {}: {e}", w.key.identity, w.path, w.mode);
     }
 
     /// A refusal for a disk another guest on this host holds, worded like
@@ -345,7 +345,7 @@ impl Daemon {
             self.metrics.released(&space.name, t0.elapsed());
             if let Err(e) = released {
                 // Queued before it is logged: whoever reads the log finds it pending.
-                self.table.lock().pending.insert((lease.lockspace.clone(), lease.identity.clone()), lease.clone());
+                self.table.lock().pending.insert(DiskKey::of(lease), lease.clone());
                 log::error!(
                     "lockspace \"{}\": release of disk {} lver {} on storage failed: {e}; other hosts see it held until a retry (every {:?}) lands",
                     lease.lockspace,
@@ -379,7 +379,7 @@ impl Daemon {
                         continue;
                     }
                     released.push(d.clone());
-                    log::info!("lease released: {who} disk {} ({}) {} lver {} lockspace \"{}\" host {} \"{}\"", k.1, d.path, d.lease.mode, d.lease.lver, k.0, self.cfg.host_id, self.cfg.host_name);
+                    log::info!("lease released: {who} disk {} ({}) {} lver {} lockspace \"{}\" host {} \"{}\"", k.identity, d.path, d.lease.mode, d.lease.lver, k.lockspace, self.cfg.host_id, self.cfg.host_name);
                     if d.holders.is_empty() {
                         to_release.push(table.disks.remove(k).expect("present").lease);
                     }
@@ -406,7 +406,7 @@ impl Daemon {
                 // may be gone already (detached and deleted).
                 let mut keys = BTreeSet::new();
                 for r in resources {
-                    let by_path = self.table.lock().held_by(pid).find(|(k, d)| r.path.as_deref() == Some(d.path.as_str()) && r.lockspace.as_deref().is_none_or(|l| l == k.0)).map(|(k, _)| k.clone());
+                    let by_path = self.table.lock().held_by(pid).find(|(k, d)| r.path.as_deref() == Some(d.path.as_str()) && r.lockspace.as_deref().is_none_or(|l| l == k.lockspace)).map(|(k, _)| k.clone());
                     match by_path {
                         Some(k) => {
                             keys.insert(k);
@@ -473,12 +473,12 @@ impl Daemon {
             let mut table = self.table.lock();
             table.declared = saved.declared;
             for (key, lease) in saved.pending {
-                match self.space(&key.0) {
+                match self.space(&key.lockspace) {
                     Some(space) if space.ls().generation() == lease.generation => {
-                        log::info!("pending release of disk {} lver {} lockspace \"{}\" carried over from before the restart; retrying it", key.1, lease.lver, key.0);
+                        log::info!("pending release of disk {} lver {} lockspace \"{}\" carried over from before the restart; retrying it", key.identity, lease.lver, key.lockspace);
                         table.pending.insert(key, lease);
                     }
-                    _ => log::info!("pending release of disk {} lver {} lockspace \"{}\" dropped: its generation {} is over, so the lease is void", key.1, lease.lver, key.0, lease.generation),
+                    _ => log::info!("pending release of disk {} lver {} lockspace \"{}\" dropped: its generation {} is over, so the lease is void", key.identity, lease.lver, key.lockspace, lease.generation),
                 }
             }
             for (pid, g) in saved.guests {
@@ -492,8 +492,8 @@ impl Daemon {
                 }
             }
             for (key, mut d) in saved.disks {
-                let Some(space) = self.space(&key.0) else {
-                    log::warn!("lockspace \"{}\" is no longer configured: dropping the saved lease on disk {}", key.0, key.1);
+                let Some(space) = self.space(&key.lockspace) else {
+                    log::warn!("lockspace \"{}\" is no longer configured: dropping the saved lease on disk {}", key.lockspace, key.identity);
                     continue;
                 };
                 d.holders.retain(|p| table.guests.contains_key(p));
@@ -506,10 +506,10 @@ impl Daemon {
                 }
                 match space.ls().adopt(&d.lease) {
                     Ok(()) => {
-                        log::info!("re-adopted lease on disk {} ({}) lver {} lockspace \"{}\"", key.1, d.path, d.lease.lver, key.0);
+                        log::info!("re-adopted lease on disk {} ({}) lver {} lockspace \"{}\"", key.identity, d.path, d.lease.lver, key.lockspace);
                         table.disks.insert(key, d);
                     }
-                    Err(e) => lost.extend(d.holders.iter().map(|p| (*p, key.0.clone(), format!("its lease on disk {} was lost while highlanderd restarted: {e}", key.1)))),
+                    Err(e) => lost.extend(d.holders.iter().map(|p| (*p, key.lockspace.clone(), format!("its lease on disk {} was lost while highlanderd restarted: {e}", key.identity)))),
                 }
             }
         }
@@ -538,7 +538,7 @@ impl Daemon {
             on_storage
                 .into_iter()
                 .filter(|l| {
-                    let key = (l.lockspace.clone(), l.identity.clone());
+                    let key = DiskKey::of(l);
                     !table.disks.get(&key).is_some_and(|d| d.lease.mode == l.mode) && !table.pending.contains_key(&key)
                 })
                 .collect()
@@ -614,7 +614,7 @@ impl Daemon {
             escalations,
             declared: crate::declared::views(&table),
             metrics_listen: self.metrics.listening().map(|a| a.to_string()),
-            pending_releases: table.pending.iter().map(|((lockspace, identity), l)| PendingRelease { lockspace: lockspace.clone(), identity: identity.clone(), lver: l.lver }).collect(),
+            pending_releases: table.pending.iter().map(|(key, l)| PendingRelease { lockspace: key.lockspace.clone(), identity: key.identity.clone(), lver: l.lver }).collect(),
             guests: table
                 .guests
                 .values()
@@ -634,15 +634,15 @@ impl Daemon {
 
     pub fn who(&self, req: WhoResource) -> Result<WhoResult, WireError> {
         let (key, _) = self.resolve(req.lockspace.as_deref(), req.path.as_deref(), req.identity.as_deref())?;
-        let space = self.space(&key.0).expect("resolved lockspaces exist");
-        let info = space.ls().who(&key.1).map_err(|e| err(Code::Unavailable, format!("lockspace \"{}\": cannot read disk {}: {e}", key.0, key.1)))?;
+        let space = self.space(&key.lockspace).expect("resolved lockspaces exist");
+        let info = space.ls().who(&key.identity).map_err(|e| err(Code::Unavailable, format!("lockspace \"{}\": cannot read disk {}: {e}", key.lockspace, key.identity)))?;
         let table = self.table.lock();
         let local_holders = table
             .disks
             .get(&key)
             .map(|d| d.holders.iter().filter_map(|p| table.guests.get(p)).map(|g| GuestRef { pid: g.pid, name: g.name.clone(), uuid: g.uuid_string() }).collect())
             .unwrap_or_default();
-        Ok(who_result(&key.1, req.path, &key.0, info, local_holders))
+        Ok(who_result(&key.identity, req.path, &key.lockspace, info, local_holders))
     }
 }
 

@@ -85,9 +85,24 @@ fn thread(name: String, f: impl FnOnce() + Send + 'static) -> Result<(), StartEr
     }
 }
 
-/// A disk lease in this host's table: (lockspace name, disk identity).
-/// Here, not in `leases`, so `retry` (which `leases` uses) needs nothing of it.
-pub type DiskKey = (String, String);
+/// A disk lease in this host's table: which lockspace, which disk. Here,
+/// not in `leases`, so `retry` (which `leases` uses) needs nothing of it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DiskKey {
+    pub lockspace: String,
+    pub identity: String,
+}
+
+impl DiskKey {
+    pub fn new(lockspace: impl Into<String>, identity: impl Into<String>) -> DiskKey {
+        DiskKey { lockspace: lockspace.into(), identity: identity.into() }
+    }
+
+    /// The key of a lease the engine granted.
+    pub fn of(lease: &engine::resource::Lease) -> DiskKey {
+        DiskKey::new(&lease.lockspace, &lease.identity)
+    }
+}
 
 /// One configured lockspace. The handle is replaced when a lost host lease
 /// is rejoined.
@@ -302,7 +317,7 @@ impl Daemon {
         let mut table = self.table.lock();
         let left = leave_or_stop(&self.spaces, |name| table.held_in(name), Some(self.sentinel_pid.load(Ordering::SeqCst)));
         // Pending releases are void with our slot.
-        table.pending.retain(|k, _| !left.contains(&k.0.as_str()));
+        table.pending.retain(|k, _| !left.contains(&k.lockspace.as_str()));
         let any_held = !table.disks.is_empty();
         drop(table);
         self.persist();

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::declared::Declaration;
 use crate::guest::Guest;
 use crate::table::{Disk, Table};
+use crate::DiskKey;
 use engine::resource::Lease;
 
 const FORMAT: u32 = 1;
@@ -71,8 +72,8 @@ impl Store {
         }
         Ok(Table {
             guests: saved.guests.into_iter().map(|g| (g.pid, g)).collect(),
-            disks: saved.disks.into_iter().map(|d| ((d.lease.lockspace.clone(), d.lease.identity.clone()), d)).collect(),
-            pending: saved.pending.into_iter().map(|l| ((l.lockspace.clone(), l.identity.clone()), l)).collect(),
+            disks: saved.disks.into_iter().map(|d| (DiskKey::of(&d.lease), d)).collect(),
+            pending: saved.pending.into_iter().map(|l| (DiskKey::of(&l), l)).collect(),
             released_state: Default::default(),
             declared: saved.declared.into_iter().map(|d| (d.uuid, d)).collect(),
         })

@@ -33,7 +33,7 @@ fn run(daemon: &Daemon, space: &Space) {
         if daemon.stopping() {
             return;
         }
-        let keys: Vec<DiskKey> = daemon.table.lock().pending.keys().filter(|k| k.0 == space.name).cloned().collect();
+        let keys: Vec<DiskKey> = daemon.table.lock().pending.keys().filter(|k| k.lockspace == space.name).cloned().collect();
         for key in keys {
             // Failures are logged and stay queued.
             let _ = daemon.with_disks([key.clone()], || daemon.settle(&key));
@@ -46,9 +46,9 @@ impl Daemon {
     /// ours is left on storage for it. Call with the disk's lock held.
     pub(super) fn settle(&self, key: &DiskKey) -> engine::Result<()> {
         let Some(lease) = self.table.lock().pending.get(key).cloned() else { return Ok(()) };
-        let space = self.space(&key.0).expect("pending leases are in configured lockspaces");
+        let space = self.space(&key.lockspace).expect("pending leases are in configured lockspaces");
         let ls = space.ls();
-        let what = format!("pending release of disk {} lver {} lockspace \"{}\"", key.1, lease.lver, key.0);
+        let what = format!("pending release of disk {} lver {} lockspace \"{}\"", key.identity, lease.lver, key.lockspace);
         if lease.generation != ls.generation() || matches!(ls.health(), Health::Lost { .. }) {
             // Peers treat it as free once they see our generation end.
             log::warn!("{what}: dropped, the lease is void (generation {} is over)", lease.generation);

@@ -41,7 +41,7 @@ pub struct Table {
 impl Table {
     /// Disk leases held in lockspace `name`.
     pub fn held_in(&self, name: &str) -> usize {
-        self.disks.keys().filter(|k| k.0 == name).count()
+        self.disks.keys().filter(|k| k.lockspace == name).count()
     }
 
     pub fn held_by(&self, pid: u32) -> impl Iterator<Item = (&DiskKey, &Disk)> {

@@ -134,7 +134,7 @@ impl Daemon {
     /// Guests holding leases in `space`.
     fn holders_in(&self, space: &Space) -> Vec<u32> {
         let table = self.table.lock();
-        let mut pids: Vec<u32> = table.disks.iter().filter(|(k, _)| k.0 == space.name).flat_map(|(_, d)| d.holders.iter().copied()).collect();
+        let mut pids: Vec<u32> = table.disks.iter().filter(|(k, _)| k.lockspace == space.name).flat_map(|(_, d)| d.holders.iter().copied()).collect();
         pids.sort_unstable();
         pids.dedup();
         pids
@@ -150,7 +150,7 @@ impl Daemon {
     /// was a kill, sent or failed.
     pub(crate) fn fence_guest(&self, pid: u32, lockspace: &str, why: &str) -> Option<(String, Arc<Pidfd>)> {
         let mut g = self.table.lock().guests.get(&pid).cloned()?;
-        let disks: Vec<String> = self.table.lock().disks.iter().filter(|(k, d)| k.0 == lockspace && d.holders.contains(&pid)).map(|(k, d)| format!("{} ({})", k.1, d.path)).collect();
+        let disks: Vec<String> = self.table.lock().disks.iter().filter(|(k, d)| k.lockspace == lockspace && d.holders.contains(&pid)).map(|(k, d)| format!("{} ({})", k.identity, d.path)).collect();
         let why = format!("{why}; disks {}", disks.join(", "));
         let pidfd = self.watcher.pidfd(pid);
         self.metrics.fenced(Fencing::Guest(g.action));
@@ -191,10 +191,10 @@ impl Daemon {
     fn drop_void_leases(&self, space: &Space, why: &str) {
         let mut table = self.table.lock();
         let before = table.disks.len();
-        let void: Vec<_> = table.disks.iter().filter(|(k, _)| k.0 == space.name).map(|(k, _)| k.clone()).collect();
+        let void: Vec<_> = table.disks.iter().filter(|(k, _)| k.lockspace == space.name).map(|(k, _)| k.clone()).collect();
         for k in &void {
             let d = table.disks.remove(k).expect("present");
-            log::error!("lease void: disk {} ({}) lockspace \"{}\" host {} \"{}\": {why}", k.1, d.path, k.0, self.cfg.host_id, self.cfg.host_name);
+            log::error!("lease void: disk {} ({}) lockspace \"{}\" host {} \"{}\": {why}", k.identity, d.path, k.lockspace, self.cfg.host_id, self.cfg.host_name);
         }
         let changed = table.disks.len() != before;
         drop(table);

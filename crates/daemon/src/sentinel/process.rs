@@ -16,6 +16,7 @@ use crate::fence::{self, escalate};
 use crate::guest::{self, Guest, Pidfd};
 use crate::heartbeat;
 use crate::persist::Store;
+use crate::DiskKey;
 use engine::clock::Mono;
 
 /// `highlanderd --fence-sentinel`: reads its instructions on stdin, answers
@@ -152,7 +153,7 @@ fn watch(spec: &Spec) {
             continue;
         }
         let mut plan = Plan { name: name.clone(), times: *times, generations: BTreeSet::new(), disks: BTreeMap::new(), no_stamp: None };
-        for ((ls, identity), d) in &table.disks {
+        for (DiskKey { lockspace: ls, identity }, d) in &table.disks {
             if ls != name {
                 continue;
             }
