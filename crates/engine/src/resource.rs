@@ -283,12 +283,22 @@ impl Ctx<'_> {
         match req.mode {
             Mode::Exclusive => {
                 if self.live_shared_holders(&area) {
+                    // Our hold of `lver` ends here: remembered as a release,
+                    // so a late commit of our value is no grant later.
+                    self.released.lock().note(slot, lver);
                     site.write_leader(&Leader { held: false, writer_id: self.host_id, ..leader })?;
                     return Err(self.busy(slot, &area));
                 }
                 Ok(())
             }
             Mode::Shared => {
+                // The short hold of `lver` is over whatever the writes below
+                // do. Another host's late commit of our value writes it
+                // without the short-hold flag (the value does not carry the
+                // mode), which would later read as our exclusive hold of
+                // `lver`: remembered as a release, it is none (docs/SAFETY.md,
+                // "A commit landing after the release").
+                self.released.lock().note(slot, lver);
                 let mine = area.dblocks[self.host_id as usize - 1].clone();
                 let registered = Dblock { shared: true, shared_generation: self.generation, released: true, lver, ..mine.clone() };
                 let freed = Leader { held: false, short_hold: false, writer_id: self.host_id, ..leader };
