@@ -125,8 +125,8 @@ fn a_lockspace_is_joined_only_once_the_volume_options_are_safe() {
 fn stale_reads(dir: &Path, name: &str, rounds: u32) -> u32 {
     let a = dir.join("a").join(name);
     std::fs::write(&a, vec![0u8; 8192]).unwrap();
-    let writer = engine::storage::Storage::open(&a, true, Some(512)).unwrap().configured(Duration::from_secs(10), None, 1);
-    let reader = engine::storage::Storage::open(&dir.join("b").join(name), false, Some(512)).unwrap().configured(Duration::from_secs(10), None, 0);
+    let writer = engine::device::Device::open(&a, true, Some(512)).unwrap().configured(0, Duration::from_secs(10), None, 1);
+    let reader = engine::device::Device::open(&dir.join("b").join(name), false, Some(512)).unwrap().configured(0, Duration::from_secs(10), None, 0);
     let mut stale = 0;
     for round in 0..rounds {
         let mut sector = vec![0u8; 512];
@@ -163,10 +163,10 @@ fn join(opts: JoinOptions) -> Lockspace {
     for _ in 0..5 {
         match Lockspace::join(opts.clone()) {
             Err(engine::Error::JoinUnconfirmed { .. }) => continue,
-            other => return other.unwrap_or_else(|e| panic!("join {}: {e}", opts.path.display())),
+            other => return other.unwrap_or_else(|e| panic!("join {}: {e}", opts.paths[0].display())),
         }
     }
-    panic!("join {}: unconfirmed five times", opts.path.display())
+    panic!("join {}: unconfirmed five times", opts.paths[0].display())
 }
 
 fn exclusive(identity: &str) -> AcquireRequest {

@@ -199,6 +199,12 @@ impl Fleet {
         self.hosts.insert(id, host);
     }
 
+    fn broadcast(&mut self, line: &str) {
+        for id in 1..=PROCS {
+            self.send(id, line);
+        }
+    }
+
     fn send(&mut self, id: u32, line: &str) {
         // A host that died has closed its stdin; `reap` reports it.
         let _ = writeln!(self.hosts.get_mut(&id).unwrap().stdin, "{line}");
@@ -310,11 +316,15 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn init_torture_lockspace(path: &Path, io_timeout: Duration) {
+    init_torture_members(&[path.to_owned()], io_timeout);
+}
+
+fn init_torture_members(paths: &[PathBuf], io_timeout: Duration) {
     let mut opts = InitOptions::new("torture");
     opts.max_hosts = 16;
     opts.resource_slots = 8;
     opts.io_timeout = io_timeout;
-    engine::init::init(path, &opts).unwrap();
+    engine::init::init_members(paths, &opts).unwrap();
 }
 
 #[test]
@@ -323,7 +333,22 @@ fn torture() {
     let dir = scratch("torture");
     let lockspace = dir.join("lockspace");
     init_torture_lockspace(&lockspace, IO_TIMEOUT);
-    run_torture(&dir, vec![lockspace], IO_TIMEOUT, env_u64("HL_TORTURE_SECS").unwrap_or(60));
+    run_torture(&dir, vec![lockspace], IO_TIMEOUT, env_u64("HL_TORTURE_SECS").unwrap_or(60), 1);
+}
+
+/// The same on a lockspace of three devices (three files). On top of the
+/// host faults, one member at a time fails every I/O, hangs, or answers
+/// slowly, as seen by every host at once or by one host alone (a path to
+/// one array failing); now and then two members go away together, and with
+/// no majority the hosts must fence before any peer takes over.
+#[test]
+fn torture_on_three_devices() {
+    let _one = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("torture-members");
+    let members: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("member{i}"))).collect();
+    init_torture_members(&members, IO_TIMEOUT);
+    let joined = PathBuf::from(members.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(","));
+    run_torture(&dir, vec![joined], IO_TIMEOUT, env_u64("HL_MEMBER_TORTURE_SECS").unwrap_or(45), 3);
 }
 
 /// The same on a GlusterFS replica 3 arbiter 1 volume (options: `group
@@ -343,14 +368,15 @@ fn torture_on_glusterfs() {
     init_torture_lockspace(&mounts[0].join("lockspace"), io_timeout);
     let witness = dir.join("run");
     std::fs::create_dir_all(&witness).unwrap();
-    run_torture(&witness, mounts.iter().map(|m| m.join("lockspace")).collect(), io_timeout, env_u64("HL_GLUSTER_TORTURE_SECS").unwrap_or(30));
+    run_torture(&witness, mounts.iter().map(|m| m.join("lockspace")).collect(), io_timeout, env_u64("HL_GLUSTER_TORTURE_SECS").unwrap_or(30), 1);
     drop(g);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs the fleet on `lockspaces` (one lockspace, by one or more paths),
-/// its witness files in `dir`, and checks the history.
-fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs: u64) {
+/// Runs the fleet on `lockspaces` (one lockspace, by one or more paths; a
+/// set's members joined by commas), its witness files in `dir`, and checks
+/// the history. With `members` > 1 the lockspace's members get faults too.
+fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs: u64, members: u64) {
     let seed = env_u64("HL_TORTURE_SEED").unwrap_or_else(|| u64::from_le_bytes(engine::sys::random_bytes()[..8].try_into().unwrap()));
     println!("torture: HL_TORTURE_SEED={seed} {secs} s, {HOSTS} hosts + {TWINS} twins sharing host ids 1..={TWINS}, {RESOURCES} resources, io_timeout {io_timeout:?}, lockspace {lockspaces:?}");
     let t = Timeouts::new(io_timeout).unwrap();
@@ -373,10 +399,42 @@ fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs:
     let mut rng = Rng::new(seed);
     let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
     let end = Instant::now() + Duration::from_secs(secs);
+    // The member faults in force: until when, and on which members.
+    let mut member_fault: Option<(Instant, Vec<u64>)> = None;
     while Instant::now() < end {
         std::thread::sleep(rng.between(Duration::from_millis(200), Duration::from_millis(700)));
         fleet.thaw(false);
         fleet.reap();
+        if let Some((_, faulty)) = member_fault.take_if(|(until, _)| *until <= Instant::now()) {
+            for k in faulty {
+                fleet.broadcast(&format!("member {k} 0 0 0"));
+            }
+        }
+        if members > 1 && member_fault.is_none() && rng.below(4) == 0 {
+            let k = rng.below(members);
+            let for_ = rng.between(2 * t.io_timeout, t.host_dead + 4 * t.io_timeout);
+            let (cmd, action) = match rng.below(100) {
+                0..=29 => (format!("member {k} 1000000 0 0"), "member fails"),
+                30..=59 => (format!("member {k} 0 {} 0", for_.as_millis()), "member hangs"),
+                60..=79 => (format!("member {k} 0 0 {}", (t.io_timeout / 2).as_millis()), "member slow"),
+                80..=89 => (format!("member {k} 1000000 0 0"), "member fails for one host"),
+                _ => (format!("member {k} 1000000 0 0"), "two members fail"),
+            };
+            let mut faulty = vec![k];
+            match action {
+                "member fails for one host" => fleet.send(1 + rng.below(PROCS as u64) as u32, &cmd),
+                "two members fail" => {
+                    let other = (k + 1 + rng.below(members - 1)) % members;
+                    fleet.broadcast(&cmd);
+                    fleet.broadcast(&format!("member {other} 1000000 0 0"));
+                    faulty.push(other);
+                }
+                _ => fleet.broadcast(&cmd),
+            }
+            println!("{:>8.3} s  member {k}: {action} for {for_:?}", Instant::now().saturating_duration_since(end - Duration::from_secs(secs)).as_secs_f64());
+            *counts.entry(action).or_default() += 1;
+            member_fault = Some((Instant::now() + for_, faulty));
+        }
         let id = 1 + rng.below(PROCS as u64) as u32;
         let frozen = fleet.hosts.values().filter(|h| h.frozen_until.is_some()).count();
         let action = match rng.below(100) {
@@ -418,6 +476,9 @@ fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs:
     fleet.thaw(true);
     for id in 1..=PROCS {
         fleet.send(id, &io_command(0, 0, Duration::ZERO));
+    }
+    for k in 0..members {
+        fleet.broadcast(&format!("member {k} 0 0 0"));
     }
     let calm = Mono::now();
     let calm_deadline = Instant::now() + CALM_DEADLINE;
@@ -518,7 +579,7 @@ fn a_late_leader_write_cannot_hand_out_an_old_version() {
 struct FailSector(std::sync::atomic::AtomicU64);
 
 impl engine::storage::FaultHook for FailSector {
-    fn on_io(&self, op: engine::error::IoOp, sector: u64, _count: u64) -> engine::storage::Fault {
+    fn on_io(&self, _member: usize, op: engine::error::IoOp, sector: u64, _count: u64) -> engine::storage::Fault {
         if op == engine::error::IoOp::Write && sector == self.0.load(std::sync::atomic::Ordering::Relaxed) {
             engine::storage::Fault::Fail
         } else {
@@ -553,7 +614,7 @@ struct LateAndFailed {
 }
 
 impl engine::storage::FaultHook for LateAndFailed {
-    fn on_io(&self, op: engine::error::IoOp, sector: u64, _count: u64) -> engine::storage::Fault {
+    fn on_io(&self, _member: usize, op: engine::error::IoOp, sector: u64, _count: u64) -> engine::storage::Fault {
         use std::sync::atomic::Ordering::Relaxed;
         match op {
             engine::error::IoOp::Write if sector == self.late.load(Relaxed) => engine::storage::Fault::Delay(self.hold),
@@ -632,7 +693,7 @@ impl Gate {
 }
 
 impl engine::storage::FaultHook for Gate {
-    fn on_io(&self, op: engine::error::IoOp, sector: u64, _count: u64) -> engine::storage::Fault {
+    fn on_io(&self, _member: usize, op: engine::error::IoOp, sector: u64, _count: u64) -> engine::storage::Fault {
         let mut s = self.state.lock().unwrap();
         if op == engine::error::IoOp::Write && s.sector == Some(sector) && !s.reached {
             s.reached = true;

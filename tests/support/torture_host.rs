@@ -4,12 +4,17 @@
 //! I/O. Rejoins whenever its host lease is lost.
 //!
 //! Usage: hl-torture-host LOCKSPACE HOST_ID RUN_DIR SEED RESOURCES PROC TWIN
+//! LOCKSPACE is one path, or the member devices of a set joined by commas.
 //! PROC numbers this process in the witness; TWIN (0 or 1) names it
 //! `torture-ID` or `torture-ID-twin`: the twin is a second process
 //! configured with the same host id, which must never make two writers.
 //! Commands on stdin, one per line (EOF means stop):
 //!   io FAIL_PPM DELAY_PPM DELAY_MAX_MS   per-I/O failure and delay odds
 //!   hang MS                              hold every I/O issued in the next MS until then
+//!   member K FAIL_PPM HANG_MS DELAY_MS   member K (0-based) of a set: fail this
+//!                                        share of its I/O, hold what is issued in
+//!                                        the next HANG_MS until then, delay the rest
+//!                                        by DELAY_MS (0 0 0: healthy again)
 //!   stop                                 release, leave, exit 0
 //! Exit status 2: the engine returned an error no fault explains.
 
@@ -36,17 +41,36 @@ struct ChaosState {
     delay_ppm: u32,
     delay_max: Duration,
     hang_until: Option<Mono>,
+    /// Per member of a set: its own fault on top of the host's.
+    members: Vec<MemberFault>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct MemberFault {
+    fail_ppm: u32,
+    hang_until: Option<Mono>,
+    delay: Duration,
 }
 
 /// The fault hook: the driver sets the odds, the host's seed picks the I/Os.
 struct Chaos(Mutex<ChaosState>);
 
 impl FaultHook for Chaos {
-    fn on_io(&self, _op: IoOp, _sector: u64, _count: u64) -> Fault {
+    fn on_io(&self, member: usize, _op: IoOp, _sector: u64, _count: u64) -> Fault {
         let mut s = self.0.lock().unwrap();
         let now = Mono::now();
         if let Some(until) = s.hang_until.filter(|&u| now < u) {
             return Fault::Delay(until.since(now));
+        }
+        let m = s.members.get(member).copied().unwrap_or_default();
+        if let Some(until) = m.hang_until.filter(|&u| now < u) {
+            return Fault::Delay(until.since(now));
+        }
+        if s.rng.ppm(m.fail_ppm) {
+            return Fault::Fail;
+        }
+        if !m.delay.is_zero() {
+            return Fault::Delay(m.delay);
         }
         let (fail, delay, max) = (s.fail_ppm, s.delay_ppm, s.delay_max);
         if s.rng.ppm(fail) {
@@ -70,6 +94,13 @@ impl Chaos {
                 s.delay_max = Duration::from_millis(max_ms);
             }
             (Some("hang"), &[ms]) => s.hang_until = Some(Mono::now().add(Duration::from_millis(ms))),
+            (Some("member"), &[k, fail, hang_ms, delay_ms]) => {
+                let k = k as usize;
+                if s.members.len() <= k {
+                    s.members.resize(k + 1, MemberFault::default());
+                }
+                s.members[k] = MemberFault { fail_ppm: fail as u32, hang_until: (hang_ms > 0).then(|| Mono::now().add(Duration::from_millis(hang_ms))), delay: Duration::from_millis(delay_ms) };
+            }
             _ => panic!("bad command {line:?}"),
         }
     }
@@ -84,6 +115,7 @@ fn expected(e: &Error, host_id: u32) -> bool {
         | Error::IoTimeout { .. }
         | Error::IoOutstanding { .. }
         | Error::IoInjected { .. }
+        | Error::NoMajority { .. }
         | Error::HostLeaseLost { .. }
         | Error::JoinUnconfirmed { .. } => true,
         // A late write of one of our own earlier join attempts, or the twin.
@@ -93,7 +125,7 @@ fn expected(e: &Error, host_id: u32) -> bool {
 }
 
 struct Host {
-    path: PathBuf,
+    paths: Vec<PathBuf>,
     id: u32,
     proc: u64,
     name: String,
@@ -120,7 +152,7 @@ impl Host {
 
     /// `predecessor`: our previous lockspace's last write, for a fast rejoin.
     fn join(&mut self, predecessor: Option<engine::delta_lease::Incarnation>) -> Option<Lockspace> {
-        let mut opts = JoinOptions::new(&self.path, self.id, &self.name);
+        let mut opts = JoinOptions::members(self.paths.clone(), self.id, &self.name);
         opts.fault = Some(self.chaos.clone());
         opts.predecessor = predecessor;
         while !self.stop.load(Ordering::Relaxed) {
@@ -216,6 +248,7 @@ fn main() {
         delay_ppm: 0,
         delay_max: Duration::ZERO,
         hang_until: None,
+        members: Vec::new(),
     })));
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -232,7 +265,7 @@ fn main() {
     }
     let witness = std::fs::OpenOptions::new().create(true).append(true).open(PathBuf::from(dir).join(format!("witness-{name}.log"))).expect("open witness file");
     let mut host = Host {
-        path: PathBuf::from(path),
+        paths: path.split(',').map(PathBuf::from).collect(),
         id,
         proc,
         name,

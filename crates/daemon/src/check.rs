@@ -70,7 +70,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
         let (line, path) = (entry.line, &entry.path);
         let on_engine = |source| CheckError::Lockspace { file: file(), line, path: path.clone(), source: Box::new(source) };
         let mut meta = std::fs::metadata(path);
-        if cfg.auto_create && meta.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        if cfg.auto_create && entry.members.len() == 1 && meta.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
             if !path.parent().is_some_and(Path::is_dir) {
                 return Err(CheckError::NoDirectory { file: file(), line, path: path.clone() });
             }
@@ -95,7 +95,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
         } else {
             return Err(CheckError::NotFileOrDevice { file: file(), line, path: path.clone(), what: engine::storage::unusable_kind(&t).unwrap_or("neither a file nor a block device") });
         };
-        let header = read_header(cfg, path).map_err(on_engine)?;
+        let header = read_header(cfg, &entry.members).map_err(on_engine)?;
         if cfg.host_id > header.max_hosts {
             return Err(CheckError::HostIdAboveMax {
                 file: file(),
@@ -155,10 +155,10 @@ fn auto_create(cfg: &Config, path: &Path) -> engine::Result<()> {
 
 /// Reads a lockspace's header (read-only). With auto_create, a concurrent
 /// creator may still be writing it: give it a moment.
-fn read_header(cfg: &Config, path: &Path) -> engine::Result<Header> {
+fn read_header(cfg: &Config, members: &[PathBuf]) -> engine::Result<Header> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match lockspace::open(path, false) {
+        match lockspace::open_members(members, false) {
             Err(Error::NotALockspace { .. }) if cfg.auto_create && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             other => return other.map(|(_, header)| header),
         }

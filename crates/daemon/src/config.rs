@@ -55,11 +55,22 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
-/// One `lockspace = PATH` line.
+/// One `lockspace = PATH` line, or `lockspace = PATH1 PATH2 PATH3` for a
+/// lockspace on a set of devices.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockspaceEntry {
+    /// The (first) device: what messages name.
     pub path: PathBuf,
+    /// Every device, `path` first.
+    pub members: Vec<PathBuf>,
     pub line: usize,
+}
+
+impl LockspaceEntry {
+    pub fn new(path: impl Into<PathBuf>, line: usize) -> LockspaceEntry {
+        let path = path.into();
+        LockspaceEntry { members: vec![path.clone()], path, line }
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -180,7 +191,13 @@ impl Config {
                     }
                     cfg.host_name = value.to_owned();
                 }
-                "lockspace" => cfg.lockspaces.push(LockspaceEntry { path: absolute(value).map_err(bad)?, line }),
+                "lockspace" => {
+                    let members = value.split_ascii_whitespace().map(absolute).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+                    if !engine::format::MEMBER_COUNTS.contains(&(members.len() as u32)) {
+                        return Err(bad(format!("names {} devices; a lockspace is on 1, 3 or 5 (a majority of them must answer)", members.len())));
+                    }
+                    cfg.lockspaces.push(LockspaceEntry { path: members[0].clone(), members, line });
+                }
                 "io_timeout" => {
                     let secs: f64 = value.parse().map_err(|_| bad("must be a number of seconds, e.g. 10 or 0.5".into()))?;
                     let d = Duration::try_from_secs_f64(secs).map_err(|_| bad("must be a positive number of seconds".into()))?;
@@ -316,7 +333,7 @@ mod tests {
     fn minimal_file_gets_defaults() {
         let c = parse("host_id = 3\nlockspace = /srv/hl/default.lockspace\n").unwrap();
         assert_eq!(c.host_id, 3);
-        assert_eq!(c.lockspaces, vec![LockspaceEntry { path: PathBuf::from("/srv/hl/default.lockspace"), line: 2 }]);
+        assert_eq!(c.lockspaces, vec![LockspaceEntry::new("/srv/hl/default.lockspace", 2)]);
         assert_eq!(c.host_id_line, 1);
         assert!(!c.host_id_auto);
         assert_eq!(c.host_id_file, PathBuf::from(DEFAULT_HOST_ID_FILE));

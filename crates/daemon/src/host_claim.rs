@@ -89,7 +89,7 @@ impl HostIdFile {
         }
         let mut uses = Vec::new();
         for c in lockspaces {
-            let slots = slot_uses(&c.entry.path).map_err(|e| ClaimError::Read { name: c.header.name.clone(), path: c.entry.path.clone(), source: Box::new(e) })?;
+            let slots = slot_uses(&c.entry.members).map_err(|e| ClaimError::Read { name: c.header.name.clone(), path: c.entry.path.clone(), source: Box::new(e) })?;
             uses.push((c, slots));
         }
         let id = choose(&uses.iter().map(|(_, s)| s.as_slice()).collect::<Vec<_>>(), refused, u64::from_le_bytes(engine::sys::random_bytes()[..8].try_into().unwrap()))

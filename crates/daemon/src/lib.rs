@@ -150,14 +150,21 @@ pub struct Daemon {
 }
 
 /// `HIGHLANDER_TEST_FAULT_FILE=/path`: while that file contains `fail`,
-/// every lockspace I/O fails (unset or empty: no hook). For tests only;
-/// checked on every I/O.
+/// every lockspace I/O fails; `fail member K` fails the I/O of the K-th
+/// device of a lockspace on several, and `hang member K` holds it for an
+/// hour (a device that stops answering). Unset or empty: no hook. For
+/// tests only; checked on every I/O.
 struct FaultFile(PathBuf);
 
 impl FaultHook for FaultFile {
-    fn on_io(&self, _op: engine::error::IoOp, _sector: u64, _count: u64) -> Fault {
-        match std::fs::read(&self.0) {
-            Ok(text) if text.trim_ascii() == b"fail" => Fault::Fail,
+    fn on_io(&self, member: usize, _op: engine::error::IoOp, _sector: u64, _count: u64) -> Fault {
+        let Ok(text) = std::fs::read_to_string(&self.0) else { return Fault::Proceed };
+        let words: Vec<&str> = text.split_ascii_whitespace().collect();
+        let this_member = |k: &str| k.parse::<usize>().is_ok_and(|k| k == member + 1);
+        match words.as_slice() {
+            ["fail"] => Fault::Fail,
+            ["fail", "member", k] if this_member(k) => Fault::Fail,
+            ["hang", "member", k] if this_member(k) => Fault::Delay(std::time::Duration::from_secs(3600)),
             _ => Fault::Proceed,
         }
     }
@@ -340,7 +347,7 @@ fn join_all<'a>(cfg: &Config, checked: &'a [check::Checked], saved: &mut Table, 
     let mut spaces: Vec<Space> = Vec::new();
     for c in checked {
         notify::send(&format!("STATUS=joining lockspace \"{}\" ({}) as host {}", c.header.name, c.entry.path.display(), cfg.host_id));
-        let mut join = JoinOptions::new(&c.entry.path, cfg.host_id, &cfg.host_name);
+        let mut join = JoinOptions::members(c.entry.members.clone(), cfg.host_id, &cfg.host_name);
         join.fault = fault.clone();
         join.state_dir = Some(cfg.state_dir.clone());
         join.claim = claim;

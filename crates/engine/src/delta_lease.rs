@@ -45,56 +45,120 @@ pub struct HostView {
     pub last_change_ago_ms: Option<u64>,
 }
 
-struct Watch {
+/// One member's copy of a slot, as last read.
+#[derive(Clone, PartialEq, Eq)]
+struct MemberView {
     record: Option<HostSlot>,
     corrupt: bool,
+}
+
+impl MemberView {
+    fn of(read: &SlotRead) -> MemberView {
+        match read {
+            Ok(r) => MemberView { record: r.clone(), corrupt: false },
+            Err(_) => MemberView { record: None, corrupt: true },
+        }
+    }
+}
+
+struct Watch {
+    /// Per member of the lockspace's storage; None until first read.
+    members: Vec<Option<MemberView>>,
     last_change: Mono,
     changes_seen: bool,
-    /// Start of the latest read that found the slot unchanged.
+    /// Start of the latest read that found the slot unchanged on every
+    /// member it read (a majority).
     quiet_read_start: Option<Mono>,
+}
+
+impl Watch {
+    /// Corrupt on every member read, readable on none.
+    fn corrupt(&self) -> bool {
+        let seen: Vec<&MemberView> = self.members.iter().flatten().collect();
+        !seen.is_empty() && seen.iter().all(|v| v.corrupt)
+    }
+
+    /// The newest copy of the slot on any member.
+    fn record(&self) -> Option<&HostSlot> {
+        newest(self.members.iter().flatten().filter_map(|v| v.record.as_ref()))
+    }
+}
+
+/// Of several copies of one host slot, the latest write: a host's writes
+/// raise (generation, renewal).
+pub fn newest<'a>(copies: impl Iterator<Item = &'a HostSlot>) -> Option<&'a HostSlot> {
+    copies.max_by_key(|s| (s.generation, s.renewal))
 }
 
 /// The observer's memory of every slot, fed by periodic reads of all slots.
 pub struct Peers {
     timeouts: Timeouts,
+    members: usize,
     watches: Vec<Option<Watch>>,
 }
 
 pub type SlotRead = std::result::Result<Option<HostSlot>, FormatError>;
 
+/// Every host slot as one member holds it.
+pub struct MemberSlots {
+    pub member: usize,
+    pub slots: Vec<SlotRead>,
+}
+
 /// A slot that an observation found newly corrupt (to be logged once).
 pub struct NewlyCorrupt {
     pub host_id: u32,
+    pub member: usize,
     pub error: FormatError,
 }
 
 impl Peers {
     pub fn new(max_hosts: u32, timeouts: Timeouts) -> Peers {
-        Peers { timeouts, watches: (0..max_hosts).map(|_| None).collect() }
+        Peers::with_members(max_hosts, 1, timeouts)
     }
 
-    /// Records one read of all slots that started at `start` and completed
-    /// at `done`; returns the slots that have just turned corrupt.
+    pub fn with_members(max_hosts: u32, members: usize, timeouts: Timeouts) -> Peers {
+        Peers { timeouts, members, watches: (0..max_hosts).map(|_| None).collect() }
+    }
+
+    /// `observe_members` for a one-device lockspace.
     pub fn observe(&mut self, start: Mono, done: Mono, slots: &[SlotRead]) -> Vec<NewlyCorrupt> {
+        self.observe_members(start, done, &[MemberSlots { member: 0, slots: slots.to_vec() }])
+    }
+
+    /// Records one read of all slots (from a majority of members) that
+    /// started at `start` and completed at `done`; returns the slots that
+    /// have just turned corrupt. A slot changed when any member read shows
+    /// it different from that member's previous read, or when a member is
+    /// read for the first time: only then can the dead verdict rest on the
+    /// members it read (docs/SAFETY.md, "A lockspace on several devices").
+    pub fn observe_members(&mut self, start: Mono, done: Mono, reads: &[MemberSlots]) -> Vec<NewlyCorrupt> {
         let mut newly_corrupt = Vec::new();
-        for (i, (watch, slot)) in self.watches.iter_mut().zip(slots).enumerate() {
-            if let Err(error) = slot {
-                if !watch.as_ref().is_some_and(|w| w.corrupt) {
-                    newly_corrupt.push(NewlyCorrupt { host_id: i as u32 + 1, error: error.clone() });
+        let members = self.members;
+        for (i, watch) in self.watches.iter_mut().enumerate() {
+            let first_sight = watch.is_none();
+            let w = watch.get_or_insert_with(|| Watch { members: vec![None; members], last_change: done, changes_seen: false, quiet_read_start: None });
+            let mut changed = false;
+            for read in reads {
+                let Some(slot) = read.slots.get(i) else { continue };
+                let seen = MemberView::of(slot);
+                let known = &mut w.members[read.member];
+                if let Err(error) = slot {
+                    if !known.as_ref().is_some_and(|k| k.corrupt) {
+                        newly_corrupt.push(NewlyCorrupt { host_id: i as u32 + 1, member: read.member, error: error.clone() });
+                    }
+                }
+                if known.as_ref() != Some(&seen) {
+                    changed |= !first_sight;
+                    *known = Some(seen);
                 }
             }
-            let (record, corrupt) = match slot {
-                Ok(r) => (r.clone(), false),
-                Err(_) => (None, true),
-            };
-            match watch {
-                Some(w) if w.record == record && w.corrupt == corrupt => w.quiet_read_start = Some(start),
-                Some(w) => {
-                    *w = Watch { record, corrupt, last_change: done, changes_seen: true, quiet_read_start: None };
-                }
-                None => {
-                    *watch = Some(Watch { record, corrupt, last_change: done, changes_seen: false, quiet_read_start: None });
-                }
+            if changed {
+                w.last_change = done;
+                w.changes_seen = true;
+                w.quiet_read_start = None;
+            } else if !first_sight {
+                w.quiet_read_start = Some(start);
             }
         }
         newly_corrupt
@@ -114,10 +178,10 @@ impl Peers {
         let Some(w) = self.watch(host_id) else {
             return HostState::Unknown;
         };
-        if w.corrupt {
+        if w.corrupt() {
             return HostState::Corrupt;
         }
-        let Some(record) = &w.record else { return HostState::Free };
+        let Some(record) = w.record() else { return HostState::Free };
         if record.free {
             return HostState::Free;
         }
@@ -141,7 +205,7 @@ impl Peers {
     }
 
     pub fn record(&self, host_id: u32) -> Option<&HostSlot> {
-        self.watch(host_id)?.record.as_ref()
+        self.watch(host_id)?.record()
     }
 
     /// True when leases owned by `host_id` at `generation` can no longer be
@@ -158,7 +222,7 @@ impl Peers {
     /// When an alive owner could be declared dead at the earliest.
     pub fn takeover_in(&self, host_id: u32) -> Option<Duration> {
         let w = self.watch(host_id)?;
-        let record = w.record.as_ref()?;
+        let record = w.record()?;
         Some(w.last_change.add(self.host_dead(record)).remaining())
     }
 
@@ -169,9 +233,9 @@ impl Peers {
             .enumerate()
             .filter_map(|(i, w)| {
                 // Slots never written are not hosts; corrupt ones are shown.
-                let w = w.as_ref().filter(|w| w.record.is_some() || w.corrupt)?;
+                let w = w.as_ref().filter(|w| w.record().is_some() || w.corrupt())?;
                 let host_id = i as u32 + 1;
-                let r = w.record.as_ref();
+                let r = w.record();
                 Some(HostView {
                     host_id,
                     host_name: r.map(|r| r.host_name.clone()).unwrap_or_default(),
@@ -185,19 +249,31 @@ impl Peers {
     }
 }
 
-/// Reads every host slot in one I/O.
-pub fn read_all(storage: &Storage, header: &Header) -> Result<Vec<SlotRead>> {
+/// Reads every host slot in one I/O per member, from a majority.
+pub fn read_all(storage: &Storage, header: &Header) -> Result<Vec<MemberSlots>> {
     let ss = storage.sector_size() as usize;
-    let buf = storage.read(1, header.max_hosts as u64)?;
-    Ok(buf.chunks(ss).map(|s| HostSlot::decode(&s[..RECORD_LEN])).collect())
+    let reads = storage.read(1, header.max_hosts as u64)?;
+    Ok(reads.into_iter().map(|r| MemberSlots { member: r.member, slots: r.data.chunks(ss).map(|s| HostSlot::decode(&s[..RECORD_LEN])).collect() }).collect())
 }
 
-/// Reads our own slot (decoded, and the raw record). A corrupt one is an
-/// error: we must neither trust it nor overwrite what may be evidence of
-/// another host using our id.
-fn read_own(storage: &Storage, header: &Header, host_id: u32) -> Result<(Option<HostSlot>, [u8; RECORD_LEN])> {
-    let raw = storage.read_record(header.layout().host_slot(host_id))?;
-    Ok((decode_own(storage, header, host_id, &raw)?, raw))
+/// Each member's raw copy of one sector.
+type Copies = Vec<(usize, [u8; RECORD_LEN])>;
+
+fn read_copies(storage: &Storage, sector: u64, required: &[usize]) -> Result<Copies> {
+    Ok(storage.read_from(sector, 1, required)?.into_iter().map(|r| (r.member, r.data[..RECORD_LEN].try_into().unwrap())).collect())
+}
+
+/// Reads our own slot: the newest copy (decoded), and every member's raw
+/// record. A corrupt copy is an error: we must neither trust it nor
+/// overwrite what may be evidence of another host using our id.
+fn read_own(storage: &Storage, header: &Header, host_id: u32) -> Result<(Option<HostSlot>, Copies)> {
+    let copies = read_copies(storage, header.layout().host_slot(host_id), &[])?;
+    Ok((decode_newest(storage, header, host_id, &copies)?, copies))
+}
+
+fn decode_newest(storage: &Storage, header: &Header, host_id: u32, copies: &Copies) -> Result<Option<HostSlot>> {
+    let slots = copies.iter().map(|(_, raw)| decode_own(storage, header, host_id, raw)).collect::<Result<Vec<_>>>()?;
+    Ok(newest(slots.iter().flatten()).cloned())
 }
 
 fn decode_own(storage: &Storage, header: &Header, host_id: u32, raw: &[u8; RECORD_LEN]) -> Result<Option<HostSlot>> {
@@ -208,6 +284,10 @@ fn decode_own(storage: &Storage, header: &Header, host_id: u32, raw: &[u8; RECOR
     Ok(slot)
 }
 
+/// Our own slot's newest copy, read now (a restarted daemon's resume check).
+pub fn read_own_newest(storage: &Storage, header: &Header, host_id: u32) -> Result<Option<HostSlot>> {
+    read_own(storage, header, host_id).map(|(slot, _)| slot)
+}
 
 /// A joined host slot and the start of the I/O that made it ours: our host
 /// lease is valid for `lease_expiry` from `valid_from`.
@@ -260,7 +340,7 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
     let mut may_take_fast = true;
     for _attempt in 0..3 {
         let mut start = Mono::now();
-        let (mut seen, raw) = read_own(storage, header, host_id)?;
+        let (mut seen, copies) = read_own(storage, header, host_id)?;
         let fast = may_take_fast
             && match &seen {
                 None => true,
@@ -270,7 +350,7 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
             return Err(busy(header, host_id, seen.as_ref()));
         }
         if !fast {
-            start = wait_until_unchanged(storage, header, timeouts, host_id, &mut seen, &raw)?;
+            start = wait_until_unchanged(storage, header, timeouts, host_id, &mut seen, &copies)?;
         }
         let previous = seen;
         let slot = HostSlot {
@@ -285,7 +365,7 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
             nonce: crate::sys::random_bytes(),
             host_name: me.name.clone(),
         };
-        storage.write_record(sector, &slot.encode())?;
+        let landed = storage.write_record_members(sector, &slot.encode())?;
         if Mono::now().since(start) > timeouts.join_span {
             // Too slow to rule out a concurrent joiner by timing: the next
             // attempt must watch the slot for host_dead instead.
@@ -293,11 +373,20 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
             continue;
         }
         std::thread::sleep(timeouts.join_delay);
-        return match read_own(storage, header, host_id)?.0 {
-            Some(now) if now == slot => Ok(Joined { slot, valid_from: start }),
-            Some(other) => Err(busy(header, host_id, Some(&other))),
-            None => Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "our write vanished" }),
-        };
+        // Every member our write reached by then must still hold it: two
+        // joiners' majorities share a member, and on it the later write
+        // shows (docs/SAFETY.md, "Joining a host id").
+        let now = read_copies(storage, sector, &landed)?;
+        for (member, raw) in &now {
+            let found = decode_own(storage, header, host_id, raw)?;
+            match found {
+                Some(f) if f == slot => {}
+                Some(other) if landed.contains(member) || (other.generation, other.renewal) >= (slot.generation, slot.renewal) => return Err(busy(header, host_id, Some(&other))),
+                None if landed.contains(member) => return Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "our write vanished" }),
+                _ => {}
+            }
+        }
+        return Ok(Joined { slot, valid_from: start });
     }
     Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "storage too slow for a fast join; the slow path timed out" })
 }
@@ -320,9 +409,9 @@ fn hex(b: &[u8]) -> String {
 
 /// Watches a held slot until it has not changed for `host_dead`. Returns the
 /// start of the last (confirming) read; fails if the slot changes.
-fn wait_until_unchanged(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, seen: &mut Option<HostSlot>, raw: &[u8; RECORD_LEN]) -> Result<Mono> {
+fn wait_until_unchanged(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u32, seen: &mut Option<HostSlot>, copies: &Copies) -> Result<Mono> {
     let sector = header.layout().host_slot(host_id);
-    match watch_sector(storage, sector, raw, host_dead_of(timeouts, seen.as_ref()), timeouts.renew_interval)? {
+    match watch_sector(storage, sector, copies, host_dead_of(timeouts, seen.as_ref()), timeouts.renew_interval)? {
         Watched::Quiet(start) => Ok(start),
         Watched::Changed(start, bytes) => match decode_own(storage, header, host_id, &bytes)? {
             Some(s) if s.free => {
@@ -352,15 +441,25 @@ enum Watched {
 }
 
 /// Re-reads `sector` every `poll` until a read started `quiet` after this
-/// call still finds `first`, or until it changes.
-fn watch_sector(storage: &Storage, sector: u64, first: &[u8; RECORD_LEN], quiet: Duration, poll: Duration) -> Result<Watched> {
-    let quiet_at = Mono::now().add(quiet);
+/// call still finds every member's copy as in `first`, or until one
+/// changes. A member read for the first time starts the quiet time afresh:
+/// what it shows is new to us (docs/SAFETY.md, "A lockspace on several
+/// devices").
+fn watch_sector(storage: &Storage, sector: u64, first: &Copies, quiet: Duration, poll: Duration) -> Result<Watched> {
+    let mut known = first.clone();
+    let mut quiet_at = Mono::now().add(quiet);
     loop {
         std::thread::sleep(quiet_at.remaining().min(poll));
         let start = Mono::now();
-        let now = storage.read_record(sector)?;
-        if now != *first {
-            return Ok(Watched::Changed(start, now));
+        for (member, now) in read_copies(storage, sector, &[])? {
+            match known.iter().find(|(m, _)| *m == member) {
+                Some((_, before)) if *before != now => return Ok(Watched::Changed(start, now)),
+                Some(_) => {}
+                None => {
+                    known.push((member, now));
+                    quiet_at = Mono::now().add(quiet);
+                }
+            }
         }
         if start >= quiet_at {
             return Ok(Watched::Quiet(start));
@@ -379,12 +478,13 @@ pub fn clear_slot(storage: &Storage, header: &Header, timeouts: &Timeouts, host_
         return Err(Error::HostIdOutOfRange { host_id, max_hosts: header.max_hosts, lockspace: header.name.clone() });
     }
     let sector = header.layout().host_slot(host_id);
-    let raw = storage.read_record(sector)?;
-    if raw == [0; RECORD_LEN] {
+    let copies = read_copies(storage, sector, &[])?;
+    if copies.iter().all(|(_, raw)| *raw == [0; RECORD_LEN]) {
         return Ok(false);
     }
-    let slot = HostSlot::decode(&raw).ok().flatten();
-    if let Watched::Changed(_, now) = watch_sector(storage, sector, &raw, host_dead_of(timeouts, slot.as_ref()), timeouts.renew_interval)? {
+    let decoded: Vec<HostSlot> = copies.iter().filter_map(|(_, raw)| HostSlot::decode(raw).ok().flatten()).collect();
+    let slot = newest(decoded.iter()).cloned();
+    if let Watched::Changed(_, now) = watch_sector(storage, sector, &copies, host_dead_of(timeouts, slot.as_ref()), timeouts.renew_interval)? {
         return Err(busy(header, host_id, HostSlot::decode(&now).ok().flatten().as_ref()));
     }
     let free = HostSlot {
@@ -421,18 +521,32 @@ pub enum OwnSlot {
 /// known to have landed (`confirmed`) or a later attempt (renewal counter
 /// up to `last_attempt`) that timed out and may have landed since.
 pub fn check_own(found: &SlotRead, confirmed: &HostSlot, last_attempt: u64) -> OwnSlot {
-    match found {
-        Err(e) => OwnSlot::Corrupt(e.clone()),
-        Ok(Some(s))
-            if !s.free
-                && s.generation == confirmed.generation
-                && s.nonce == confirmed.nonce
-                && s.lockspace_uuid == confirmed.lockspace_uuid
-                && (confirmed.renewal..=last_attempt).contains(&s.renewal) =>
-        {
-            OwnSlot::Ours
+    check_own_members(&[found], confirmed, last_attempt)
+}
+
+/// `check_own` over each member's copy of our slot. Some member read must
+/// hold one of those writes (our last landed write is on a majority, and
+/// any two majorities share a member); the others may lag behind with an
+/// older write of ours, or nothing (a member that missed our writes). Any
+/// copy that is not one of our writes, on any member, is another writer's.
+pub fn check_own_members(found: &[&SlotRead], confirmed: &HostSlot, last_attempt: u64) -> OwnSlot {
+    let ours = |s: &HostSlot| !s.free && s.generation == confirmed.generation && s.nonce == confirmed.nonce && s.lockspace_uuid == confirmed.lockspace_uuid && s.renewal <= last_attempt;
+    let mut current = false;
+    let mut corrupt = None;
+    let mut stale = None;
+    for copy in found {
+        match copy {
+            Err(e) => corrupt = Some(e.clone()),
+            Ok(Some(s)) if ours(s) && s.renewal >= confirmed.renewal => current = true,
+            Ok(Some(s)) if ours(s) => stale = Some(Some(s.clone())),
+            Ok(None) => stale = stale.or(Some(None)),
+            Ok(Some(other)) => return OwnSlot::Taken(Some(other.clone())),
         }
-        Ok(other) => OwnSlot::Taken(other.clone()),
+    }
+    match (corrupt, current) {
+        (Some(e), _) => OwnSlot::Corrupt(e),
+        (None, true) => OwnSlot::Ours,
+        (None, false) => OwnSlot::Taken(stale.flatten()),
     }
 }
 

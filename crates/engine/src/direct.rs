@@ -45,6 +45,9 @@ pub struct Dump {
     pub host_dead_ms: u64,
     pub bytes_per_resource: u64,
     pub created_unix: u64,
+    /// This device's place in the lockspace's set of devices (1-based), of `members`.
+    pub member: u32,
+    pub members: u32,
     pub hosts: Vec<DumpHost>,
     pub resources: Vec<DumpResource>,
     /// Records that failed verification: "sector N (kind): reason".
@@ -58,7 +61,7 @@ pub fn dump(path: &Path) -> Result<Dump> {
     let ss = header.sector_size as usize;
     let mut corrupt = Vec::new();
 
-    let host_sectors = storage.read(1, header.max_hosts as u64)?;
+    let host_sectors = storage.read(1, header.max_hosts as u64)?.swap_remove(0).data;
     let mut slots: Vec<Option<HostSlot>> = Vec::new();
     let mut hosts = Vec::new();
     for (i, sector) in host_sectors.chunks(ss).enumerate() {
@@ -94,7 +97,7 @@ pub fn dump(path: &Path) -> Result<Dump> {
     let mut resources = Vec::new();
     for slot in 0..header.resource_slots {
         let base = layout.resource_base(slot);
-        let buf = storage.read(base, layout.sectors_per_resource())?;
+        let buf = storage.read(base, layout.sectors_per_resource())?.swap_remove(0).data;
         let mut sectors = buf.chunks(ss);
         let leader = match Leader::decode(&sectors.next().unwrap()[..RECORD_LEN]) {
             Ok(None) => continue,
@@ -129,6 +132,8 @@ pub fn dump(path: &Path) -> Result<Dump> {
         host_dead_ms: timeouts.host_dead.as_millis() as u64,
         bytes_per_resource: layout.sectors_per_resource() * header.sector_size as u64,
         created_unix: header.created_unix,
+        member: header.member_index + 1,
+        members: header.members,
         hosts,
         resources,
         corrupt,
@@ -139,7 +144,7 @@ pub fn dump(path: &Path) -> Result<Dump> {
 pub fn who(path: &Path, identity: &str) -> Result<Option<LeaseInfo>> {
     let (storage, header) = lockspace::open(path, false)?;
     let Some((slot, area)) = resource::find(&storage, &header, identity)? else { return Ok(None) };
-    let slots = crate::delta_lease::read_all(&storage, &header)?;
+    let slots = crate::delta_lease::read_all(&storage, &header)?.swap_remove(0).slots;
     Ok(Some(resource::describe(&header, slot, &area, |id, generation| match slots.get((id as usize).wrapping_sub(1)) {
         Some(Ok(Some(s))) if s.generation > generation || (s.free && s.generation == generation) => (s.host_name.clone(), HostState::Free),
         Some(Ok(Some(s))) => (s.host_name.clone(), HostState::Unknown),
@@ -156,6 +161,9 @@ impl std::fmt::Display for Dump {
             "  {}-byte sectors, {} host ids, {} resource slots of {} bytes, io_timeout {} ms (a silent host is dead after {} ms)",
             self.sector_size, self.max_hosts, self.resource_slots, self.bytes_per_resource, self.io_timeout_ms, self.host_dead_ms
         )?;
+        if self.members > 1 {
+            writeln!(f, "  device {} of the lockspace's {} (what follows is this device's copy; a majority decides)", self.member, self.members)?;
+        }
         writeln!(f, "hosts:")?;
         if self.hosts.is_empty() {
             writeln!(f, "  (no host has ever joined)")?;
@@ -188,7 +196,3 @@ impl std::fmt::Display for Dump {
     }
 }
 
-
-#[cfg(test)]
-mod tests {
-}

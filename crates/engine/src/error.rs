@@ -37,6 +37,12 @@ pub enum Error {
     IoTimeout { path: PathBuf, op: IoOp, sector: u64, deadline: Duration },
     #[error("{path}: {op} at sector {sector} refused: an earlier write to it has not completed yet")]
     IoOutstanding { path: PathBuf, op: IoOp, sector: u64 },
+    #[error("lockspace storage {path} and its other members: {op} at sector {sector} reached {reached} of {members} members, and a majority is {majority}: {why}. Run `highlander status` to see each member's state; the lockspace works again once a majority answers")]
+    NoMajority { path: PathBuf, op: IoOp, sector: u64, reached: usize, members: usize, majority: usize, why: String },
+    #[error("{path}: this lockspace member could not be opened ({why})")]
+    MemberMissing { path: PathBuf, why: String },
+    #[error("{path}: {what}")]
+    BadMemberSet { path: PathBuf, what: String },
     #[error("{path}: {op} at sector {sector}: injected fault")]
     IoInjected { path: PathBuf, op: IoOp, sector: u64 },
     #[error("{path}: is not a highlander lockspace ({source}); create one with `highlander lockspace init {path} --name NAME`")]

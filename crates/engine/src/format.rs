@@ -12,7 +12,9 @@ use crate::crc32c;
 
 pub const RECORD_LEN: usize = 512;
 pub const FORMAT_MAJOR: u32 = 1;
-pub const FORMAT_MINOR: u32 = 0;
+/// 1.1 added the member fields of the header and the dblock's write
+/// sequence; 1.0 records read as a one-device lockspace's.
+pub const FORMAT_MINOR: u32 = 1;
 pub const FORMAT_VERSION: u32 = (FORMAT_MAJOR << 16) | FORMAT_MINOR;
 
 pub const MAGIC_HEADER: u32 = 0x484C_5331; // "HLS1"
@@ -167,7 +169,13 @@ pub struct Header {
     pub resource_slots: u32,
     pub io_timeout_ms: u32,
     pub created_unix: u64,
+    /// This device's index in the lockspace's set of devices (0-based).
+    pub member_index: u32,
+    /// How many devices the lockspace has: 1, 3 or 5 (0 on disk in 1.0: 1).
+    pub members: u32,
 }
+
+pub const MEMBER_COUNTS: [u32; 3] = [1, 3, 5];
 
 impl Header {
     pub fn encode(&self) -> [u8; RECORD_LEN] {
@@ -189,6 +197,8 @@ impl Header {
         r.put_bytes(32, &self.uuid);
         r.put_u64(48, self.created_unix);
         r.put_str(56, NAME_LEN, &self.name);
+        r.put_u32(120, self.member_index);
+        r.put_u32(124, self.members);
         r.seal()
     }
 
@@ -205,6 +215,8 @@ impl Header {
             uuid: r.bytes(32),
             created_unix: r.u64(48),
             name: r.str(56, NAME_LEN),
+            member_index: r.u32(120),
+            members: r.u32(124).max(1),
         };
         h.validate()?;
         Ok(h)
@@ -220,7 +232,19 @@ impl Header {
         if self.resource_slots == 0 {
             return Err(FormatError::BadField { kind: RecordKind::Header, field: "resource_slots", value: 0 });
         }
+        if !MEMBER_COUNTS.contains(&self.members) {
+            return Err(FormatError::BadField { kind: RecordKind::Header, field: "members", value: self.members as u64 });
+        }
+        if self.member_index >= self.members {
+            return Err(FormatError::BadField { kind: RecordKind::Header, field: "member_index", value: self.member_index as u64 });
+        }
         Ok(())
+    }
+
+    /// Both headers describe one lockspace (members of one set, or the same
+    /// device twice): everything but the member index agrees.
+    pub fn same_lockspace(&self, other: &Header) -> bool {
+        Header { member_index: other.member_index, ..self.clone() } == *other
     }
 
     pub fn layout(&self) -> Layout {
@@ -425,7 +449,12 @@ pub struct Dblock {
     pub bal: u64,
     pub lockspace_uuid: [u8; 16],
     pub inp: LeaseValue,
+    /// Rises with every write of this dblock by its host: of the copies on
+    /// several members, the highest is the newest (0 in format 1.0).
+    pub seq: u64,
 }
+
+const DBLOCK_OFF_SEQ: usize = 408;
 
 impl Dblock {
     pub fn encode(&self) -> [u8; RECORD_LEN] {
@@ -438,6 +467,7 @@ impl Dblock {
         r.put_u64(48, self.shared_generation);
         r.put_bytes(56, &self.lockspace_uuid);
         self.inp.put(&mut r, 72);
+        r.put_u64(DBLOCK_OFF_SEQ, self.seq);
         r.seal()
     }
 
@@ -454,12 +484,13 @@ impl Dblock {
                 shared_generation: r.u64(48),
                 lockspace_uuid: r.bytes(56),
                 inp: LeaseValue::get(&r, 72),
+                seq: r.u64(DBLOCK_OFF_SEQ),
             })
             .unwrap_or_default())
     }
 }
 
-const _: () = assert!(48 + VALUE_LEN <= RECORD_LEN && 72 + VALUE_LEN <= RECORD_LEN);
+const _: () = assert!(48 + VALUE_LEN <= RECORD_LEN && 72 + VALUE_LEN <= DBLOCK_OFF_SEQ && DBLOCK_OFF_SEQ + 8 <= RECORD_LEN);
 
 /// A record that does not decode. Wrapped with its location by `Error::Corrupt`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
@@ -484,7 +515,7 @@ mod tests {
     use super::*;
 
     fn header() -> Header {
-        Header { name: "ls1".into(), uuid: [7; 16], sector_size: 512, max_hosts: 8, resource_slots: 4, io_timeout_ms: 1000, created_unix: 1 }
+        Header { name: "ls1".into(), uuid: [7; 16], sector_size: 512, max_hosts: 8, resource_slots: 4, io_timeout_ms: 1000, created_unix: 1, member_index: 0, members: 1 }
     }
 
     fn value() -> LeaseValue {
@@ -516,7 +547,7 @@ mod tests {
         assert_eq!(HostSlot::decode(&slot.encode()).unwrap(), Some(slot));
         let leader = Leader { held: true, short_hold: false, lver: 5, writer_id: 3, lockspace_uuid: [7; 16], value: value() };
         assert_eq!(Leader::decode(&leader.encode()).unwrap(), Some(leader));
-        let d = Dblock { host_id: 3, released: true, shared: true, shared_generation: 4, lver: 6, mbal: 11, bal: 11, lockspace_uuid: [7; 16], inp: value() };
+        let d = Dblock { host_id: 3, released: true, shared: true, shared_generation: 4, lver: 6, mbal: 11, bal: 11, lockspace_uuid: [7; 16], inp: value(), seq: 1_700_000_000_000_001 };
         assert_eq!(Dblock::decode(&d.encode()).unwrap(), d);
     }
 

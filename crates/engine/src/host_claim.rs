@@ -3,7 +3,7 @@
 //! `JoinOptions::claim` set, so two hosts that pick the same slot at the
 //! same time cannot both get it; docs/SAFETY.md ("Automatic host ids").
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use crate::delta_lease;
 use crate::error::Result;
@@ -24,22 +24,30 @@ pub enum SlotUse {
     InUse,
 }
 
-/// Every host slot of the lockspace at `path`, by host id (index 0 = id 1).
-pub fn slot_uses(path: &Path) -> Result<Vec<SlotUse>> {
-    let (storage, header) = lockspace::open(path, false)?;
+/// Every host slot of the lockspace on `paths` (its device, or all its
+/// members), by host id (index 0 = id 1). A slot is judged by its newest
+/// copy; a corrupt or foreign copy on any member makes it in use.
+pub fn slot_uses(paths: &[PathBuf]) -> Result<Vec<SlotUse>> {
+    let (storage, header) = lockspace::open_members(paths, false)?;
     let me = identity::machine_id();
-    Ok(delta_lease::read_all(&storage, &header)?
-        .into_iter()
-        .map(|read| match read {
-            Ok(None) => SlotUse::Unused,
-            Ok(Some(s)) if s.free && s.lockspace_uuid == header.uuid => {
-                if s.machine_id == me {
-                    SlotUse::LeftByUs
-                } else {
-                    SlotUse::LeftByOther
-                }
+    let reads = delta_lease::read_all(&storage, &header)?;
+    Ok((0..header.max_hosts as usize)
+        .map(|i| {
+            let copies: Vec<&delta_lease::SlotRead> = reads.iter().map(|r| &r.slots[i]).collect();
+            if copies.iter().any(|c| c.is_err()) {
+                return SlotUse::InUse;
             }
-            _ => SlotUse::InUse,
+            match delta_lease::newest(copies.iter().filter_map(|c| c.as_ref().ok().and_then(Option::as_ref))) {
+                None => SlotUse::Unused,
+                Some(s) if s.free && s.lockspace_uuid == header.uuid => {
+                    if s.machine_id == me {
+                        SlotUse::LeftByUs
+                    } else {
+                        SlotUse::LeftByOther
+                    }
+                }
+                Some(_) => SlotUse::InUse,
+            }
         })
         .collect())
 }

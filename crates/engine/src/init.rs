@@ -3,7 +3,7 @@
 //! zeros, and names what it found.
 
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
@@ -45,6 +45,54 @@ const INIT_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Formats `path` (a file, created if missing, or a block device).
 pub fn init(path: &Path, opts: &InitOptions) -> Result<Header> {
+    init_members(&[path.to_owned()], opts)
+}
+
+/// Formats a lockspace on one device or on a set of 3 or 5 (docs/FORMAT.md,
+/// "Several devices"). Every device is checked before any is written, so a
+/// refusal leaves all of them as they were.
+pub fn init_members(paths: &[PathBuf], opts: &InitOptions) -> Result<Header> {
+    let first = paths.first().cloned().unwrap_or_default();
+    if !crate::format::MEMBER_COUNTS.contains(&(paths.len() as u32)) {
+        return Err(Error::InvalidInit { path: first, what: format!("{} devices given; a lockspace has 1, 3 or 5 (a majority of them must answer)", paths.len()) });
+    }
+    for (i, p) in paths.iter().enumerate() {
+        if let Some(twice) = paths[..i].iter().find(|q| same_file(q, p)) {
+            return Err(Error::InvalidInit { path: p.clone(), what: format!("is the same file or device as {}; every member must be its own device", twice.display()) });
+        }
+    }
+    let storages = paths.iter().map(|p| prepare(p, opts)).collect::<Result<Vec<_>>>()?;
+    let header = Header {
+        name: opts.name.clone(),
+        uuid: crate::sys::random_bytes(),
+        sector_size: storages.iter().map(|s| s.sector_size()).max().unwrap_or(512),
+        max_hosts: opts.max_hosts,
+        resource_slots: opts.resource_slots,
+        io_timeout_ms: opts.io_timeout.as_millis() as u32,
+        created_unix: unix_now(),
+        member_index: 0,
+        members: paths.len() as u32,
+    };
+    if let Some(s) = storages.iter().find(|s| s.sector_size() != header.sector_size) {
+        return Err(Error::InvalidInit { path: s.path().to_owned(), what: format!("has {}-byte sectors and another member {}-byte ones; pass --sector-size {} for all", s.sector_size(), header.sector_size, header.sector_size) });
+    }
+    for (i, storage) in storages.iter().enumerate() {
+        format_device(storage, &Header { member_index: i as u32, ..header.clone() })?;
+    }
+    Ok(header)
+}
+
+/// Two paths naming one file or device.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino(), a.rdev()) == (b.dev(), b.ino(), b.rdev()),
+        _ => a == b,
+    }
+}
+
+/// Checks one device (creating a missing file) and opens it for formatting.
+fn prepare(path: &Path, opts: &InitOptions) -> Result<Storage> {
     let invalid = |what: String| Error::InvalidInit { path: path.to_owned(), what };
     if opts.name.is_empty() || opts.name.len() > NAME_LEN || !opts.name.chars().all(|c| c.is_ascii_graphic()) {
         return Err(invalid(format!("lockspace name {:?} must be 1..={NAME_LEN} printable ASCII characters without spaces", opts.name)));
@@ -89,19 +137,14 @@ pub fn init(path: &Path, opts: &InitOptions) -> Result<Header> {
             std::fs::OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(need)).map_err(open_err)?;
         }
     }
-    let storage = Storage::open(path, true, opts.sector_size)?.configured(INIT_DEADLINE, None, 0);
+    Ok(Storage::open(path, true, opts.sector_size)?.configured(INIT_DEADLINE, None, 0))
+}
+
+fn format_device(storage: &Storage, header: &Header) -> Result<()> {
     let ss = storage.sector_size() as u64;
-    let header = Header {
-        name: opts.name.clone(),
-        uuid: crate::sys::random_bytes(),
-        sector_size: ss as u32,
-        max_hosts: opts.max_hosts,
-        resource_slots: opts.resource_slots,
-        io_timeout_ms: opts.io_timeout.as_millis() as u32,
-        created_unix: unix_now(),
-    };
+    let layout = header.layout();
     // Torn-init safety: an unusable header first, zeros, then the real header.
-    write_sector(&storage, 0, &header.encode_incomplete())?;
+    write_sector(storage, 0, &header.encode_incomplete())?;
     let chunk = (1 << 20) / ss;
     let mut sector = 1;
     while sector < layout.total_sectors() {
@@ -109,8 +152,8 @@ pub fn init(path: &Path, opts: &InitOptions) -> Result<Header> {
         storage.write(sector, &vec![0u8; (n * ss) as usize])?;
         sector += n;
     }
-    write_sector(&storage, 0, &header.encode())?;
-    Ok(header)
+    write_sector(storage, 0, &header.encode())?;
+    Ok(())
 }
 
 fn write_sector(storage: &Storage, sector: u64, record: &[u8; RECORD_LEN]) -> Result<()> {

@@ -1,7 +1,8 @@
 //! highlander's lease engine: disk-paced leases on shared storage.
 //!
 //! One file per concept, as in sanlock:
-//! - `storage`      O_DIRECT sector I/O with deadlines and a fault hook
+//! - `device`       O_DIRECT sector I/O on one device, with deadlines
+//! - `storage`      one device or a majority set of them; the fault hook
 //! - `format`       on-disk records (docs/FORMAT.md)
 //! - `crc32c`       record checksums
 //! - `timing`       every timeout derived from io_timeout, and the inequalities
@@ -23,6 +24,7 @@
 pub mod clock;
 pub mod crc32c;
 pub mod delta_lease;
+pub mod device;
 pub mod direct;
 pub mod error;
 pub mod format;

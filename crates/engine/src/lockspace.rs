@@ -15,12 +15,18 @@ use crate::delta_lease::{self, HostIdentity, HostView, Peers};
 use crate::error::{Error, FormatError, Result};
 use crate::format::{Header, HostSlot, Layout};
 use crate::resource::{self, AcquireRequest, Ctx, Lease, LeaseInfo};
-use crate::storage::{FaultHook, Storage};
+use crate::device::Device;
+use crate::storage::{FaultHook, MemberState, Storage};
 use crate::timing::Timeouts;
 
-/// Opens an existing lockspace and checks its header against the device.
+/// Opens an existing lockspace on one device (for a member of a set: that
+/// member alone) and checks its header against the device.
 pub fn open(path: &Path, writable: bool) -> Result<(Storage, Header)> {
-    let probe = Storage::open(path, writable, None)?;
+    open_device(path, writable).map(|(device, header)| (Storage::single(device), header))
+}
+
+fn open_device(path: &Path, writable: bool) -> Result<(Device, Header)> {
+    let probe = Device::open(path, writable, None)?;
     if probe.size_bytes() < probe.sector_size() as u64 {
         let smallest = Layout { max_hosts: 1, resource_slots: 1 }.total_sectors() * probe.sector_size() as u64;
         return Err(Error::TooSmall { path: path.to_owned(), size: probe.size_bytes(), need: smallest });
@@ -30,17 +36,78 @@ pub fn open(path: &Path, writable: bool) -> Result<(Storage, Header)> {
         FormatError::BadChecksum { .. } | FormatError::BadField { .. } => Error::CorruptHeader { path: path.to_owned(), source },
         _ => Error::NotALockspace { path: path.to_owned(), source },
     })?;
-    let storage = if header.sector_size == probe.sector_size() {
+    let device = if header.sector_size == probe.sector_size() {
         probe
     } else {
-        Storage::open(path, writable, Some(header.sector_size)).map_err(|e| match e {
+        Device::open(path, writable, Some(header.sector_size)).map_err(|e| match e {
             Error::SectorSizeTooSmall { device, .. } => Error::WrongSectorSize { path: path.to_owned(), header: header.sector_size, device },
             e => e,
         })?
     };
     let need = header.layout().total_sectors() * header.sector_size as u64;
-    if storage.size_bytes() < need {
-        return Err(Error::Truncated { path: path.to_owned(), size: storage.size_bytes(), need });
+    if device.size_bytes() < need {
+        return Err(Error::Truncated { path: path.to_owned(), size: device.size_bytes(), need });
+    }
+    Ok((device, header))
+}
+
+/// Opens a lockspace named by all its devices (one path, or every member
+/// of a set). Members that cannot be opened are left out while the rest
+/// are a majority (the set runs degraded); members that belong to another
+/// lockspace, repeat an index, or are missing from the list are refused.
+pub fn open_members(paths: &[PathBuf], writable: bool) -> Result<(Storage, Header)> {
+    let [only] = paths else { return open_set(paths, writable) };
+    let (storage, header) = open(only, writable)?;
+    if header.members > 1 {
+        return Err(Error::BadMemberSet {
+            path: only.clone(),
+            what: format!("is member {} of the {} devices of lockspace \"{}\"; name all of them (`lockspace = PATH1 PATH2 PATH3` in highlanderd.conf)", header.member_index + 1, header.members, header.name),
+        });
+    }
+    Ok((storage, header))
+}
+
+fn open_set(paths: &[PathBuf], writable: bool) -> Result<(Storage, Header)> {
+    let first = paths.first().cloned().unwrap_or_default();
+    let bad = |what: String| Error::BadMemberSet { path: first.clone(), what };
+    if !crate::format::MEMBER_COUNTS.contains(&(paths.len() as u32)) {
+        return Err(bad(format!("names {} devices; a lockspace has 1, 3 or 5", paths.len())));
+    }
+    let opened: Vec<Result<(Device, Header)>> = paths.iter().map(|p| open_device(p, writable)).collect();
+    let Some(header) = opened.iter().find_map(|o| o.as_ref().ok().map(|(_, h)| h.clone())) else {
+        return Err(opened.into_iter().find_map(|o| o.err()).expect("no member opened"));
+    };
+    if header.members as usize != paths.len() {
+        return Err(bad(format!("lockspace \"{}\" has {} devices, but {} are named", header.name, header.members, paths.len())));
+    }
+    // Slot i of the storage is member index i, whatever order they are named in.
+    let mut members: Vec<Option<(PathBuf, std::result::Result<Device, String>)>> = (0..paths.len()).map(|_| None).collect();
+    let mut unopened = Vec::new();
+    for (path, o) in paths.iter().zip(opened) {
+        match o {
+            Ok((device, h)) => {
+                if !h.same_lockspace(&header) {
+                    return Err(bad(format!("{} is not a member of lockspace \"{}\" ({} is)", path.display(), header.name, paths[0].display())));
+                }
+                let i = h.member_index as usize;
+                if let Some((other, _)) = &members[i] {
+                    return Err(bad(format!("{} and {} are both member {} (one device named twice?)", other.display(), path.display(), i + 1)));
+                }
+                members[i] = Some((path.clone(), Ok(device)));
+            }
+            Err(e) => unopened.push((path.clone(), e.to_string())),
+        }
+    }
+    // An unopened path takes a free index: which one it is cannot be read.
+    for (slot, (path, why)) in members.iter_mut().filter(|m| m.is_none()).zip(unopened) {
+        *slot = Some((path, Err(why)));
+    }
+    let members: Vec<_> = members.into_iter().map(|m| m.expect("every index filled")).collect();
+    let open = members.iter().filter(|(_, d)| d.is_ok()).count();
+    let storage = Storage::set(members);
+    if open < storage.majority() {
+        let why = storage.member_states().iter().filter_map(|m| m.error.as_ref().map(|e| format!("{}: {e}", m.path))).collect::<Vec<_>>().join("; ");
+        return Err(bad(format!("only {open} of the {} devices of lockspace \"{}\" could be opened, and a majority is {}: {why}", paths.len(), header.name, storage.majority())));
     }
     Ok((storage, header))
 }
@@ -57,7 +124,8 @@ pub fn clear_host(path: &Path, host_id: u32) -> Result<bool> {
 
 #[derive(Clone)]
 pub struct JoinOptions {
-    pub path: PathBuf,
+    /// The lockspace's device, or every member of its set of devices.
+    pub paths: Vec<PathBuf>,
     pub host_id: u32,
     pub host_name: String,
     pub fault: Option<Arc<dyn FaultHook>>,
@@ -78,8 +146,13 @@ pub struct JoinOptions {
 }
 
 impl JoinOptions {
+    /// A lockspace on a set of devices: all of them.
+    pub fn members(paths: Vec<PathBuf>, host_id: u32, host_name: &str) -> JoinOptions {
+        JoinOptions { paths, ..JoinOptions::new(PathBuf::new(), host_id, host_name) }
+    }
+
     pub fn new(path: impl Into<PathBuf>, host_id: u32, host_name: &str) -> JoinOptions {
-        JoinOptions { path: path.into(), host_id, host_name: host_name.to_owned(), fault: None, state_dir: None, require_resume: false, predecessor: None, claim: false }
+        JoinOptions { paths: vec![path.into()], host_id, host_name: host_name.to_owned(), fault: None, state_dir: None, require_resume: false, predecessor: None, claim: false }
     }
 }
 
@@ -191,8 +264,10 @@ impl Lockspace {
     /// Joins (or, with a valid resume state, rejoins without a new
     /// generation) and starts renewing.
     pub fn join(opts: JoinOptions) -> Result<Lockspace> {
-        identity::gluster::check_lockspace(&opts.path)?;
-        let (storage, header) = open(&opts.path, true)?;
+        for path in &opts.paths {
+            identity::gluster::check_lockspace(path)?;
+        }
+        let (storage, header) = open_members(&opts.paths, true)?;
         let timeouts = Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?;
         let storage = storage.configured(timeouts.io_deadline, opts.fault.clone(), opts.host_id);
         let me = HostIdentity::local(&opts.host_name);
@@ -214,7 +289,7 @@ impl Lockspace {
         };
         let (stop, stopped) = crossbeam_channel::bounded(1);
         let shared = Arc::new(Shared {
-            peers: Mutex::new(Peers::new(header.max_hosts, timeouts)),
+            peers: Mutex::new(Peers::with_members(header.max_hosts, storage.len(), timeouts)),
             storage,
             timeouts,
             host_name: me.name,
@@ -255,6 +330,18 @@ impl Lockspace {
     }
     pub fn path(&self) -> &Path {
         self.shared.storage.path()
+    }
+    /// Every device of the lockspace, in member order.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.shared.storage.paths()
+    }
+    /// How each device of the lockspace is doing.
+    pub fn members(&self) -> Vec<MemberState> {
+        self.shared.storage.member_states()
+    }
+    /// (reads, writes) issued to each member (None: not opened).
+    pub fn member_io_counts(&self) -> Vec<Option<(u64, u64)>> {
+        self.shared.storage.member_io_counts()
     }
     pub fn timeouts(&self) -> Timeouts {
         self.shared.timeouts
@@ -399,8 +486,8 @@ impl Lockspace {
             return Ok(());
         }
         // Marking free a slot another writer holds would hand it to a third.
-        let own = delta_lease::read_all(&s.storage, &s.header)?.swap_remove(s.host_id as usize - 1);
-        if let delta_lease::OwnSlot::Taken(found) = delta_lease::check_own(&own, &state.slot, state.last_attempt) {
+        let reads = delta_lease::read_all(&s.storage, &s.header)?;
+        if let delta_lease::OwnSlot::Taken(found) = delta_lease::check_own_members(&own_copies(&reads, s.host_id), &state.slot, state.last_attempt) {
             let why = delta_lease::taken_why(s.host_id, found.as_ref());
             log::error!("lockspace {}: not leaving: {why}", s.header.name);
             return Ok(());
@@ -486,7 +573,7 @@ impl Shared {
         };
         let (current, valid_until, start) = {
             let mut state = self.state.lock();
-            match delta_lease::check_own(&slots[self.host_id as usize - 1], &state.slot, state.last_attempt) {
+            match delta_lease::check_own_members(&own_copies(&slots, self.host_id), &state.slot, state.last_attempt) {
                 delta_lease::OwnSlot::Ours => {}
                 delta_lease::OwnSlot::Corrupt(e) => {
                     log::error!("lockspace {}: our slot (host id {}) was found corrupt ({e}); rewriting it with our renewal", self.header.name, self.host_id);
@@ -544,16 +631,18 @@ impl Shared {
 
     /// Reads all slots and feeds the observations (logging peers' slots
     /// that turn corrupt; our own is `renew_once`'s business).
-    fn observe_peers(&self) -> Result<Vec<delta_lease::SlotRead>> {
+    fn observe_peers(&self) -> Result<Vec<delta_lease::MemberSlots>> {
         let start = Mono::now();
         let slots = delta_lease::read_all(&self.storage, &self.header)?;
         let done = Mono::now();
-        for c in self.peers.lock().observe(start, done, &slots) {
+        for c in self.peers.lock().observe_members(start, done, &slots) {
             if c.host_id != self.host_id {
+                let path = self.storage.paths().get(c.member).cloned().unwrap_or_default();
                 log::error!(
-                    "lockspace {}: the slot of host id {} is corrupt ({}); that host counts as live until its slot is readable again or freed with `highlander lockspace clear-host {} --host-id {}`",
+                    "lockspace {}: the slot of host id {} is corrupt on {} ({}); that host counts as live until its slot is readable again or freed with `highlander lockspace clear-host {} --host-id {}`",
                     self.header.name,
                     c.host_id,
+                    path.display(),
                     c.error,
                     self.storage.path().display(),
                     c.host_id
@@ -590,12 +679,15 @@ fn try_resume(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: 
     if Mono::now() >= valid_from.add(timeouts.fence_begin) {
         return Ok(None);
     }
-    let sector = header.layout().host_slot(host_id);
-    let slot = HostSlot::decode(&storage.read_record(sector)?).map_err(|source| Error::CorruptOwnSlot { path: storage.path().to_owned(), host_id, source })?;
-    match slot {
+    match delta_lease::read_own_newest(storage, header, host_id)? {
         Some(slot) if !slot.free && slot.generation == saved.generation && hex(&slot.nonce) == saved.nonce => {
             Ok(Some(delta_lease::Joined { slot, valid_from }))
         }
         _ => Ok(None),
     }
+}
+
+/// Each member's copy of host id `host_id`'s slot.
+fn own_copies(reads: &[delta_lease::MemberSlots], host_id: u32) -> Vec<&delta_lease::SlotRead> {
+    reads.iter().map(|r| &r.slots[host_id as usize - 1]).collect()
 }

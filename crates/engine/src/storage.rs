@@ -1,22 +1,23 @@
-//! Sector I/O on the shared lockspace: O_DIRECT, durable, deadline-bounded.
+//! A lockspace's storage: one device, or a set of N = 3 or 5 member
+//! devices of which a majority must answer (docs/SAFETY.md, "A lockspace
+//! on several devices").
 //!
-//! Every read and write goes through here. Each I/O runs on a pool thread
-//! (io_pool.rs) so the caller can stop waiting at the deadline: a hung I/O
-//! counts as failed. The thread keeps the buffer until the kernel gives it back (a
-//! timed-out I/O may still complete later), and while a timed-out *write*
-//! is outstanding, further writes to the same sectors are refused, so a late
-//! write can never land on top of a newer one (see docs/SAFETY.md, "What we
-//! assume of storage").
+//! A write goes to every member at once and has succeeded when a majority
+//! has it; a read asks every member and returns what each member of a
+//! majority holds, for the caller to merge record by record (each record
+//! kind knows which copy is the newest). A slow or hung member never holds
+//! up the majority: its I/O carries on in the background, tracked by its
+//! device (device.rs) as any timed-out I/O is, and while one of its I/Os is
+//! past its deadline the member is not asked again, so a hung member costs
+//! one stuck thread, not one per I/O. A one-device lockspace does its I/O
+//! on the caller's behalf with no fan-out at all.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
+use crate::clock::Mono;
+use crate::device::Device;
 use crate::error::{Error, IoOp, Result};
 use crate::format::RECORD_LEN;
 
@@ -31,316 +32,263 @@ pub enum Fault {
     Delay(Duration),
 }
 
-/// Test hook consulted before every I/O.
+/// Test hook consulted before every I/O; `member` is the device's index in
+/// the lockspace (0 for a one-device lockspace).
 pub trait FaultHook: Send + Sync {
-    fn on_io(&self, op: IoOp, sector: u64, count: u64) -> Fault;
+    fn on_io(&self, member: usize, op: IoOp, sector: u64, count: u64) -> Fault;
+}
+
+struct Member {
+    path: PathBuf,
+    /// Err: the member could not be opened; the set runs without it.
+    device: std::result::Result<Device, String>,
 }
 
 #[derive(Clone)]
 pub struct Storage {
-    inner: Arc<Inner>,
+    members: Arc<[Member]>,
 }
 
-struct Inner {
-    path: PathBuf,
-    file: File,
-    sector_size: u32,
-    size_bytes: u64,
-    deadline: Duration,
-    fault: Option<Arc<dyn FaultHook>>,
-    /// Whose writes must stay in order: (device, inode, writer). Shared by
-    /// every handle of this process with the same key, so a rejoin (a new
-    /// handle) still waits for the previous incarnation's late writes.
-    writer: WriterKey,
-    reads: AtomicU64,
-    writes: AtomicU64,
+/// What one member returned.
+#[derive(Clone, Debug)]
+pub struct MemberRead {
+    pub member: usize,
+    pub data: Vec<u8>,
 }
 
-/// A heap buffer aligned for O_DIRECT (4096 covers both sector sizes).
-struct AlignedBuf {
-    ptr: std::ptr::NonNull<u8>,
-    len: usize,
+/// How a member is doing, for `status` and `dump`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MemberState {
+    pub member: usize,
+    pub path: String,
+    /// "ok", "hung" (an I/O past its deadline) or "missing" (not opened).
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hung_for_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
-
-const ALIGN: usize = 4096;
-
-impl AlignedBuf {
-    fn zeroed(len: usize) -> AlignedBuf {
-        let layout = std::alloc::Layout::from_size_align(len.max(ALIGN), ALIGN).expect("buffer layout");
-        // SAFETY: the layout has non-zero size.
-        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = std::ptr::NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        AlignedBuf { ptr, len }
-    }
-    fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` points to at least `len` initialised (zeroed) bytes owned by self.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and `&mut self` guarantees exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        let layout = std::alloc::Layout::from_size_align(self.len.max(ALIGN), ALIGN).expect("buffer layout");
-        // SAFETY: allocated in `zeroed` with this same layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) }
-    }
-}
-
-// SAFETY: AlignedBuf owns its allocation exclusively, like a Vec<u8>.
-unsafe impl Send for AlignedBuf {}
-
-const BLKSSZGET: libc::c_ulong = 0x1268;
-const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
 
 impl Storage {
-    /// Opens a lockspace file or block device for sector I/O.
-    ///
-    /// The sector size is the device's logical sector size for block devices
-    /// (`wanted`, if given, must not be smaller); for files it is `wanted`
-    /// or 512.
+    pub fn single(device: Device) -> Storage {
+        Storage { members: Arc::from(vec![Member { path: device.path().to_owned(), device: Ok(device) }]) }
+    }
+
+    /// A set; members that could not be opened are given with why.
+    pub fn set(members: Vec<(PathBuf, std::result::Result<Device, String>)>) -> Storage {
+        Storage { members: members.into_iter().map(|(path, device)| Member { path, device }).collect() }
+    }
+
+    /// Opens one device as a one-member storage.
     pub fn open(path: &Path, writable: bool, wanted: Option<u32>) -> Result<Storage> {
-        // Before the open, which would fail with a bare EINVAL (O_DIRECT on a
-        // directory or /dev/null) or block (a FIFO); again after it, on what
-        // was opened.
-        check_kind(path, &std::fs::metadata(path).map_err(|source| Error::Open { path: path.to_owned(), source })?)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .custom_flags(libc::O_DIRECT | if writable { libc::O_DSYNC } else { 0 })
-            .open(path)
-            .map_err(|source| Error::Open { path: path.to_owned(), source })?;
-        let meta = file.metadata().map_err(|source| Error::Open { path: path.to_owned(), source })?;
-        check_kind(path, &meta)?;
-        let (device_sector, size_bytes) = if meta.file_type().is_block_device() {
-            block_device_geometry(&file).map_err(|source| Error::Open { path: path.to_owned(), source })?
-        } else {
-            (512, meta.len())
-        };
-        let sector_size = match wanted {
-            Some(s) if s != 512 && s != 4096 => return Err(Error::UnsupportedSectorSize { path: path.to_owned(), size: s }),
-            Some(s) if s < device_sector => return Err(Error::SectorSizeTooSmall { path: path.to_owned(), wanted: s, device: device_sector }),
-            Some(s) => s,
-            None => device_sector,
-        };
-        Ok(Storage {
-            inner: Arc::new(Inner {
-                path: path.to_owned(),
-                file,
-                sector_size,
-                size_bytes,
-                deadline: crate::timing::DEFAULT_IO_TIMEOUT,
-                fault: None,
-                writer: WriterKey { dev: meta.dev(), ino: meta.ino(), writer: 0 },
-                reads: AtomicU64::new(0),
-                writes: AtomicU64::new(0),
-            }),
-        })
+        Device::open(path, writable, wanted).map(Storage::single)
     }
 
-    /// The same storage with another per-I/O deadline and fault hook, writing
-    /// as `writer` (a host id: one host's writes to a sector stay in order).
-    pub fn configured(&self, deadline: Duration, fault: Option<Arc<dyn FaultHook>>, writer: u32) -> Storage {
-        let file = self.inner.file.try_clone().expect("dup of an open lockspace fd");
-        Storage {
-            inner: Arc::new(Inner {
-                path: self.inner.path.clone(),
-                file,
-                sector_size: self.inner.sector_size,
-                size_bytes: self.inner.size_bytes,
-                deadline,
-                fault,
-                writer: WriterKey { writer, ..self.inner.writer },
-                reads: AtomicU64::new(0),
-                writes: AtomicU64::new(0),
-            }),
-        }
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+    pub fn majority(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+    pub fn is_set(&self) -> bool {
+        self.members.len() > 1
     }
 
+    fn first(&self) -> &Device {
+        self.members.iter().find_map(|m| m.device.as_ref().ok()).expect("a storage has an open member")
+    }
+
+    /// The first member's path: what messages name.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.members[0].path
+    }
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.members.iter().map(|m| m.path.clone()).collect()
     }
     pub fn sector_size(&self) -> u32 {
-        self.inner.sector_size
+        self.first().sector_size()
     }
+    /// The smallest open member's size.
     pub fn size_bytes(&self) -> u64 {
-        self.inner.size_bytes
+        self.members.iter().filter_map(|m| m.device.as_ref().ok()).map(Device::size_bytes).min().unwrap_or(0)
     }
     pub fn deadline(&self) -> Duration {
-        self.inner.deadline
+        self.first().deadline()
     }
 
-    /// (reads, writes) issued through this handle.
+    /// (reads, writes) issued, summed over the members.
     pub fn io_counts(&self) -> (u64, u64) {
-        (self.inner.reads.load(Ordering::Relaxed), self.inner.writes.load(Ordering::Relaxed))
+        self.members.iter().filter_map(|m| m.device.as_ref().ok()).map(Device::io_counts).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
-    /// Reads `count` whole sectors starting at `sector`.
-    pub fn read(&self, sector: u64, count: u64) -> Result<Vec<u8>> {
-        let len = (count * self.inner.sector_size as u64) as usize;
-        let inner = self.inner.clone();
-        self.submit(IoOp::Read, sector, count, AlignedBuf::zeroed(len), move |buf, off| {
-            let mut done = 0;
-            while done < buf.len {
-                let n = inner.file.read_at(&mut buf.as_mut_slice()[done..], off + done as u64)?;
-                if n == 0 {
-                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "end of lockspace device"));
+    /// Per (reads, writes) of each member, in member order (None: missing).
+    pub fn member_io_counts(&self) -> Vec<Option<(u64, u64)>> {
+        self.members.iter().map(|m| m.device.as_ref().ok().map(Device::io_counts)).collect()
+    }
+
+    /// The same storage with another deadline and fault hook, writing as
+    /// `writer` (a host id: one host's writes to a sector stay in order).
+    pub fn configured(&self, deadline: Duration, fault: Option<Arc<dyn FaultHook>>, writer: u32) -> Storage {
+        let members = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Member { path: m.path.clone(), device: m.device.as_ref().map(|d| d.configured(i, deadline, fault.clone(), writer)).map_err(Clone::clone) })
+            .collect();
+        Storage { members }
+    }
+
+    pub fn member_states(&self) -> Vec<MemberState> {
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let path = m.path.display().to_string();
+                match &m.device {
+                    Err(e) => MemberState { member: i, path, state: "missing", hung_for_ms: None, error: Some(e.clone()) },
+                    Ok(d) => match d.stuck_since() {
+                        Some(since) => MemberState { member: i, path, state: "hung", hung_for_ms: Some(Mono::now().since(since).as_millis() as u64), error: None },
+                        None => MemberState { member: i, path, state: "ok", hung_for_ms: None, error: None },
+                    },
                 }
-                done += n;
-            }
-            Ok(())
-        })
-        .map(|buf| buf.as_slice().to_vec())
+            })
+            .collect()
     }
 
-    /// Writes whole sectors; `data.len()` must be a multiple of the sector size.
+    /// True while a write of ours to `sector` on `member` has outlived its
+    /// deadline and may still land there.
+    pub fn write_in_flight(&self, member: usize, sector: u64) -> bool {
+        self.members.get(member).and_then(|m| m.device.as_ref().ok()).is_some_and(|d| d.write_in_flight(sector))
+    }
+
+    /// Writes whole sectors on a majority.
     pub fn write(&self, sector: u64, data: &[u8]) -> Result<()> {
-        let ss = self.inner.sector_size as usize;
-        assert!(data.len().is_multiple_of(ss) && !data.is_empty(), "unaligned write of {} bytes", data.len());
-        let count = (data.len() / ss) as u64;
-        let mut buf = AlignedBuf::zeroed(data.len());
-        buf.as_mut_slice().copy_from_slice(data);
-        let range = (sector, sector + count);
-        {
-            let mut all = OUTSTANDING.lock();
-            let outstanding = all.entry(self.inner.writer).or_default();
-            if outstanding.iter().any(|&(a, b)| a < range.1 && range.0 < b) {
-                return Err(Error::IoOutstanding { path: self.inner.path.clone(), op: IoOp::Write, sector });
-            }
-            outstanding.push(range);
-        }
-        let inner = self.inner.clone();
-        let result = self.submit(IoOp::Write, sector, count, buf, move |buf, off| inner.file.write_all_at(buf.as_slice(), off));
-        if !matches!(result, Err(Error::IoTimeout { .. })) {
-            self.inner.forget_outstanding(range);
-        }
-        result.map(drop)
+        self.write_members(sector, data).map(drop)
     }
 
-    /// True while a write of ours (this writer, any handle) to `sector` has
-    /// outlived its deadline and may still land.
-    pub fn write_in_flight(&self, sector: u64) -> bool {
-        OUTSTANDING.lock().get(&self.inner.writer).is_some_and(|o| o.iter().any(|&(a, b)| a <= sector && sector < b))
-    }
-
-    /// Reads the 512-byte record at the start of one sector.
-    pub fn read_record(&self, sector: u64) -> Result<[u8; RECORD_LEN]> {
-        let buf = self.read(sector, 1)?;
-        Ok(buf[..RECORD_LEN].try_into().unwrap())
+    /// Writes whole sectors; returns the members that had the write when a
+    /// majority had it.
+    pub fn write_members(&self, sector: u64, data: &[u8]) -> Result<Vec<usize>> {
+        if let [only] = &*self.members {
+            return only.open()?.write(sector, data).map(|()| vec![0]);
+        }
+        let data: Arc<[u8]> = Arc::from(data);
+        let done = self.fan_out(IoOp::Write, sector, &[], move |d| d.write(sector, &data))?;
+        Ok(done.into_iter().map(|(i, ())| i).collect())
     }
 
     /// Writes one record into one sector (the rest of the sector is zero).
     pub fn write_record(&self, sector: u64, record: &[u8; RECORD_LEN]) -> Result<()> {
-        let mut data = vec![0u8; self.inner.sector_size as usize];
+        self.write(sector, &self.sector_of(record))
+    }
+
+    pub fn write_record_members(&self, sector: u64, record: &[u8; RECORD_LEN]) -> Result<Vec<usize>> {
+        self.write_members(sector, &self.sector_of(record))
+    }
+
+    fn sector_of(&self, record: &[u8; RECORD_LEN]) -> Vec<u8> {
+        let mut data = vec![0u8; self.sector_size() as usize];
         data[..RECORD_LEN].copy_from_slice(record);
-        self.write(sector, &data)
+        data
     }
 
-    /// Runs `io` on a pool thread; waits at most the deadline for it.
-    fn submit(
-        &self,
-        op: IoOp,
-        sector: u64,
-        count: u64,
-        mut buf: AlignedBuf,
-        io: impl FnOnce(&mut AlignedBuf, u64) -> std::io::Result<()> + Send + 'static,
-    ) -> Result<AlignedBuf> {
-        match op {
-            IoOp::Read => self.inner.reads.fetch_add(1, Ordering::Relaxed),
-            IoOp::Write => self.inner.writes.fetch_add(1, Ordering::Relaxed),
-        };
-        let fault = self.inner.fault.as_ref().map_or(Fault::Proceed, |h| h.on_io(op, sector, count));
-        if fault == Fault::Fail {
-            return Err(Error::IoInjected { path: self.inner.path.clone(), op, sector });
+    /// Reads `count` sectors from a majority (and from every member in
+    /// `required`, which must all answer).
+    pub fn read_from(&self, sector: u64, count: u64, required: &[usize]) -> Result<Vec<MemberRead>> {
+        if let [only] = &*self.members {
+            return only.open()?.read(sector, count).map(|data| vec![MemberRead { member: 0, data }]);
         }
-        let offset = sector * self.inner.sector_size as u64;
-        // Rendezvous: once the caller stops waiting, `send` fails, so the thread
-        // alone knows the I/O outlived its deadline.
-        let (tx, rx) = crossbeam_channel::bounded(0);
-        let inner = self.inner.clone();
-        let range = (sector, sector + count);
-        crate::io_pool::run(move || {
-            if let Fault::Delay(d) = fault {
-                std::thread::sleep(d);
+        let done = self.fan_out(IoOp::Read, sector, required, move |d| d.read(sector, count))?;
+        Ok(done.into_iter().map(|(member, data)| MemberRead { member, data }).collect())
+    }
+
+    pub fn read(&self, sector: u64, count: u64) -> Result<Vec<MemberRead>> {
+        self.read_from(sector, count, &[])
+    }
+
+    /// One Disk Paxos phase: on each member, write our record and then read
+    /// `count` sectors from `read_at`; done when a majority of members did
+    /// both (the write must precede the read *on the same member*: that is
+    /// what makes two phases that both complete see each other).
+    pub fn write_then_read(&self, sector: u64, record: &[u8; RECORD_LEN], read_at: u64, count: u64) -> Result<Vec<MemberRead>> {
+        let data: Arc<[u8]> = Arc::from(self.sector_of(record));
+        if let [only] = &*self.members {
+            let d = only.open()?;
+            d.write(sector, &data)?;
+            return d.read(read_at, count).map(|data| vec![MemberRead { member: 0, data }]);
+        }
+        let done = self.fan_out(IoOp::Write, sector, &[], move |d| d.write(sector, &data).and_then(|()| d.read(read_at, count)))?;
+        Ok(done.into_iter().map(|(member, data)| MemberRead { member, data }).collect())
+    }
+
+    /// Runs `io` on every usable member at once; returns the members' results
+    /// as soon as a majority (including all of `required`) succeeded. The
+    /// others carry on in the background and are dropped.
+    fn fan_out<T: Send + 'static>(&self, op: IoOp, sector: u64, required: &[usize], io: impl Fn(&Device) -> Result<T> + Send + Sync + 'static) -> Result<Vec<(usize, T)>> {
+        let io = Arc::new(io);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut failed: Vec<(usize, String)> = Vec::new();
+        let mut started = 0;
+        for (i, m) in self.members.iter().enumerate() {
+            let device = match &m.device {
+                Err(e) => {
+                    failed.push((i, format!("not opened: {e}")));
+                    continue;
+                }
+                Ok(d) => d.clone(),
+            };
+            if let Some(since) = device.stuck_since() {
+                failed.push((i, format!("hung: an I/O has been outstanding for {:.1} s", Mono::now().since(since).as_secs_f64())));
+                continue;
             }
-            let result = io(&mut buf, offset).map(|()| buf);
-            if tx.send(result).is_err() && op == IoOp::Write {
-                // The caller timed out; the write has now landed or failed.
-                inner.forget_outstanding(range);
+            let (tx, io) = (tx.clone(), io.clone());
+            let job = move || {
+                let _ = tx.send((i, io(&device)));
+            };
+            if let Err(e) = crate::io_pool::run(job) {
+                failed.push((i, format!("cannot start an I/O thread: {e}")));
+                continue;
             }
+            started += 1;
+        }
+        drop(tx);
+        let majority = self.majority();
+        let mut done = Vec::new();
+        let complete = |done: &Vec<(usize, T)>| done.len() >= majority && required.iter().all(|r| done.iter().any(|(i, _)| i == r));
+        let hopeless = |failed: &Vec<(usize, String)>| self.members.len() - failed.len() < majority || failed.iter().any(|(i, _)| required.contains(i));
+        while !complete(&done) && !hopeless(&failed) && started > 0 {
+            let Ok((i, result)) = rx.recv() else { break };
+            started -= 1;
+            match result {
+                Ok(v) => done.push((i, v)),
+                Err(e) => failed.push((i, e.to_string())),
+            }
+        }
+        if complete(&done) {
+            return Ok(done);
+        }
+        failed.sort();
+        Err(Error::NoMajority {
+            path: self.path().to_owned(),
+            op,
+            sector,
+            reached: done.len(),
+            members: self.members.len(),
+            majority,
+            why: failed.iter().map(|(i, e)| format!("member {} ({}): {e}", i + 1, self.members[*i].path.display())).collect::<Vec<_>>().join("; "),
         })
-        .map_err(|source| Error::Io { path: self.inner.path.clone(), op, sector, count, source })?;
-        match rx.recv_timeout(self.inner.deadline) {
-            Ok(Ok(buf)) => Ok(buf),
-            Ok(Err(source)) => Err(Error::Io { path: self.inner.path.clone(), op, sector, count, source }),
-            Err(_) => Err(Error::IoTimeout { path: self.inner.path.clone(), op, sector, deadline: self.inner.deadline }),
-        }
     }
 }
 
-impl Inner {
-    fn forget_outstanding(&self, range: (u64, u64)) {
-        let mut all = OUTSTANDING.lock();
-        if let Some(outstanding) = all.get_mut(&self.writer) {
-            if let Some(i) = outstanding.iter().position(|&r| r == range) {
-                outstanding.swap_remove(i);
-            }
-        }
+impl Member {
+    fn open(&self) -> Result<&Device> {
+        self.device.as_ref().map_err(|e| Error::MemberMissing { path: self.path.clone(), why: e.clone() })
     }
 }
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct WriterKey {
-    dev: u64,
-    ino: u64,
-    writer: u32,
-}
-
-/// Sector ranges [start, end) of writes whose caller gave up waiting, per writer.
-static OUTSTANDING: Mutex<std::collections::BTreeMap<WriterKey, Vec<(u64, u64)>>> = Mutex::new(std::collections::BTreeMap::new());
 
 /// What a path that is neither a regular file nor a block device is, for
 /// messages; None for the two that can hold a lockspace.
-pub fn unusable_kind(t: &std::fs::FileType) -> Option<&'static str> {
-    if t.is_file() || t.is_block_device() {
-        None
-    } else if t.is_dir() {
-        Some("a directory")
-    } else if t.is_char_device() {
-        Some("a character device")
-    } else if t.is_fifo() {
-        Some("a FIFO")
-    } else if t.is_socket() {
-        Some("a socket")
-    } else {
-        Some("neither a file nor a block device")
-    }
-}
-
-/// Refuses what cannot hold a lockspace: only block devices and regular files can.
-fn check_kind(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
-    match unusable_kind(&meta.file_type()) {
-        Some(what) => Err(Error::NotStorage { path: path.to_owned(), what }),
-        None => Ok(()),
-    }
-}
-
-fn block_device_geometry(file: &File) -> std::io::Result<(u32, u64)> {
-    use std::os::fd::AsRawFd;
-    let mut sector: libc::c_int = 0;
-    let mut size: u64 = 0;
-    // SAFETY: BLKSSZGET writes one int and BLKGETSIZE64 one u64 into the
-    // pointed-to locals, which outlive the calls; the fd is open.
-    unsafe {
-        if libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut sector) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok((sector as u32, size))
-}
+pub use crate::device::unusable_kind;

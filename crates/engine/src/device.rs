@@ -1,0 +1,359 @@
+//! Sector I/O on one lockspace device (a member of the lockspace's
+//! storage, storage.rs): O_DIRECT, durable, deadline-bounded.
+//!
+//! Every read and write goes through here. Each I/O runs on a pool thread
+//! (io_pool.rs) so the caller can stop waiting at the deadline: a hung I/O
+//! counts as failed. The thread keeps the buffer until the kernel gives it back (a
+//! timed-out I/O may still complete later), and while a timed-out *write*
+//! is outstanding, further writes to the same sectors are refused, so a late
+//! write can never land on top of a newer one (see docs/SAFETY.md, "What we
+//! assume of storage").
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, IoOp, Result};
+use crate::clock::Mono;
+use crate::format::RECORD_LEN;
+use crate::storage::{Fault, FaultHook};
+
+#[derive(Clone)]
+pub struct Device {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Index in the lockspace's members, for the fault hook.
+    member: usize,
+    path: PathBuf,
+    file: File,
+    sector_size: u32,
+    size_bytes: u64,
+    deadline: Duration,
+    fault: Option<Arc<dyn FaultHook>>,
+    /// Whose writes must stay in order: (device, inode, writer). Shared by
+    /// every handle of this process with the same key, so a rejoin (a new
+    /// handle) still waits for the previous incarnation's late writes.
+    writer: WriterKey,
+    reads: AtomicU64,
+    writes: AtomicU64,
+    /// I/Os on pool threads now: (id, start). One older than the deadline
+    /// means the device is hung (`stuck`).
+    running: Mutex<Vec<(u64, Mono)>>,
+    next_io: AtomicU64,
+}
+
+/// A heap buffer aligned for O_DIRECT (4096 covers both sector sizes).
+struct AlignedBuf {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+const ALIGN: usize = 4096;
+
+impl AlignedBuf {
+    fn zeroed(len: usize) -> AlignedBuf {
+        let layout = std::alloc::Layout::from_size_align(len.max(ALIGN), ALIGN).expect("buffer layout");
+        // SAFETY: the layout has non-zero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        AlignedBuf { ptr, len }
+    }
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` points to at least `len` initialised (zeroed) bytes owned by self.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::from_size_align(self.len.max(ALIGN), ALIGN).expect("buffer layout");
+        // SAFETY: allocated in `zeroed` with this same layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), layout) }
+    }
+}
+
+// SAFETY: AlignedBuf owns its allocation exclusively, like a Vec<u8>.
+unsafe impl Send for AlignedBuf {}
+
+const BLKSSZGET: libc::c_ulong = 0x1268;
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+
+impl Device {
+    /// Opens a lockspace file or block device for sector I/O.
+    ///
+    /// The sector size is the device's logical sector size for block devices
+    /// (`wanted`, if given, must not be smaller); for files it is `wanted`
+    /// or 512.
+    pub fn open(path: &Path, writable: bool, wanted: Option<u32>) -> Result<Device> {
+        // Before the open, which would fail with a bare EINVAL (O_DIRECT on a
+        // directory or /dev/null) or block (a FIFO); again after it, on what
+        // was opened.
+        check_kind(path, &std::fs::metadata(path).map_err(|source| Error::Open { path: path.to_owned(), source })?)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .custom_flags(libc::O_DIRECT | if writable { libc::O_DSYNC } else { 0 })
+            .open(path)
+            .map_err(|source| Error::Open { path: path.to_owned(), source })?;
+        let meta = file.metadata().map_err(|source| Error::Open { path: path.to_owned(), source })?;
+        check_kind(path, &meta)?;
+        let (device_sector, size_bytes) = if meta.file_type().is_block_device() {
+            block_device_geometry(&file).map_err(|source| Error::Open { path: path.to_owned(), source })?
+        } else {
+            (512, meta.len())
+        };
+        let sector_size = match wanted {
+            Some(s) if s != 512 && s != 4096 => return Err(Error::UnsupportedSectorSize { path: path.to_owned(), size: s }),
+            Some(s) if s < device_sector => return Err(Error::SectorSizeTooSmall { path: path.to_owned(), wanted: s, device: device_sector }),
+            Some(s) => s,
+            None => device_sector,
+        };
+        Ok(Device {
+            inner: Arc::new(Inner {
+                member: 0,
+                path: path.to_owned(),
+                file,
+                sector_size,
+                size_bytes,
+                deadline: crate::timing::DEFAULT_IO_TIMEOUT,
+                fault: None,
+                writer: WriterKey { dev: meta.dev(), ino: meta.ino(), writer: 0 },
+                reads: AtomicU64::new(0),
+                writes: AtomicU64::new(0),
+                running: Mutex::new(Vec::new()),
+                next_io: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The same storage with another per-I/O deadline and fault hook, writing
+    /// as `writer` (a host id: one host's writes to a sector stay in order).
+    /// The hook is told `member`, this device's index in its lockspace.
+    pub fn configured(&self, member: usize, deadline: Duration, fault: Option<Arc<dyn FaultHook>>, writer: u32) -> Device {
+        let file = self.inner.file.try_clone().expect("dup of an open lockspace fd");
+        Device {
+            inner: Arc::new(Inner {
+                member,
+                path: self.inner.path.clone(),
+                file,
+                sector_size: self.inner.sector_size,
+                size_bytes: self.inner.size_bytes,
+                deadline,
+                fault,
+                writer: WriterKey { writer, ..self.inner.writer },
+                reads: AtomicU64::new(0),
+                writes: AtomicU64::new(0),
+                running: Mutex::new(Vec::new()),
+                next_io: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+    pub fn sector_size(&self) -> u32 {
+        self.inner.sector_size
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes
+    }
+    pub fn deadline(&self) -> Duration {
+        self.inner.deadline
+    }
+
+    /// Since when an I/O of this handle has been running past its deadline
+    /// (the device hangs), if one is.
+    pub fn stuck_since(&self) -> Option<Mono> {
+        let oldest = self.inner.running.lock().iter().map(|&(_, start)| start).min()?;
+        (Mono::now().since(oldest) >= self.inner.deadline).then_some(oldest)
+    }
+
+    /// (reads, writes) issued through this handle.
+    pub fn io_counts(&self) -> (u64, u64) {
+        (self.inner.reads.load(Ordering::Relaxed), self.inner.writes.load(Ordering::Relaxed))
+    }
+
+    /// Reads `count` whole sectors starting at `sector`.
+    pub fn read(&self, sector: u64, count: u64) -> Result<Vec<u8>> {
+        let len = (count * self.inner.sector_size as u64) as usize;
+        let inner = self.inner.clone();
+        self.submit(IoOp::Read, sector, count, AlignedBuf::zeroed(len), move |buf, off| {
+            let mut done = 0;
+            while done < buf.len {
+                let n = inner.file.read_at(&mut buf.as_mut_slice()[done..], off + done as u64)?;
+                if n == 0 {
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "end of lockspace device"));
+                }
+                done += n;
+            }
+            Ok(())
+        })
+        .map(|buf| buf.as_slice().to_vec())
+    }
+
+    /// Writes whole sectors; `data.len()` must be a multiple of the sector size.
+    pub fn write(&self, sector: u64, data: &[u8]) -> Result<()> {
+        let ss = self.inner.sector_size as usize;
+        assert!(data.len().is_multiple_of(ss) && !data.is_empty(), "unaligned write of {} bytes", data.len());
+        let count = (data.len() / ss) as u64;
+        let mut buf = AlignedBuf::zeroed(data.len());
+        buf.as_mut_slice().copy_from_slice(data);
+        let range = (sector, sector + count);
+        {
+            let mut all = OUTSTANDING.lock();
+            let outstanding = all.entry(self.inner.writer).or_default();
+            if outstanding.iter().any(|&(a, b)| a < range.1 && range.0 < b) {
+                return Err(Error::IoOutstanding { path: self.inner.path.clone(), op: IoOp::Write, sector });
+            }
+            outstanding.push(range);
+        }
+        let inner = self.inner.clone();
+        let result = self.submit(IoOp::Write, sector, count, buf, move |buf, off| inner.file.write_all_at(buf.as_slice(), off));
+        if !matches!(result, Err(Error::IoTimeout { .. })) {
+            self.inner.forget_outstanding(range);
+        }
+        result.map(drop)
+    }
+
+    /// True while a write of ours (this writer, any handle) to `sector` has
+    /// outlived its deadline and may still land.
+    pub fn write_in_flight(&self, sector: u64) -> bool {
+        OUTSTANDING.lock().get(&self.inner.writer).is_some_and(|o| o.iter().any(|&(a, b)| a <= sector && sector < b))
+    }
+
+    /// Reads the 512-byte record at the start of one sector.
+    pub fn read_record(&self, sector: u64) -> Result<[u8; RECORD_LEN]> {
+        let buf = self.read(sector, 1)?;
+        Ok(buf[..RECORD_LEN].try_into().unwrap())
+    }
+
+    /// Writes one record into one sector (the rest of the sector is zero).
+    pub fn write_record(&self, sector: u64, record: &[u8; RECORD_LEN]) -> Result<()> {
+        let mut data = vec![0u8; self.inner.sector_size as usize];
+        data[..RECORD_LEN].copy_from_slice(record);
+        self.write(sector, &data)
+    }
+
+    /// Runs `io` on a pool thread; waits at most the deadline for it.
+    fn submit(
+        &self,
+        op: IoOp,
+        sector: u64,
+        count: u64,
+        mut buf: AlignedBuf,
+        io: impl FnOnce(&mut AlignedBuf, u64) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<AlignedBuf> {
+        match op {
+            IoOp::Read => self.inner.reads.fetch_add(1, Ordering::Relaxed),
+            IoOp::Write => self.inner.writes.fetch_add(1, Ordering::Relaxed),
+        };
+        let fault = self.inner.fault.as_ref().map_or(Fault::Proceed, |h| h.on_io(self.inner.member, op, sector, count));
+        if fault == Fault::Fail {
+            return Err(Error::IoInjected { path: self.inner.path.clone(), op, sector });
+        }
+        let offset = sector * self.inner.sector_size as u64;
+        // Rendezvous: once the caller stops waiting, `send` fails, so the thread
+        // alone knows the I/O outlived its deadline.
+        let (tx, rx) = crossbeam_channel::bounded(0);
+        let inner = self.inner.clone();
+        let range = (sector, sector + count);
+        let id = self.inner.next_io.fetch_add(1, Ordering::Relaxed);
+        self.inner.running.lock().push((id, Mono::now()));
+        crate::io_pool::run(move || {
+            if let Fault::Delay(d) = fault {
+                std::thread::sleep(d);
+            }
+            let result = io(&mut buf, offset).map(|()| buf);
+            inner.running.lock().retain(|&(i, _)| i != id);
+            if tx.send(result).is_err() && op == IoOp::Write {
+                // The caller timed out; the write has now landed or failed.
+                inner.forget_outstanding(range);
+            }
+        })
+        .map_err(|source| {
+            self.inner.running.lock().retain(|&(i, _)| i != id);
+            Error::Io { path: self.inner.path.clone(), op, sector, count, source }
+        })?;
+        match rx.recv_timeout(self.inner.deadline) {
+            Ok(Ok(buf)) => Ok(buf),
+            Ok(Err(source)) => Err(Error::Io { path: self.inner.path.clone(), op, sector, count, source }),
+            Err(_) => Err(Error::IoTimeout { path: self.inner.path.clone(), op, sector, deadline: self.inner.deadline }),
+        }
+    }
+}
+
+impl Inner {
+    fn forget_outstanding(&self, range: (u64, u64)) {
+        let mut all = OUTSTANDING.lock();
+        if let Some(outstanding) = all.get_mut(&self.writer) {
+            if let Some(i) = outstanding.iter().position(|&r| r == range) {
+                outstanding.swap_remove(i);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct WriterKey {
+    dev: u64,
+    ino: u64,
+    writer: u32,
+}
+
+/// Sector ranges [start, end) of writes whose caller gave up waiting, per writer.
+static OUTSTANDING: Mutex<std::collections::BTreeMap<WriterKey, Vec<(u64, u64)>>> = Mutex::new(std::collections::BTreeMap::new());
+
+/// What a path that is neither a regular file nor a block device is, for
+/// messages; None for the two that can hold a lockspace.
+pub fn unusable_kind(t: &std::fs::FileType) -> Option<&'static str> {
+    if t.is_file() || t.is_block_device() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("neither a file nor a block device")
+    }
+}
+
+/// Refuses what cannot hold a lockspace: only block devices and regular files can.
+fn check_kind(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    match unusable_kind(&meta.file_type()) {
+        Some(what) => Err(Error::NotStorage { path: path.to_owned(), what }),
+        None => Ok(()),
+    }
+}
+
+fn block_device_geometry(file: &File) -> std::io::Result<(u32, u64)> {
+    use std::os::fd::AsRawFd;
+    let mut sector: libc::c_int = 0;
+    let mut size: u64 = 0;
+    // SAFETY: BLKSSZGET writes one int and BLKGETSIZE64 one u64 into the
+    // pointed-to locals, which outlive the calls; the fd is open.
+    unsafe {
+        if libc::ioctl(file.as_raw_fd(), BLKSSZGET, &mut sector) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((sector as u32, size))
+}
