@@ -399,8 +399,10 @@ fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs:
     let mut rng = Rng::new(seed);
     let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
     let end = Instant::now() + Duration::from_secs(secs);
-    // The member faults in force: until when, and on which members.
+    // The member faults in force: until when, and on which members; and
+    // the spans (by the witness clock) when every host had a majority.
     let mut member_fault: Option<(Instant, Vec<u64>)> = None;
+    let mut majority_spans: Vec<(Mono, Mono)> = Vec::new();
     while Instant::now() < end {
         std::thread::sleep(rng.between(Duration::from_millis(200), Duration::from_millis(700)));
         fleet.thaw(false);
@@ -433,6 +435,9 @@ fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs:
             }
             println!("{:>8.3} s  member {k}: {action} for {for_:?}", Instant::now().saturating_duration_since(end - Duration::from_secs(secs)).as_secs_f64());
             *counts.entry(action).or_default() += 1;
+            if faulty.len() == 1 {
+                majority_spans.push((Mono::now(), Mono::now().add(for_)));
+            }
             member_fault = Some((Instant::now() + for_, faulty));
         }
         let id = 1 + rng.below(PROCS as u64) as u32;
@@ -513,6 +518,15 @@ fn run_torture(dir: &Path, lockspaces: Vec<PathBuf>, io_timeout: Duration, secs:
     println!("leases started by the twins: {}", twins.join(", "));
     let bad = violations(&sessions);
     let mut problems = std::mem::take(&mut fleet.failures);
+    if !majority_spans.is_empty() {
+        // With one member away, leases keep being granted.
+        let during = events.iter().filter(|e| e.kind == Kind::Start && majority_spans.iter().any(|(a, b)| (a.0..b.0).contains(&e.t))).count();
+        let span: Duration = majority_spans.iter().map(|(a, b)| b.since(*a)).sum();
+        println!("leases started while one member was away: {during} in {span:?}");
+        if during == 0 {
+            problems.push(format!("no lease was started in the {span:?} that one member was away"));
+        }
+    }
     problems.extend(bad.iter().take(20).cloned());
     if !idle.is_empty() {
         problems.push(format!("hosts {idle:?} never acquired within {CALM_DEADLINE:?} after the faults stopped"));
