@@ -41,6 +41,13 @@ fn two_hosts_end_to_end() {
     run_script("twohost.sh");
 }
 
+/// Two hosts on a lockspace of three devices: one device hung fences no
+/// one; a host left without a majority fences before the other takes over.
+#[test]
+fn lockspace_on_three_devices_end_to_end() {
+    run_script("members.sh");
+}
+
 /// Two hosts on a GlusterFS replica 3 arbiter 1 volume, each mounting it
 /// at its own path: one identity, cross-host refusal, live migration.
 #[test]

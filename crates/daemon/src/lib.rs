@@ -149,24 +149,30 @@ pub struct Daemon {
     _instance: sentinel::Instance,
 }
 
-/// `HIGHLANDER_TEST_FAULT_FILE=/path`: while that file contains `fail`,
-/// every lockspace I/O fails; `fail member K` fails the I/O of the K-th
-/// device of a lockspace on several, and `hang member K` holds it for an
-/// hour (a device that stops answering). Unset or empty: no hook. For
-/// tests only; checked on every I/O.
+/// `HIGHLANDER_TEST_FAULT_FILE=/path`: faults on lockspace I/O while that
+/// file holds them, one per line: `fail` fails every I/O; `fail member K`
+/// fails the I/O of the K-th device of a lockspace on several; `hang member
+/// K [SECS]` holds each of its I/Os SECS seconds (default an hour) before
+/// issuing it (a device that stops answering). Unset or empty: no hook.
+/// For tests only; read on every I/O.
 struct FaultFile(PathBuf);
 
 impl FaultHook for FaultFile {
     fn on_io(&self, member: usize, _op: engine::error::IoOp, _sector: u64, _count: u64) -> Fault {
         let Ok(text) = std::fs::read_to_string(&self.0) else { return Fault::Proceed };
-        let words: Vec<&str> = text.split_ascii_whitespace().collect();
         let this_member = |k: &str| k.parse::<usize>().is_ok_and(|k| k == member + 1);
-        match words.as_slice() {
-            ["fail"] => Fault::Fail,
-            ["fail", "member", k] if this_member(k) => Fault::Fail,
-            ["hang", "member", k] if this_member(k) => Fault::Delay(std::time::Duration::from_secs(3600)),
-            _ => Fault::Proceed,
+        for line in text.lines() {
+            match line.split_ascii_whitespace().collect::<Vec<_>>().as_slice() {
+                ["fail"] => return Fault::Fail,
+                ["fail", "member", k] if this_member(k) => return Fault::Fail,
+                ["hang", "member", k, rest @ ..] if this_member(k) => {
+                    let secs = rest.first().and_then(|s| s.parse().ok()).unwrap_or(3600);
+                    return Fault::Delay(std::time::Duration::from_secs(secs));
+                }
+                _ => {}
+            }
         }
+        Fault::Proceed
     }
 }
 
