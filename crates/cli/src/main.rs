@@ -430,7 +430,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             let host_dead = engine::timing::Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?.host_dead;
             eprintln!("watching the slot of host id {host_id} for {host_dead:?} to make sure no machine is using it...");
-            let freed = engine::lockspace::clear_host(&path, host_id)?;
+            let freed = engine::lockspace::clear_host(std::slice::from_ref(&path), host_id)?;
             if json {
                 print_json(&serde_json::json!({ "path": path, "lockspace": header.name, "host_id": host_id, "freed": freed }))?;
             } else if freed {
@@ -507,7 +507,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                         None => identity::of_path(std::path::Path::new(&disk))?,
                     };
                     let (_, header) = engine::lockspace::open(&file, false)?;
-                    let info = engine::direct::who(&file, &id)?;
+                    let info = engine::direct::who(std::slice::from_ref(&file), &id)?;
                     daemon::leases::who_result(&id, path, &header.name, info, Vec::new())
                 }
                 None => Client::connect(&socket)?.call(&Request::Who(WhoResource { path, identity: id, lockspace: name }))?,

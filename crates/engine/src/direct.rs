@@ -140,15 +140,18 @@ pub fn dump(path: &Path) -> Result<Dump> {
     })
 }
 
-/// Who holds `identity`, answered from storage alone.
-pub fn who(path: &Path, identity: &str) -> Result<Option<LeaseInfo>> {
-    let (storage, header) = lockspace::open(path, false)?;
+/// Who holds `identity`, answered from storage alone. `paths`: the
+/// lockspace's device, or every member of its set (the newest copies of
+/// a majority decide).
+pub fn who(paths: &[std::path::PathBuf], identity: &str) -> Result<Option<LeaseInfo>> {
+    let (storage, header) = lockspace::open_members(paths, false)?;
     let Some((slot, area)) = resource::find(&storage, &header, identity)? else { return Ok(None) };
-    let slots = crate::delta_lease::read_all(&storage, &header)?.swap_remove(0).slots;
-    Ok(Some(resource::describe(&header, slot, &area, |id, generation| match slots.get((id as usize).wrapping_sub(1)) {
-        Some(Ok(Some(s))) if s.generation > generation || (s.free && s.generation == generation) => (s.host_name.clone(), HostState::Free),
-        Some(Ok(Some(s))) => (s.host_name.clone(), HostState::Unknown),
-        _ => (String::new(), HostState::Unknown),
+    let reads = crate::delta_lease::read_all(&storage, &header)?;
+    let newest = |i: usize| crate::delta_lease::newest(reads.iter().filter_map(|r| r.slots.get(i)?.as_ref().ok()?.as_ref())).cloned();
+    Ok(Some(resource::describe(&header, slot, &area, |id, generation| match newest((id as usize).wrapping_sub(1)) {
+        Some(s) if s.generation > generation || (s.free && s.generation == generation) => (s.host_name, HostState::Free),
+        Some(s) => (s.host_name, HostState::Unknown),
+        None => (String::new(), HostState::Unknown),
     })))
 }
 

@@ -114,9 +114,11 @@ fn open_set(paths: &[PathBuf], writable: bool) -> Result<(Storage, Header)> {
 
 /// Frees host id `host_id`'s slot (corrupt, or to be given to another
 /// machine) once no host has changed it for host_dead; see
-/// `delta_lease::clear_slot`. Returns false when the slot was never used.
-pub fn clear_host(path: &Path, host_id: u32) -> Result<bool> {
-    let (storage, header) = open(path, true)?;
+/// `delta_lease::clear_slot`. `paths`: the lockspace's device, or every
+/// member of its set (the watch must see every member a live host may
+/// write). Returns false when the slot was never used.
+pub fn clear_host(paths: &[PathBuf], host_id: u32) -> Result<bool> {
+    let (storage, header) = open_members(paths, true)?;
     let timeouts = Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?;
     let storage = storage.configured(timeouts.io_deadline, None, host_id);
     delta_lease::clear_slot(&storage, &header, &timeouts, host_id, || resource::highest_generation_of(&storage, &header, host_id))
