@@ -180,6 +180,13 @@ impl Device {
         (Mono::now().since(oldest) >= self.inner.deadline).then_some(oldest)
     }
 
+    /// I/Os of this handle running now, and how long the oldest has run.
+    pub fn in_flight(&self) -> (usize, Duration) {
+        let running = self.inner.running.lock();
+        let oldest = running.iter().map(|&(_, start)| start).min().map_or(Duration::ZERO, |s| Mono::now().since(s));
+        (running.len(), oldest)
+    }
+
     /// (reads, writes) issued through this handle.
     pub fn io_counts(&self) -> (u64, u64) {
         (self.inner.reads.load(Ordering::Relaxed), self.inner.writes.load(Ordering::Relaxed))

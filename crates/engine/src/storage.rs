@@ -38,6 +38,9 @@ pub trait FaultHook: Send + Sync {
     fn on_io(&self, member: usize, op: IoOp, sector: u64, count: u64) -> Fault;
 }
 
+/// The most I/Os one member of a set may have running at once.
+const MAX_IN_FLIGHT: usize = 64;
+
 struct Member {
     path: PathBuf,
     /// Err: the member could not be opened; the set runs without it.
@@ -242,6 +245,15 @@ impl Storage {
             };
             if let Some(since) = device.stuck_since() {
                 failed.push((i, format!("hung: an I/O has been outstanding for {:.1} s", Mono::now().since(since).as_secs_f64())));
+                continue;
+            }
+            // Before its first I/O passes the deadline, a member that has
+            // just hung would take a thread per I/O (a boot storm issues
+            // thousands): with many I/Os running and the oldest long past
+            // what a working device takes, it is not asked either.
+            let (running, oldest) = device.in_flight();
+            if running >= MAX_IN_FLIGHT && oldest >= device.deadline() / 8 {
+                failed.push((i, format!("{running} I/Os outstanding, the oldest for {:.1} s: not answering", oldest.as_secs_f64())));
                 continue;
             }
             let (tx, io) = (tx.clone(), io.clone());
