@@ -294,6 +294,9 @@ pub fn read_own_newest(storage: &Storage, header: &Header, host_id: u32) -> Resu
 pub struct Joined {
     pub slot: HostSlot,
     pub valid_from: Mono,
+    /// Each member's copy of the slot in the join's last read (empty after
+    /// a resume: nothing was read yet).
+    pub copies: Vec<(usize, Option<HostSlot>)>,
 }
 
 /// One write of a host lease, as its writer knows it: the join's
@@ -377,8 +380,10 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
         // joiners' majorities share a member, and on it the later write
         // shows (docs/SAFETY.md, "Joining a host id").
         let now = read_copies(storage, sector, &landed)?;
+        let mut copies = Vec::new();
         for (member, raw) in &now {
             let found = decode_own(storage, header, host_id, raw)?;
+            copies.push((*member, found.clone()));
             match found {
                 Some(f) if f == slot => {}
                 Some(other) if landed.contains(member) || (other.generation, other.renewal) >= (slot.generation, slot.renewal) => return Err(busy(header, host_id, Some(&other))),
@@ -386,7 +391,7 @@ pub fn join(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: u3
                 _ => {}
             }
         }
-        return Ok(Joined { slot, valid_from: start });
+        return Ok(Joined { slot, valid_from: start, copies });
     }
     Err(Error::JoinUnconfirmed { host_id, lockspace: header.name.clone(), why: "storage too slow for a fast join; the slow path timed out" })
 }
@@ -521,24 +526,47 @@ pub enum OwnSlot {
 /// known to have landed (`confirmed`) or a later attempt (renewal counter
 /// up to `last_attempt`) that timed out and may have landed since.
 pub fn check_own(found: &SlotRead, confirmed: &HostSlot, last_attempt: u64) -> OwnSlot {
-    check_own_members(&[found], confirmed, last_attempt)
+    check_own_members(&[(0, found)], confirmed, last_attempt, &mut OwnMemory::new(1))
 }
 
-/// `check_own` over each member's copy of our slot. Some member read must
-/// hold one of those writes (our last landed write is on a majority, and
-/// any two majorities share a member); the others may lag behind with an
-/// older write of ours, or nothing (a member that missed our writes). Any
-/// copy that is not one of our writes, on any member, is another writer's.
-pub fn check_own_members(found: &[&SlotRead], confirmed: &HostSlot, last_attempt: u64) -> OwnSlot {
+/// `check_own` over each member's copy of our slot (`found`: (member,
+/// copy)), for a one-device lockspace or a set. Some member read must hold
+/// one of those writes (our last landed write is on a majority, and any two
+/// majorities share a member). On a set, other members may lag behind:
+/// with an older write of ours, or with what they held before our join
+/// (`memory` remembers, per member, what it showed: a member that missed
+/// our join keeps the slot's older history). Any other copy, on any member,
+/// is another writer's: it changed a member we had read, or shows a
+/// generation at or above ours (docs/SAFETY.md, "Renewal checks
+/// ownership").
+pub fn check_own_members(found: &[(usize, &SlotRead)], confirmed: &HostSlot, last_attempt: u64, memory: &mut OwnMemory) -> OwnSlot {
     let ours = |s: &HostSlot| !s.free && s.generation == confirmed.generation && s.nonce == confirmed.nonce && s.lockspace_uuid == confirmed.lockspace_uuid && s.renewal <= last_attempt;
+    let set = memory.0.len() > 1;
     let mut current = false;
     let mut corrupt = None;
     let mut stale = None;
-    for copy in found {
+    for &(member, copy) in found {
+        let known = memory.0.get_mut(member);
         match copy {
             Err(e) => corrupt = Some(e.clone()),
-            Ok(Some(s)) if ours(s) && s.renewal >= confirmed.renewal => current = true,
-            Ok(Some(s)) if ours(s) => stale = Some(Some(s.clone())),
+            Ok(Some(s)) if ours(s) => {
+                if s.renewal >= confirmed.renewal {
+                    current = true;
+                } else {
+                    stale = Some(Some(s.clone()));
+                }
+                if let Some(k) = known {
+                    *k = Seen::Ours;
+                }
+            }
+            Ok(other) if set => {
+                let older = other.as_ref().is_none_or(|s| s.generation < confirmed.generation);
+                match known {
+                    Some(Seen::Before(before)) if before == other => {}
+                    Some(k @ Seen::Unread) if older => *k = Seen::Before(other.clone()),
+                    _ => return OwnSlot::Taken(other.clone()),
+                }
+            }
             Ok(None) => stale = stale.or(Some(None)),
             Ok(Some(other)) => return OwnSlot::Taken(Some(other.clone())),
         }
@@ -547,6 +575,36 @@ pub fn check_own_members(found: &[&SlotRead], confirmed: &HostSlot, last_attempt
         (Some(e), _) => OwnSlot::Corrupt(e),
         (None, true) => OwnSlot::Ours,
         (None, false) => OwnSlot::Taken(stale.flatten()),
+    }
+}
+
+/// What each member of a set last showed in our own slot.
+#[derive(Clone, Debug)]
+pub struct OwnMemory(Vec<Seen>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seen {
+    Unread,
+    /// One of our writes: anything but ours from now on is another writer.
+    Ours,
+    /// What the member held before our join reached it.
+    Before(Option<HostSlot>),
+}
+
+impl OwnMemory {
+    pub fn new(members: usize) -> OwnMemory {
+        OwnMemory(vec![Seen::Unread; members])
+    }
+
+    /// After a join: what each member showed in its last read.
+    pub fn after_join(members: usize, copies: &[(usize, Option<HostSlot>)], joined: &HostSlot) -> OwnMemory {
+        let mut memory = OwnMemory::new(members);
+        for (member, copy) in copies {
+            if let Some(seen) = memory.0.get_mut(*member) {
+                *seen = if copy.as_ref() == Some(joined) { Seen::Ours } else { Seen::Before(copy.clone()) };
+            }
+        }
+        memory
     }
 }
 

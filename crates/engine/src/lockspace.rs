@@ -178,6 +178,8 @@ struct HostLease {
     last_attempt: u64,
     failing: Option<String>,
     lost: Option<String>,
+    /// What each member last showed in our slot.
+    own_memory: delta_lease::OwnMemory,
 }
 
 struct Shared {
@@ -290,6 +292,7 @@ impl Lockspace {
             }
         };
         let (stop, stopped) = crossbeam_channel::bounded(1);
+        let own_memory = delta_lease::OwnMemory::after_join(storage.len(), &joined.copies, &joined.slot);
         let shared = Arc::new(Shared {
             peers: Mutex::new(Peers::with_members(header.max_hosts, storage.len(), timeouts)),
             storage,
@@ -304,6 +307,7 @@ impl Lockspace {
                 valid_from: joined.valid_from,
                 failing: None,
                 lost: None,
+                own_memory,
             }),
             renewal_failures: AtomicU64::new(0),
             slots: Mutex::new(resource::SlotNames::default()),
@@ -483,13 +487,14 @@ impl Lockspace {
     pub fn leave(self) -> Result<()> {
         self.join_thread();
         let s = &self.shared;
-        let state = s.state.lock();
+        let mut state = s.state.lock();
         if state.lost.is_some() || Mono::now() >= state.valid_from.add(s.timeouts.lease_expiry) {
             return Ok(());
         }
         // Marking free a slot another writer holds would hand it to a third.
         let reads = delta_lease::read_all(&s.storage, &s.header)?;
-        if let delta_lease::OwnSlot::Taken(found) = delta_lease::check_own_members(&own_copies(&reads, s.host_id), &state.slot, state.last_attempt) {
+        let (slot, last_attempt) = (state.slot.clone(), state.last_attempt);
+        if let delta_lease::OwnSlot::Taken(found) = delta_lease::check_own_members(&own_copies(&reads, s.host_id), &slot, last_attempt, &mut state.own_memory) {
             let why = delta_lease::taken_why(s.host_id, found.as_ref());
             log::error!("lockspace {}: not leaving: {why}", s.header.name);
             return Ok(());
@@ -575,7 +580,8 @@ impl Shared {
         };
         let (current, valid_until, start) = {
             let mut state = self.state.lock();
-            match delta_lease::check_own_members(&own_copies(&slots, self.host_id), &state.slot, state.last_attempt) {
+            let (slot, last_attempt) = (state.slot.clone(), state.last_attempt);
+            match delta_lease::check_own_members(&own_copies(&slots, self.host_id), &slot, last_attempt, &mut state.own_memory) {
                 delta_lease::OwnSlot::Ours => {}
                 delta_lease::OwnSlot::Corrupt(e) => {
                     log::error!("lockspace {}: our slot (host id {}) was found corrupt ({e}); rewriting it with our renewal", self.header.name, self.host_id);
@@ -683,13 +689,13 @@ fn try_resume(storage: &Storage, header: &Header, timeouts: &Timeouts, host_id: 
     }
     match delta_lease::read_own_newest(storage, header, host_id)? {
         Some(slot) if !slot.free && slot.generation == saved.generation && hex(&slot.nonce) == saved.nonce => {
-            Ok(Some(delta_lease::Joined { slot, valid_from }))
+            Ok(Some(delta_lease::Joined { slot, valid_from, copies: Vec::new() }))
         }
         _ => Ok(None),
     }
 }
 
 /// Each member's copy of host id `host_id`'s slot.
-fn own_copies(reads: &[delta_lease::MemberSlots], host_id: u32) -> Vec<&delta_lease::SlotRead> {
-    reads.iter().map(|r| &r.slots[host_id as usize - 1]).collect()
+fn own_copies(reads: &[delta_lease::MemberSlots], host_id: u32) -> Vec<(usize, &delta_lease::SlotRead)> {
+    reads.iter().map(|r| (r.member, &r.slots[host_id as usize - 1])).collect()
 }

@@ -201,3 +201,22 @@ fn sets_are_checked_when_formatted_and_opened() {
     let dump = engine::direct::dump(&members[0]).unwrap();
     assert_eq!((dump.member, dump.members), (1, 3));
 }
+
+/// A member away during a rejoin still holds the slot's older history when
+/// it answers again (our previous generation): that is not another writer.
+#[test]
+fn a_member_back_with_our_slot_from_before_the_join_is_not_another_writer() {
+    let members = set("back");
+    let faults = Arc::new(MemberFaults::default());
+    let first = join(&members, 1, &faults);
+    faults.failing.store(0b100, Ordering::Relaxed);
+    first.leave().unwrap();
+    let again = join(&members, 1, &faults);
+    assert_eq!(again.generation(), 2);
+    faults.failing.store(0, Ordering::Relaxed);
+    let reads_of_third = || again.member_io_counts()[2].map_or(0, |(reads, _)| reads);
+    let healed_at = reads_of_third();
+    wait_until("renewals read the third member again", Duration::from_secs(10), || reads_of_third() >= healed_at + 4);
+    assert!(matches!(again.health(), Health::Healthy { .. }), "{:?}", again.health());
+    again.acquire(&req("file:/trio/disk5", "vm1")).unwrap();
+}
