@@ -50,7 +50,7 @@ struct Inner {
 }
 
 /// A heap buffer aligned for O_DIRECT (4096 covers both sector sizes).
-struct AlignedBuf {
+pub(crate) struct AlignedBuf {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
 }
@@ -194,9 +194,19 @@ impl Device {
 
     /// Reads `count` whole sectors starting at `sector`.
     pub fn read(&self, sector: u64, count: u64) -> Result<Vec<u8>> {
+        self.start_read(sector, count)?.wait()
+    }
+
+    /// Writes whole sectors; `data.len()` must be a multiple of the sector size.
+    pub fn write(&self, sector: u64, data: &[u8]) -> Result<()> {
+        self.start_write(sector, data)?.wait().map(drop)
+    }
+
+    /// Starts a read on a pool thread; the caller waits with `Started`.
+    pub(crate) fn start_read(&self, sector: u64, count: u64) -> Result<Started> {
         let len = (count * self.inner.sector_size as u64) as usize;
         let inner = self.inner.clone();
-        self.submit(IoOp::Read, sector, count, AlignedBuf::zeroed(len), move |buf, off| {
+        self.start(IoOp::Read, sector, count, None, AlignedBuf::zeroed(len), move |buf, off| {
             let mut done = 0;
             while done < buf.len {
                 let n = inner.file.read_at(&mut buf.as_mut_slice()[done..], off + done as u64)?;
@@ -207,11 +217,11 @@ impl Device {
             }
             Ok(())
         })
-        .map(|buf| buf.as_slice().to_vec())
     }
 
-    /// Writes whole sectors; `data.len()` must be a multiple of the sector size.
-    pub fn write(&self, sector: u64, data: &[u8]) -> Result<()> {
+    /// Starts a write, refused while an earlier write of ours to any of its
+    /// sectors is outstanding.
+    pub(crate) fn start_write(&self, sector: u64, data: &[u8]) -> Result<Started> {
         let ss = self.inner.sector_size as usize;
         assert!(data.len().is_multiple_of(ss) && !data.is_empty(), "unaligned write of {} bytes", data.len());
         let count = (data.len() / ss) as u64;
@@ -227,11 +237,7 @@ impl Device {
             outstanding.push(range);
         }
         let inner = self.inner.clone();
-        let result = self.submit(IoOp::Write, sector, count, buf, move |buf, off| inner.file.write_all_at(buf.as_slice(), off));
-        if !matches!(result, Err(Error::IoTimeout { .. })) {
-            self.inner.forget_outstanding(range);
-        }
-        result.map(drop)
+        self.start(IoOp::Write, sector, count, Some(range), buf, move |buf, off| inner.file.write_all_at(buf.as_slice(), off)).inspect_err(|_| self.inner.forget_outstanding(range))
     }
 
     /// True while a write of ours (this writer, any handle) to `sector` has
@@ -253,15 +259,16 @@ impl Device {
         self.write(sector, &data)
     }
 
-    /// Runs `io` on a pool thread; waits at most the deadline for it.
-    fn submit(
+    /// Runs `io` on a pool thread; `Started` waits at most the deadline.
+    fn start(
         &self,
         op: IoOp,
         sector: u64,
         count: u64,
+        range: Option<(u64, u64)>,
         mut buf: AlignedBuf,
         io: impl FnOnce(&mut AlignedBuf, u64) -> std::io::Result<()> + Send + 'static,
-    ) -> Result<AlignedBuf> {
+    ) -> Result<Started> {
         match op {
             IoOp::Read => self.inner.reads.fetch_add(1, Ordering::Relaxed),
             IoOp::Write => self.inner.writes.fetch_add(1, Ordering::Relaxed),
@@ -275,17 +282,17 @@ impl Device {
         // alone knows the I/O outlived its deadline.
         let (tx, rx) = crossbeam_channel::bounded(0);
         let inner = self.inner.clone();
-        let range = (sector, sector + count);
         let id = self.inner.next_io.fetch_add(1, Ordering::Relaxed);
-        self.inner.running.lock().push((id, Mono::now()));
+        let started = Mono::now();
+        self.inner.running.lock().push((id, started));
         crate::io_pool::run(move || {
             if let Fault::Delay(d) = fault {
                 std::thread::sleep(d);
             }
             let result = io(&mut buf, offset).map(|()| buf);
             inner.running.lock().retain(|&(i, _)| i != id);
-            if tx.send(result).is_err() && op == IoOp::Write {
-                // The caller timed out; the write has now landed or failed.
+            if let (Err(_), Some(range)) = (tx.send(result), range) {
+                // The caller stopped waiting; the write has now landed or failed.
                 inner.forget_outstanding(range);
             }
         })
@@ -293,10 +300,51 @@ impl Device {
             self.inner.running.lock().retain(|&(i, _)| i != id);
             Error::Io { path: self.inner.path.clone(), op, sector, count, source }
         })?;
-        match rx.recv_timeout(self.inner.deadline) {
-            Ok(Ok(buf)) => Ok(buf),
-            Ok(Err(source)) => Err(Error::Io { path: self.inner.path.clone(), op, sector, count, source }),
-            Err(_) => Err(Error::IoTimeout { path: self.inner.path.clone(), op, sector, deadline: self.inner.deadline }),
+        Ok(Started { rx, due: started.add(self.inner.deadline), op, sector, count, range, device: self.clone() })
+    }
+}
+
+/// An I/O running on a pool thread. Dropped without a result (the caller
+/// no longer waits), a write stays outstanding until it lands or fails.
+pub(crate) struct Started {
+    rx: crossbeam_channel::Receiver<std::io::Result<AlignedBuf>>,
+    due: Mono,
+    op: IoOp,
+    sector: u64,
+    count: u64,
+    range: Option<(u64, u64)>,
+    device: Device,
+}
+
+impl Started {
+    pub(crate) fn receiver(&self) -> &crossbeam_channel::Receiver<std::io::Result<AlignedBuf>> {
+        &self.rx
+    }
+
+    /// When the I/O has failed if it has not completed.
+    pub(crate) fn due(&self) -> Mono {
+        self.due
+    }
+
+    /// Waits until the I/O completes or is due.
+    pub(crate) fn wait(self) -> Result<Vec<u8>> {
+        let got = self.rx.recv_timeout(self.due.remaining()).ok();
+        self.complete(got)
+    }
+
+    /// The I/O's result from what its thread sent (None: it was due first).
+    pub(crate) fn complete(self, got: Option<std::io::Result<AlignedBuf>>) -> Result<Vec<u8>> {
+        let inner = &self.device.inner;
+        let Some(got) = got else {
+            return Err(Error::IoTimeout { path: inner.path.clone(), op: self.op, sector: self.sector, deadline: inner.deadline });
+        };
+        if let Some(range) = self.range {
+            inner.forget_outstanding(range);
+        }
+        match got {
+            Ok(buf) if self.op == IoOp::Read => Ok(buf.as_slice().to_vec()),
+            Ok(_) => Ok(Vec::new()),
+            Err(source) => Err(Error::Io { path: inner.path.clone(), op: self.op, sector: self.sector, count: self.count, source }),
         }
     }
 }

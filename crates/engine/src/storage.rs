@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Mono;
-use crate::device::Device;
+use crate::device::{Device, Started};
 use crate::error::{Error, IoOp, Result};
 use crate::format::RECORD_LEN;
 
@@ -178,9 +178,8 @@ impl Storage {
         if let [only] = &*self.members {
             return only.open()?.write(sector, data).map(|()| vec![0]);
         }
-        let data: Arc<[u8]> = Arc::from(data);
-        let done = self.fan_out(IoOp::Write, sector, &[], move |d| d.write(sector, &data))?;
-        Ok(done.into_iter().map(|(i, ())| i).collect())
+        let steps = [Step::Write(sector, data)];
+        Ok(self.fan_out(IoOp::Write, sector, &[], &steps)?.into_iter().map(|(i, _)| i).collect())
     }
 
     /// Writes one record into one sector (the rest of the sector is zero).
@@ -204,7 +203,7 @@ impl Storage {
         if let [only] = &*self.members {
             return only.open()?.read(sector, count).map(|data| vec![MemberRead { member: 0, data }]);
         }
-        let done = self.fan_out(IoOp::Read, sector, required, move |d| d.read(sector, count))?;
+        let done = self.fan_out(IoOp::Read, sector, required, &[Step::Read(sector, count)])?;
         Ok(done.into_iter().map(|(member, data)| MemberRead { member, data }).collect())
     }
 
@@ -217,31 +216,31 @@ impl Storage {
     /// both (the write must precede the read *on the same member*: that is
     /// what makes two phases that both complete see each other).
     pub fn write_then_read(&self, sector: u64, record: &[u8; RECORD_LEN], read_at: u64, count: u64) -> Result<Vec<MemberRead>> {
-        let data: Arc<[u8]> = Arc::from(self.sector_of(record));
+        let data = self.sector_of(record);
         if let [only] = &*self.members {
             let d = only.open()?;
             d.write(sector, &data)?;
             return d.read(read_at, count).map(|data| vec![MemberRead { member: 0, data }]);
         }
-        let done = self.fan_out(IoOp::Write, sector, &[], move |d| d.write(sector, &data).and_then(|()| d.read(read_at, count)))?;
+        let done = self.fan_out(IoOp::Write, sector, &[], &[Step::Write(sector, &data), Step::Read(read_at, count)])?;
         Ok(done.into_iter().map(|(member, data)| MemberRead { member, data }).collect())
     }
 
-    /// Runs `io` on every usable member at once; returns the members' results
-    /// as soon as a majority (including all of `required`) succeeded. The
-    /// others carry on in the background and are dropped.
-    fn fan_out<T: Send + 'static>(&self, op: IoOp, sector: u64, required: &[usize], io: impl Fn(&Device) -> Result<T> + Send + Sync + 'static) -> Result<Vec<(usize, T)>> {
-        let io = Arc::new(io);
-        let (tx, rx) = crossbeam_channel::unbounded();
+    /// Runs `steps` in order on every usable member, all members at once;
+    /// returns each member's last read (empty for a write) as soon as a
+    /// majority (including all of `required`) completed every step. The
+    /// others carry on in the background, unwaited for.
+    fn fan_out(&self, op: IoOp, sector: u64, required: &[usize], steps: &[Step]) -> Result<Vec<(usize, Vec<u8>)>> {
         let mut failed: Vec<(usize, String)> = Vec::new();
-        let mut started = 0;
+        // Per member still running: (member, its device, next step, the I/O).
+        let mut running: Vec<(usize, &Device, usize, Started)> = Vec::new();
         for (i, m) in self.members.iter().enumerate() {
             let device = match &m.device {
                 Err(e) => {
                     failed.push((i, format!("not opened: {e}")));
                     continue;
                 }
-                Ok(d) => d.clone(),
+                Ok(d) => d,
             };
             if let Some(since) = device.stuck_since() {
                 failed.push((i, format!("hung: an I/O has been outstanding for {:.1} s", Mono::now().since(since).as_secs_f64())));
@@ -251,32 +250,43 @@ impl Storage {
             // just hung would take a thread per I/O (a boot storm issues
             // thousands): with many I/Os running and the oldest long past
             // what a working device takes, it is not asked either.
-            let (running, oldest) = device.in_flight();
-            if running >= MAX_IN_FLIGHT && oldest >= device.deadline() / 8 {
-                failed.push((i, format!("{running} I/Os outstanding, the oldest for {:.1} s: not answering", oldest.as_secs_f64())));
+            let (in_flight, oldest) = device.in_flight();
+            if in_flight >= MAX_IN_FLIGHT && oldest >= device.deadline() / 8 {
+                failed.push((i, format!("{in_flight} I/Os outstanding, the oldest for {:.1} s: not answering", oldest.as_secs_f64())));
                 continue;
             }
-            let (tx, io) = (tx.clone(), io.clone());
-            let job = move || {
-                let _ = tx.send((i, io(&device)));
-            };
-            if let Err(e) = crate::io_pool::run(job) {
-                failed.push((i, format!("cannot start an I/O thread: {e}")));
-                continue;
-            }
-            started += 1;
-        }
-        drop(tx);
-        let majority = self.majority();
-        let mut done = Vec::new();
-        let complete = |done: &Vec<(usize, T)>| done.len() >= majority && required.iter().all(|r| done.iter().any(|(i, _)| i == r));
-        let hopeless = |failed: &Vec<(usize, String)>| self.members.len() - failed.len() < majority || failed.iter().any(|(i, _)| required.contains(i));
-        while !complete(&done) && !hopeless(&failed) && started > 0 {
-            let Ok((i, result)) = rx.recv() else { break };
-            started -= 1;
-            match result {
-                Ok(v) => done.push((i, v)),
+            match steps[0].start(device) {
+                Ok(io) => running.push((i, device, 1, io)),
                 Err(e) => failed.push((i, e.to_string())),
+            }
+        }
+        let majority = self.majority();
+        let mut done: Vec<(usize, Vec<u8>)> = Vec::new();
+        let complete = |done: &Vec<(usize, Vec<u8>)>| done.len() >= majority && required.iter().all(|r| done.iter().any(|(i, _)| i == r));
+        let hopeless = |failed: &Vec<(usize, String)>| self.members.len() - failed.len() < majority || failed.iter().any(|(i, _)| required.contains(i));
+        while !complete(&done) && !hopeless(&failed) && !running.is_empty() {
+            let mut select = crossbeam_channel::Select::new();
+            for (_, _, _, io) in &running {
+                select.recv(io.receiver());
+            }
+            let due = running.iter().map(|(_, _, _, io)| io.due()).min().expect("running is not empty");
+            let (k, got) = match select.select_timeout(due.remaining()) {
+                Ok(ready) => {
+                    let k = ready.index();
+                    let got = ready.recv(running[k].3.receiver()).ok();
+                    (k, got)
+                }
+                // The earliest-due I/O has timed out.
+                Err(_) => (running.iter().position(|(_, _, _, io)| io.due() == due).expect("the earliest is running"), None),
+            };
+            let (member, device, next, io) = running.swap_remove(k);
+            match io.complete(got) {
+                Err(e) => failed.push((member, e.to_string())),
+                Ok(data) if next == steps.len() => done.push((member, data)),
+                Ok(_) => match steps[next].start(device) {
+                    Ok(io) => running.push((member, device, next + 1, io)),
+                    Err(e) => failed.push((member, e.to_string())),
+                },
             }
         }
         if complete(&done) {
@@ -292,6 +302,21 @@ impl Storage {
             majority,
             why: failed.iter().map(|(i, e)| format!("member {} ({}): {e}", i + 1, self.members[*i].path.display())).collect::<Vec<_>>().join("; "),
         })
+    }
+}
+
+/// One I/O of a member's part in `fan_out`.
+enum Step<'a> {
+    Read(u64, u64),
+    Write(u64, &'a [u8]),
+}
+
+impl Step<'_> {
+    fn start(&self, device: &Device) -> Result<Started> {
+        match *self {
+            Step::Read(sector, count) => device.start_read(sector, count),
+            Step::Write(sector, data) => device.start_write(sector, data),
+        }
     }
 }
 

@@ -217,6 +217,6 @@ fn a_record_naming_host_id_zero_is_judged_without_panicking() {
     assert!(b.who("file:/zero").unwrap().is_some());
     // Host id 0 names no slot, so no host: its owner cannot be judged gone.
     assert!(matches!(b.acquire(&req), Err(Error::Busy(_))));
-    let dump = engine::direct::who(&[path.clone()], "file:/zero").unwrap();
+    let dump = engine::direct::who(std::slice::from_ref(&path), "file:/zero").unwrap();
     assert!(dump.is_some());
 }
