@@ -130,7 +130,7 @@ fn a_hung_member_leaves_the_lockspace_running_degraded_and_check_warns() {
     let out = cli(&["status", "--socket", socket(&a)]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    assert!(t.contains("lockspace \"default\" on 3 devices"), "{t}");
+    assert!(t.contains("lockspace \"default\" on 3 devices (DEGRADED: 2 answer)"), "{t}");
     assert!(t.contains(&format!("device 1 of 3 {}: ok", members[0].display())), "{t}");
     assert!(t.contains(&format!("device 2 of 3 {}: HUNG for ", members[1].display())) && t.contains("the lockspace runs on the other two"), "{t}");
     assert!(t.contains("DEGRADED: 2 of 3 devices answer") && t.contains("one more device lost stops the lockspace"), "{t}");

@@ -753,7 +753,11 @@ fn print_status(s: &Status) {
             (Health::Lost, _, _) => format!("LOST: {}", ls.error.as_deref().unwrap_or("")),
             (h, v, _) => format!("{h}, leases valid for {:.1} s", v.unwrap_or(0) as f64 / 1000.0),
         };
-        let on = if ls.members.is_empty() { format!("at {}", ls.path) } else { format!("on {} devices", ls.members.len()) };
+        let on = match ls.members.len() {
+            0 => format!("at {}", ls.path),
+            n if ls.degraded() => format!("on {n} devices (DEGRADED: {} answer)", ls.members.iter().filter(|m| m.state == proto::protocol::MemberHealth::Ok).count()),
+            n => format!("on {n} devices"),
+        };
         println!("lockspace \"{}\" {on}: generation {}{}, {health}, io_timeout {} ms", ls.name, ls.generation, if ls.resumed { " (resumed)" } else { "" }, ls.io_timeout_ms);
         print_members(ls);
         for h in &ls.hosts {
