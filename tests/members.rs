@@ -310,3 +310,22 @@ fn cli_initialises_a_set_and_dump_names_each_member() {
     let man = text(&cli(&["generate", "man"]));
     assert!(man.contains("array1\\-hl") || man.contains("array1-hl"), "the man page shows a set: {}", &man[..man.len().min(2000)]);
 }
+
+#[test]
+fn who_and_clear_host_take_every_device_of_a_set() {
+    let (_dir, m) = fresh_set("who");
+    let m: Vec<&str> = m.iter().map(|p| p.to_str().unwrap()).collect();
+    let out = cli(&["who", "--identity", "file:/nowhere.img", "--lockspace", m[0], "--lockspace", m[1], "--lockspace", m[2]]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("in lockspace \"default\": never locked"), "{}", text(&out));
+    let out = cli(&["who", "--identity", "file:/nowhere.img", "--lockspace", m[1]]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is member 2 of the 3 devices of lockspace \"default\""), "{}", text(&out));
+
+    let out = cli(&["lockspace", "clear-host", m[0], m[1], m[2], "--host-id", "3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("the slot of host id 3 in lockspace \"default\" was never used"), "{}", text(&out));
+    let out = cli(&["lockspace", "clear-host", m[2], "--host-id", "3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("is member 3 of the 3 devices of lockspace \"default\"; name all of them"), "{}", text(&out));
+}

@@ -71,6 +71,7 @@ enum Command {
             "  highlander lockspace init /dev/mapper/san-highlander --name cluster1\n",
             "  highlander lockspace init /dev/mapper/hl-a /dev/mapper/hl-b /dev/mapper/hl-c --name cluster1\n",
             "  highlander lockspace clear-host /dev/mapper/san-highlander --host-id 7\n",
+            "  highlander lockspace clear-host /dev/mapper/hl-a /dev/mapper/hl-b /dev/mapper/hl-c --host-id 7   # a set: name every device\n",
             "\n",
             exit_codes!(storage)
         )
@@ -150,6 +151,7 @@ enum Command {
         "  highlander who /srv/nfs/images/web1.qcow2 --json\n",
         "  highlander who --identity wwid:naa.600a0980383030523424457a4a695266\n",
         "  highlander who /dev/sdb --lockspace /dev/mapper/san-highlander   # no daemon needed\n",
+        "  highlander who /dev/sdb --lockspace /dev/mapper/hl-a --lockspace /dev/mapper/hl-b --lockspace /dev/mapper/hl-c\n",
         "  highlander who /dev/sdb --name cluster2                           # another configured lockspace\n",
         "\n",
         exit_codes!(daemon),
@@ -161,9 +163,10 @@ enum Command {
         /// DISK is an identity such as `file:/srv/vm.img` or `wwid:naa.6001...`, not a path.
         #[arg(long)]
         identity: bool,
-        /// Read this lockspace file or device directly instead of asking the daemon.
+        /// Read this lockspace file or device directly instead of asking the
+        /// daemon (a lockspace on a set of devices: repeat it for every one).
         #[arg(long, value_name = "FILE")]
-        lockspace: Option<PathBuf>,
+        lockspace: Vec<PathBuf>,
         /// Lockspace name to ask the daemon about (default: its first lockspace).
         #[arg(long, value_name = "NAME", conflicts_with = "lockspace")]
         name: Option<String>,
@@ -341,8 +344,10 @@ enum LockspaceCommand {
         exit_codes!(storage)
     ))]
     ClearHost {
-        /// Lockspace file or block device.
-        path: PathBuf,
+        /// Lockspace file or block device; for a lockspace on a set of
+        /// devices, every one of them.
+        #[arg(required = true, num_args = 1..=5, value_name = "PATH")]
+        paths: Vec<PathBuf>,
         /// The host id whose slot to free.
         #[arg(long, value_name = "N")]
         host_id: u32,
@@ -448,16 +453,17 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Box<dyn std::error::E
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Lockspace(LockspaceCommand::ClearHost { path, host_id, json }) => {
-            let (_, header) = engine::lockspace::open(&path, false)?;
+        Command::Lockspace(LockspaceCommand::ClearHost { paths, host_id, json }) => {
+            let (_, header) = engine::lockspace::open_members(&paths, false)?;
+            let path = &paths[0];
             if host_id == 0 || host_id > header.max_hosts {
                 return Err(engine::Error::HostIdOutOfRange { host_id, max_hosts: header.max_hosts, lockspace: header.name }.into());
             }
             let host_dead = engine::timing::Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?.host_dead;
             eprintln!("watching the slot of host id {host_id} for {host_dead:?} to make sure no machine is using it...");
-            let freed = engine::lockspace::clear_host(std::slice::from_ref(&path), host_id)?;
+            let freed = engine::lockspace::clear_host(&paths, host_id)?;
             if json {
-                print_json(&serde_json::json!({ "path": path, "lockspace": header.name, "host_id": host_id, "freed": freed }))?;
+                print_json(&serde_json::json!({ "path": path, "paths": paths, "lockspace": header.name, "host_id": host_id, "freed": freed }))?;
             } else if freed {
                 println!("freed the slot of host id {host_id} in lockspace \"{}\"; its old leases count as released", header.name);
             } else {
@@ -545,14 +551,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Who { disk, identity, lockspace, name, json, socket } => {
             let (path, id) = if identity { (None, Some(disk.clone())) } else { (Some(disk.clone()), None) };
-            let who = match lockspace {
-                Some(file) => {
+            let who = match lockspace.first() {
+                Some(_) => {
                     let id = match id {
                         Some(id) => id,
                         None => identity::of_path(std::path::Path::new(&disk))?,
                     };
-                    let (_, header) = engine::lockspace::open(&file, false)?;
-                    let info = engine::direct::who(std::slice::from_ref(&file), &id)?;
+                    let (_, header) = engine::lockspace::open_members(&lockspace, false)?;
+                    let info = engine::direct::who(&lockspace, &id)?;
                     daemon::leases::who_result(&id, path, &header.name, info, Vec::new())
                 }
                 None => Client::connect(&socket)?.call(&Request::Who(WhoResource { path, identity: id, lockspace: name }))?,
