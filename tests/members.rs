@@ -141,6 +141,9 @@ fn a_hung_member_leaves_the_lockspace_running_degraded_and_check_warns() {
     assert!(t.starts_with("HIGHLANDER WARNING - lockspace \"default\" DEGRADED: device 2 of 3"), "{t}");
     assert!(t.contains(&members[1].display().to_string()) && t.contains("members_ok_default=2;"), "{t}");
 
+    let log = wait_for("the hang in the log", Duration::from_secs(10), || Some(a.log_text()).filter(|l| l.contains("is hung")));
+    assert!(log.contains(&format!("lockspace \"default\": device 2 of 3 ({}) is hung", members[1].display())) && log.contains("the lockspace runs on 2 of 3 devices (DEGRADED)"), "{log}");
+
     let out = cli(&["metrics", "--socket", socket(&a)]);
     let t = text(&out);
     let up = |k: usize| format!("highlander_lockspace_member_up{{lockspace=\"default\",member=\"{k}\",path=\"{}\"}}", members[k - 1].display());
@@ -203,6 +206,8 @@ fn a_missing_member_starts_degraded_and_two_missing_stop_start_up() {
     a.acquire(g.pid(), &[(&disk(&dir, "d1.img"), Mode::Exclusive)], None).expect("acquire on two of three");
     let t = text(&cli(&["status", "--socket", socket(&a)]));
     assert!(t.contains(&format!("device 1 of 3 {}: MISSING", members[0].display())) && t.contains("DEGRADED"), "{t}");
+    let log = wait_for("the missing device in the log", Duration::from_secs(10), || Some(a.log_text()).filter(|l| l.contains("is missing")));
+    assert!(log.contains(&format!("lockspace \"default\": device 1 of 3 ({}) is missing", members[0].display())), "{log}");
     let out = cli(&["check", "--socket", socket(&a)]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("DEGRADED: device 1 of 3") && text(&out).contains("missing"), "{}", text(&out));
