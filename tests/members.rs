@@ -334,3 +334,50 @@ fn who_and_clear_host_take_every_device_of_a_set() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("is member 3 of the 3 devices of lockspace \"default\"; name all of them"), "{}", text(&out));
 }
+
+#[test]
+fn a_hung_member_that_answers_again_is_ok_again() {
+    let (dir, members) = fresh_set("recover");
+    let a = Host::start(&dir, &set_line(&members), 1, "");
+    // Each I/O of member 3 held 2 s: past its deadline, then it lands.
+    std::fs::write(&a.fault, "hang member 3 2\n").unwrap();
+    wait_for("member 3 to show hung", Duration::from_secs(10), || (member_states(&a.status()) == [MemberHealth::Ok, MemberHealth::Ok, MemberHealth::Hung]).then_some(()));
+    std::fs::write(&a.fault, "").unwrap();
+    wait_for("member 3 to answer again", Duration::from_secs(10), || {
+        let s = a.status();
+        assert_eq!(s.lockspaces[0].health, Health::Healthy, "{:?}", s.lockspaces[0]);
+        (member_states(&s) == [MemberHealth::Ok; 3]).then_some(())
+    });
+    let out = cli(&["check", "--socket", socket(&a)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log = wait_for("the recovery in the log", Duration::from_secs(10), || Some(a.log_text()).filter(|l| l.contains("answers again")));
+    assert!(log.contains(&format!("device 3 of 3 ({}) answers again; 3 of 3 devices answer", members[2].display())), "{log}");
+}
+
+#[test]
+fn five_devices_run_with_two_hung() {
+    let dir = scratch("members-five");
+    let members: Vec<PathBuf> = (1..=5).map(|k| dir.join(format!("m{k}"))).collect();
+    init_set(&members, "five");
+    let a = Host::start(&dir, &set_line(&members), 1, "");
+    assert_eq!(member_states(&status_json(&a)), [MemberHealth::Ok; 5]);
+    std::fs::write(&a.fault, "hang member 2\nhang member 5\n").unwrap();
+    let want = [MemberHealth::Ok, MemberHealth::Hung, MemberHealth::Ok, MemberHealth::Ok, MemberHealth::Hung];
+    wait_for("members 2 and 5 to show hung", Duration::from_secs(10), || (member_states(&a.status()) == want).then_some(()));
+    let until = Instant::now() + Duration::from_millis(6 * IO_MS);
+    while Instant::now() < until {
+        let ls = a.status().lockspaces.remove(0);
+        assert_eq!(ls.health, Health::Healthy, "health changed with two members of five hung: {ls:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let g = GuestProc::spawn();
+    let _h = a.register(g.pid(), "vm1", Action::Default);
+    a.acquire(g.pid(), &[(&disk(&dir, "d1.img"), Mode::Exclusive)], None).expect("acquire on three of five");
+    let t = text(&cli(&["status", "--socket", socket(&a)]));
+    assert!(t.contains("lockspace \"five\" on 5 devices (DEGRADED: 3 answer)"), "{t}");
+    assert!(t.contains(&format!("device 5 of 5 {}: HUNG for ", members[4].display())) && t.contains("the lockspace runs on devices 1, 3, 4"), "{t}");
+    assert!(t.contains("DEGRADED: 3 of 5 devices answer") && t.contains("one more device lost stops the lockspace"), "{t}");
+    let out = cli(&["check", "--socket", socket(&a)]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("DEGRADED: device 2 of 5") && text(&out).contains("device 5 of 5") && text(&out).contains("(3 of 5 devices answer)"), "{}", text(&out));
+}

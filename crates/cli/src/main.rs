@@ -826,25 +826,31 @@ fn print_members(ls: &proto::protocol::LockspaceStatus) {
     use proto::protocol::MemberHealth;
     let n = ls.members.len();
     let up: Vec<String> = ls.members.iter().filter(|m| m.state == MemberHealth::Ok).map(|m| m.member.to_string()).collect();
-    let others = match up.len() {
-        0 => "none of the others".to_owned(),
-        1 => format!("device {} alone", up[0]),
-        2 if n == 3 => "the other two".to_owned(),
-        _ => format!("devices {}", up.join(", ")),
+    let majority = n / 2 + 1;
+    let runs = match up.len() {
+        k if k < majority => format!("no majority ({k} of {n} answer, {majority} needed): renewals fail"),
+        2 if n == 3 => "the lockspace runs on the other two".to_owned(),
+        _ => format!("the lockspace runs on devices {}", up.join(", ")),
     };
     for m in &ls.members {
         let state = match m.state {
             MemberHealth::Ok => "ok".to_owned(),
-            MemberHealth::Hung => format!("HUNG for {:.1} s — the lockspace runs on {others}", m.hung_for_ms.unwrap_or(0) as f64 / 1000.0),
-            MemberHealth::Missing => format!("MISSING ({}) — the lockspace runs on {others}", m.error.as_deref().unwrap_or("not opened")),
+            MemberHealth::Hung => format!("HUNG for {:.1} s — {runs}", m.hung_for_ms.unwrap_or(0) as f64 / 1000.0),
+            MemberHealth::Missing => format!("MISSING ({}) — {runs}", m.error.as_deref().unwrap_or("not opened")),
+            MemberHealth::Failing => format!("FAILING ({}) — {runs}", m.error.as_deref().unwrap_or("its I/Os fail")),
         };
         println!("  device {} of {n} {}: {state}", m.member, m.path);
     }
     if ls.degraded() {
         let down: Vec<String> = ls.members.iter().filter(|m| m.state != MemberHealth::Ok).map(|m| format!("device {} {} {}", m.member, m.path, m.state)).collect();
-        let majority = n / 2 + 1;
         let spare = up.len().saturating_sub(majority);
-        let margin = if up.len() < majority { "fewer than a majority answer".to_owned() } else if spare == 0 { "one more device lost stops the lockspace".to_owned() } else { format!("{spare} more may fail") };
+        let margin = if up.len() < majority {
+            "fewer than a majority answer: the host lease cannot be renewed".to_owned()
+        } else if spare == 0 {
+            "one more device lost stops the lockspace".to_owned()
+        } else {
+            format!("{spare} more may fail")
+        };
         println!("  DEGRADED: {} of {n} devices answer ({}; {margin}); fix or replace the device", up.len(), down.join(", "));
     }
 }

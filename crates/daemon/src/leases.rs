@@ -715,7 +715,9 @@ fn member_statuses(ls: &engine::Lockspace) -> Vec<proto::protocol::MemberStatus>
             state: match m.state {
                 "ok" => MemberHealth::Ok,
                 "hung" => MemberHealth::Hung,
-                _ => MemberHealth::Missing,
+                "missing" => MemberHealth::Missing,
+                // A state this daemon does not know is no state to rely on.
+                _ => MemberHealth::Failing,
             },
             hung_for_ms: m.hung_for_ms,
             error: m.error,

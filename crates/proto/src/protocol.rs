@@ -537,6 +537,9 @@ pub enum MemberHealth {
     Hung,
     /// Could not be opened at the join; the set runs without it.
     Missing,
+    /// Its I/Os fail (reserved: reported once the engine tracks failures
+    /// per member; until then a member whose I/Os fail shows `ok`).
+    Failing,
 }
 
 impl MemberHealth {
@@ -545,6 +548,7 @@ impl MemberHealth {
             MemberHealth::Ok => "ok",
             MemberHealth::Hung => "hung",
             MemberHealth::Missing => "missing",
+            MemberHealth::Failing => "failing",
         }
     }
 }
