@@ -193,8 +193,9 @@ fn two_failing_members_of_three_fail_the_host_lease() {
 fn a_missing_member_starts_degraded_and_two_missing_stop_start_up() {
     // The first member gone: the set starts on the other two.
     let (dir, members) = fresh_set("missing");
-    std::fs::remove_file(&members[0]).unwrap();
-    let a = Host::start(&dir, &set_line(&members), 1, "");
+    let away = dir.join("m1-away");
+    std::fs::rename(&members[0], &away).unwrap();
+    let mut a = Host::start(&dir, &set_line(&members), 1, "");
     let s = status_json(&a);
     let ls = &s.lockspaces[0];
     assert_eq!(ls.health, Health::Healthy, "{ls:?}");
@@ -206,11 +207,21 @@ fn a_missing_member_starts_degraded_and_two_missing_stop_start_up() {
     a.acquire(g.pid(), &[(&disk(&dir, "d1.img"), Mode::Exclusive)], None).expect("acquire on two of three");
     let t = text(&cli(&["status", "--socket", socket(&a)]));
     assert!(t.contains(&format!("device 1 of 3 {}: MISSING", members[0].display())) && t.contains("DEGRADED"), "{t}");
+    assert!(t.contains("a device missing at start is used again once highlanderd restarts"), "{t}");
     let log = wait_for("the missing device in the log", Duration::from_secs(10), || Some(a.log_text()).filter(|l| l.contains("is missing")));
     assert!(log.contains(&format!("lockspace \"default\": device 1 of 3 ({}) is missing", members[0].display())), "{log}");
     let out = cli(&["check", "--socket", socket(&a)]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("DEGRADED: device 1 of 3") && text(&out).contains("missing"), "{}", text(&out));
+    // The device back, and a restart: the set is whole again, the lease kept.
+    std::fs::rename(&away, &members[0]).unwrap();
+    a.terminate();
+    a.spawn();
+    let s = status_json(&a);
+    assert_eq!(member_states(&s), [MemberHealth::Ok; 3], "{:?}", s.lockspaces[0]);
+    assert_eq!(s.leases.len(), 1, "{:?}", s.leases);
+    let out = cli(&["check", "--socket", socket(&a)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     drop(a);
 
     // A member unreadable (not just absent) counts as missing too.

@@ -851,7 +851,9 @@ fn print_members(ls: &proto::protocol::LockspaceStatus) {
         } else {
             format!("{spare} more may fail")
         };
-        println!("  DEGRADED: {} of {n} devices answer ({}; {margin}); fix or replace the device", up.len(), down.join(", "));
+        let missing = ls.members.iter().any(|m| m.state == MemberHealth::Missing);
+        let again = if missing { "; a device missing at start is used again once highlanderd restarts (`systemctl restart highlanderd` keeps guests and leases)" } else { "" };
+        println!("  DEGRADED: {} of {n} devices answer ({}; {margin}); fix or replace the device{again}", up.len(), down.join(", "));
     }
 }
 
