@@ -287,6 +287,11 @@ fn sets_named_wrongly_in_the_configuration_are_refused_saying_what_to_do() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("check.conf:2:") && err.contains(&format!("{} is not a member of lockspace \"default\"", other[2].display())), "{err}");
 
+    // The set listed twice, in another order.
+    let (code, err) = check_conf(&dir, &format!("{}\nlockspace = {}", p(&[&m[0], &m[1], &m[2]]), p(&[&m[2], &m[1], &m[0]])));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("check.conf:3:") && err.contains("is listed already on line 2") && err.contains("both name lockspace \"default\"") && err.contains("on its 3 devices; list each lockspace once, on one `lockspace =` line"), "{err}");
+
     // One member named alone.
     let (code, err) = check_conf(&dir, &p(&[&m[1]]));
     assert_eq!(code, Some(1), "{err}");

@@ -119,7 +119,8 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
     }
     for (i, entry) in cfg.lockspaces.iter().enumerate() {
         for (j, first) in cfg.lockspaces[..i].iter().enumerate() {
-            if let Some(how) = same(&ids[j], &ids[i], headers[j].as_ref(), headers[i].as_ref()) {
+            let set = entry.members.len() > 1 || first.members.len() > 1;
+            if let Some(how) = same(&ids[j], &ids[i], headers[j].as_ref(), headers[i].as_ref(), set) {
                 return Err(CheckError::Duplicate { file: file(), line: entry.line, path: entry.path.clone(), first_line: first.line, first_path: first.path.clone(), how });
             }
         }
@@ -128,7 +129,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
 }
 
 /// Why two entries are the same lockspace (or share a name), if they are.
-fn same(a: &Id, b: &Id, ha: Option<&Header>, hb: Option<&Header>) -> Option<String> {
+fn same(a: &Id, b: &Id, ha: Option<&Header>, hb: Option<&Header>, set: bool) -> Option<String> {
     if a == b {
         return Some(match a {
             Id::File { dev, ino } => format!("both are the same file (device {dev:#x}, inode {ino}); list each lockspace once"),
@@ -137,6 +138,14 @@ fn same(a: &Id, b: &Id, ha: Option<&Header>, hb: Option<&Header>) -> Option<Stri
         });
     }
     let (ha, hb) = (ha?, hb?);
+    if ha.uuid == hb.uuid && set {
+        return Some(format!(
+            "both name lockspace \"{}\" (uuid {}) on its {} devices; list each lockspace once, on one `lockspace =` line naming each of its devices once",
+            hb.name,
+            proto::uuid::format(&hb.uuid),
+            hb.members
+        ));
+    }
     if ha.uuid == hb.uuid {
         return Some(format!("both hold lockspace \"{}\" (uuid {}): two paths to one device, or a copy; list each lockspace once, by one path", hb.name, proto::uuid::format(&hb.uuid)));
     }
