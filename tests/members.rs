@@ -213,6 +213,10 @@ fn a_missing_member_starts_degraded_and_two_missing_stop_start_up() {
     let out = cli(&["check", "--socket", socket(&a)]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("DEGRADED: device 1 of 3") && text(&out).contains("missing"), "{}", text(&out));
+    let out = Command::new(bin("highlanderd")).arg("--config").arg(&a.conf).arg("--check").output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "--check passes a set that can start degraded: {t}");
+    assert!(t.contains("lockspace \"default\" on 3 devices (") && t.contains(&format!("DEGRADED: {} cannot be opened (", members[0].display())) && t.contains("it starts on the other 2 devices"), "{t}");
     // The device back, and a restart: the set is whole again, the lease kept.
     std::fs::rename(&away, &members[0]).unwrap();
     a.terminate();

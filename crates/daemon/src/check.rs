@@ -46,6 +46,9 @@ fn name_path_once(path: &Path, source: &Error) -> String {
 pub struct Checked {
     pub entry: LockspaceEntry,
     pub header: Header,
+    /// A set's members that could not be opened (path, why): it starts
+    /// degraded, on the others.
+    pub unopened: Vec<(PathBuf, String)>,
 }
 
 /// What makes two entries the same lockspace on storage. A path listed
@@ -66,6 +69,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
     let file = || cfg.source.clone();
     let mut ids: Vec<Id> = Vec::new();
     let mut headers: Vec<Option<Header>> = Vec::new();
+    let mut unopened: Vec<Vec<(PathBuf, String)>> = Vec::new();
     for entry in &cfg.lockspaces {
         let (line, path) = (entry.line, &entry.path);
         let on_engine = |source| CheckError::Lockspace { file: file(), line, path: path.clone(), source: Box::new(source) };
@@ -77,6 +81,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
             if !create {
                 ids.push(Id::Missing(path.clone()));
                 headers.push(None);
+                unopened.push(Vec::new());
                 continue;
             }
             auto_create(cfg, path).map_err(on_engine)?;
@@ -102,7 +107,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
         } else {
             return Err(CheckError::NotFileOrDevice { file: file(), line, path: path.clone(), what: engine::storage::unusable_kind(&t).unwrap_or("neither a file nor a block device") });
         };
-        let header = read_header(cfg, &entry.members).map_err(on_engine)?;
+        let (header, missing) = read_header(cfg, &entry.members).map_err(on_engine)?;
         if cfg.host_id > header.max_hosts {
             return Err(CheckError::HostIdAboveMax {
                 file: file(),
@@ -116,6 +121,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
         }
         ids.push(id);
         headers.push(Some(header));
+        unopened.push(missing);
     }
     for (i, entry) in cfg.lockspaces.iter().enumerate() {
         for (j, first) in cfg.lockspaces[..i].iter().enumerate() {
@@ -125,7 +131,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
             }
         }
     }
-    Ok(cfg.lockspaces.iter().zip(headers).filter_map(|(entry, header)| Some(Checked { entry: entry.clone(), header: header? })).collect())
+    Ok(cfg.lockspaces.iter().zip(headers).zip(unopened).filter_map(|((entry, header), unopened)| Some(Checked { entry: entry.clone(), header: header?, unopened })).collect())
 }
 
 /// Why two entries are the same lockspace (or share a name), if they are.
@@ -171,12 +177,17 @@ fn auto_create(cfg: &Config, path: &Path) -> engine::Result<()> {
 
 /// Reads a lockspace's header (read-only). With auto_create, a concurrent
 /// creator may still be writing it: give it a moment.
-fn read_header(cfg: &Config, members: &[PathBuf]) -> engine::Result<Header> {
+fn read_header(cfg: &Config, members: &[PathBuf]) -> engine::Result<(Header, Vec<(PathBuf, String)>)> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match lockspace::open_members(members, false) {
             Err(Error::NotALockspace { .. }) if cfg.auto_create && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            other => return other.map(|(_, header)| header),
+            other => {
+                return other.map(|(storage, header)| {
+                    let unopened = storage.member_states().into_iter().filter_map(|m| Some((PathBuf::from(m.path), m.error?))).collect();
+                    (header, unopened)
+                })
+            }
         }
     }
 }
