@@ -401,3 +401,21 @@ fn five_devices_run_with_two_hung() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("DEGRADED: device 2 of 5") && text(&out).contains("device 5 of 5") && text(&out).contains("(3 of 5 devices answer)"), "{}", text(&out));
 }
+
+#[test]
+fn a_one_device_lockspace_lists_no_members() {
+    let dir = scratch("members-single");
+    let ls = dir.join("ls");
+    init_lockspace(&ls, IO_MS, 8);
+    let a = Host::start(&dir, &ls, 1, "");
+    let out = cli(&["status", "--json", "--socket", socket(&a)]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["lockspaces"][0].get("members").is_none(), "{v}");
+    let t = text(&cli(&["status", "--socket", socket(&a)]));
+    assert!(t.contains(&format!("lockspace \"default\" at {}:", ls.display())) && !t.contains("device 1 of") && !t.contains("DEGRADED"), "{t}");
+    let out = cli(&["check", "--socket", socket(&a)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("members_ok"), "{}", text(&out));
+    let m = text(&cli(&["metrics", "--socket", socket(&a)]));
+    assert!(!m.contains("highlander_lockspace_member_up{"), "{m}");
+}
