@@ -7,7 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use proto::client::ClientError;
-use proto::protocol::{Health, HostState, Status};
+use proto::protocol::{Health, HostState, MemberHealth, Status};
 use serde::Serialize;
 
 use crate::threshold::{format_number, Range};
@@ -151,6 +151,7 @@ pub fn evaluate(status: &Status, warn: Option<&Range>, crit: Option<&Range>) -> 
     };
     let mut perfdata = Vec::new();
     let mut fence_in = Vec::new();
+    let mut members_ok = Vec::new();
     for ls in &status.lockspaces {
         let name = &ls.name;
         let why = ls.error.as_deref().unwrap_or("no reason given");
@@ -161,6 +162,23 @@ pub fn evaluate(status: &Status, warn: Option<&Range>, crit: Option<&Range>) -> 
                 report(State::Warning, format!("lockspace \"{name}\" FAILING: renewals fail ({why}){fencing}"));
             }
             Health::Lost => report(State::Critical, format!("lockspace \"{name}\" LOST: {why}")),
+        }
+        if ls.degraded() {
+            let n = ls.members.len();
+            let ok = ls.members.iter().filter(|m| m.state == MemberHealth::Ok).count();
+            let down: Vec<String> = ls
+                .members
+                .iter()
+                .filter(|m| m.state != MemberHealth::Ok)
+                .map(|m| match (m.state, m.hung_for_ms) {
+                    (MemberHealth::Hung, Some(ms)) => format!("device {} of {n} {} hung for {}", m.member, m.path, secs(ms as f64)),
+                    _ => format!("device {} of {n} {} {}", m.member, m.path, m.state),
+                })
+                .collect();
+            report(State::Warning, format!("lockspace \"{name}\" DEGRADED: {} ({ok} of {n} devices answer)", down.join(", ")));
+        }
+        if !ls.members.is_empty() {
+            members_ok.push(Perf::count(&label("members_ok", name), ls.members.iter().filter(|m| m.state == MemberHealth::Ok).count()));
         }
         let timeouts = match engine::timing::Timeouts::new(Duration::from_millis(ls.io_timeout_ms)) {
             Ok(t) => t,
@@ -199,6 +217,7 @@ pub fn evaluate(status: &Status, warn: Option<&Range>, crit: Option<&Range>) -> 
     perfdata.push(Perf::count("hosts_dead", hosts(&[HostState::Dead])));
     perfdata.push(Perf::count("pending_releases", status.pending_releases.len()));
     perfdata.extend(fence_in);
+    perfdata.extend(members_ok);
 
     let total = status.lockspaces.len();
     let healthy = status.lockspaces.iter().filter(|l| l.health == Health::Healthy).count();
@@ -235,6 +254,7 @@ mod tests {
                 fence_in_ms: None,
                 error: (health != Health::Healthy).then(|| "EIO".into()),
                 hosts: vec![host(1, HostState::Live), host(2, HostState::Dead), host(3, HostState::Unknown)],
+                members: vec![],
             }],
             leases: vec![],
             guests: vec![],
@@ -281,6 +301,22 @@ mod tests {
         assert!(v.problems.last().unwrap().contains("1 release(s) failing"), "{v}");
         assert!(v.to_string().contains("fence_in_ls_1=0s;"), "{v}");
         assert_eq!(evaluate(&status(Health::Healthy, None), None, None).state, State::Unknown);
+    }
+
+    #[test]
+    fn a_degraded_set_is_a_warning_naming_the_device() {
+        use proto::protocol::MemberStatus;
+        let member = |k: u32, state, hung_for_ms| MemberStatus { member: k, path: format!("/hl{k}"), state, hung_for_ms, error: None };
+        let mut s = status(Health::Healthy, Some(812));
+        s.lockspaces[0].members = vec![member(1, MemberHealth::Ok, None), member(2, MemberHealth::Ok, None), member(3, MemberHealth::Ok, None)];
+        let v = evaluate(&s, None, None);
+        assert_eq!(v.state, State::Ok, "{v}");
+        assert!(v.to_string().ends_with(" members_ok_ls_1=3;;;0;"), "{v}");
+        s.lockspaces[0].members[1] = member(2, MemberHealth::Hung, Some(12_345));
+        let v = evaluate(&s, None, None);
+        assert_eq!(v.state, State::Warning);
+        assert!(v.to_string().starts_with("HIGHLANDER WARNING - lockspace \"ls=1\" DEGRADED: device 2 of 3 /hl2 hung for 12.3 s (2 of 3 devices answer)"), "{v}");
+        assert!(v.to_string().contains(" members_ok_ls_1=2;;;0;"), "{v}");
     }
 
     #[test]

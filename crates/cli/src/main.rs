@@ -26,7 +26,7 @@ macro_rules! exit_codes {
         "Exit codes:\n  0  success\n  1  failed, or not allowed to use highlanderd's socket; the message on stderr says what and where\n  2  bad command line (a usage message on stderr)\n  3  highlanderd is not running or its socket is not reachable"
     };
     (check) => {
-        "Exit codes:\n  0  OK\n  1  WARNING: a lockspace is failing, the renewal age is in the warning range, or releases are failing on storage\n  2  CRITICAL: highlanderd is not running or does not answer, a lockspace is lost, or the renewal age is in the critical range\n  3  UNKNOWN: bad command line, no permission to use the socket, or an answer the check cannot judge"
+        "Exit codes:\n  0  OK\n  1  WARNING: a lockspace is failing or degraded (a device of its set hung or missing), the renewal age is in the warning range, or releases are failing on storage\n  2  CRITICAL: highlanderd is not running or does not answer, a lockspace is lost, or the renewal age is in the critical range\n  3  UNKNOWN: bad command line, no permission to use the socket, or an answer the check cannot judge"
     };
     (storage) => {
         "Exit codes:\n  0  success\n  1  failed; the message on stderr says what and where\n  2  bad command line (a usage message on stderr)"
@@ -46,6 +46,7 @@ macro_rules! exit_codes {
     after_help = concat!(
         "Examples:\n",
         "  highlander lockspace init /dev/mapper/san-highlander --name cluster1\n",
+        "  highlander lockspace init /dev/mapper/hl-a /dev/mapper/hl-b /dev/mapper/hl-c --name cluster1   # on 3 devices\n",
         "  highlander status                        # this host: lockspaces, hosts, leases, guests\n",
         "  highlander who /dev/vg_shared/web1       # which guest on which host holds this disk\n",
         "  highlander check                         # for Nagios / Icinga: OK, WARNING, CRITICAL\n",
@@ -68,7 +69,9 @@ enum Command {
         after_help = concat!(
             "Examples:\n",
             "  highlander lockspace init /dev/mapper/san-highlander --name cluster1\n",
+            "  highlander lockspace init /dev/mapper/hl-a /dev/mapper/hl-b /dev/mapper/hl-c --name cluster1\n",
             "  highlander lockspace clear-host /dev/mapper/san-highlander --host-id 7\n",
+            "  highlander lockspace clear-host /dev/mapper/hl-a /dev/mapper/hl-b /dev/mapper/hl-c --host-id 7   # a set: name every device\n",
             "\n",
             exit_codes!(storage)
         )
@@ -104,6 +107,12 @@ enum Command {
     /// "dead" (their leases may be taken over), "unknown" (not watched long
     /// enough yet; counted as live), "corrupt" (the slot does not decode;
     /// counted as live) or "free" (left cleanly).
+    ///
+    /// A lockspace on a set of 3 or 5 devices lists each device: "ok",
+    /// "HUNG" (an I/O outstanding past its deadline; the device is not
+    /// asked again until it answers) or "MISSING" (could not be opened at
+    /// start). With any device not ok the lockspace is DEGRADED: it runs on
+    /// the others while a majority of them answers.
     ///
     /// Network disks (rbd, gluster, iscsi, nbd), which libvirt hands to no
     /// lock manager, are leased when the qemu hook declared them at start.
@@ -142,6 +151,7 @@ enum Command {
         "  highlander who /srv/nfs/images/web1.qcow2 --json\n",
         "  highlander who --identity wwid:naa.600a0980383030523424457a4a695266\n",
         "  highlander who /dev/sdb --lockspace /dev/mapper/san-highlander   # no daemon needed\n",
+        "  highlander who /dev/sdb --lockspace /dev/mapper/hl-a --lockspace /dev/mapper/hl-b --lockspace /dev/mapper/hl-c\n",
         "  highlander who /dev/sdb --name cluster2                           # another configured lockspace\n",
         "\n",
         exit_codes!(daemon),
@@ -153,9 +163,10 @@ enum Command {
         /// DISK is an identity such as `file:/srv/vm.img` or `wwid:naa.6001...`, not a path.
         #[arg(long)]
         identity: bool,
-        /// Read this lockspace file or device directly instead of asking the daemon.
+        /// Read this lockspace file or device directly instead of asking the
+        /// daemon (a lockspace on a set of devices: repeat it for every one).
         #[arg(long, value_name = "FILE")]
-        lockspace: Option<PathBuf>,
+        lockspace: Vec<PathBuf>,
         /// Lockspace name to ask the daemon about (default: its first lockspace).
         #[arg(long, value_name = "NAME", conflicts_with = "lockspace")]
         name: Option<String>,
@@ -169,7 +180,8 @@ enum Command {
     /// Judge this host's highlanderd as a monitoring plugin (Nagios, Icinga,
     /// Naemon, Sensu): one status line with perfdata, and the exit code.
     ///
-    /// A lost lockspace is CRITICAL and a failing one WARNING. The renewal
+    /// A lost lockspace is CRITICAL and a failing one WARNING, as is a
+    /// degraded one (a device of its set hung or missing). The renewal
     /// age (time since the start of the last renewal of this host's lease
     /// that landed, in milliseconds) is checked against -w and -c, by
     /// default per lockspace 1 and 3 io_timeouts: renewals are due every
@@ -177,7 +189,8 @@ enum Command {
     /// storage are a WARNING. Perfdata: renewal_age_LOCKSPACE (ms),
     /// leases, guests, hosts_live, hosts_failing, hosts_dead (summed over
     /// the lockspaces), pending_releases, fence_in_LOCKSPACE (s until
-    /// fencing would begin if no renewal landed from now on; 0 once lost).
+    /// fencing would begin if no renewal landed from now on; 0 once lost),
+    /// members_ok_LOCKSPACE (devices answering, for a lockspace on a set).
     #[command(after_help = concat!(
         "Examples:\n",
         "  highlander check\n",
@@ -246,8 +259,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum LockspaceCommand {
-    /// Format a file (created if missing) or block device as a lockspace.
-    /// Refuses to overwrite anything that is already there unless --force.
+    /// Format a file (created if missing) or block device as a lockspace,
+    /// or a set of 3 or 5 of them as one lockspace. Refuses to overwrite
+    /// anything that is already there unless --force.
+    ///
+    /// A lockspace on 3 or 5 devices (on different storage arrays) keeps
+    /// working while a majority of them answers: a write lands when a
+    /// majority has it, a read takes the newest of a majority. A device
+    /// that hangs or fails leaves the lockspace running, degraded, on the
+    /// others (`highlander status` says so, `highlander check` warns).
+    /// Name every device, in any order, in highlanderd.conf:
+    /// `lockspace = /dev/mapper/hl-a /dev/mapper/hl-b /dev/mapper/hl-c`.
+    /// Every device is checked before any is written.
     ///
     /// Without --force it destroys nothing: a filesystem, LVM physical
     /// volume, partition table, swap area, RAID member or LUKS volume (as
@@ -272,12 +295,17 @@ enum LockspaceCommand {
         "  highlander lockspace init /dev/vg_shared/highlander --name cluster1\n",
         "  # a file on NFS, with a longer io_timeout for slow storage\n",
         "  highlander lockspace init /srv/nfs/highlander/cluster1.lockspace --name cluster1 --io-timeout 20\n",
+        "  # one lockspace on three LUNs from three arrays: runs while two of them answer\n",
+        "  highlander lockspace init /dev/mapper/array1-hl /dev/mapper/array2-hl /dev/mapper/array3-hl --name cluster1\n",
+        "  #   highlanderd.conf: lockspace = /dev/mapper/array1-hl /dev/mapper/array2-hl /dev/mapper/array3-hl\n",
         "\n",
         exit_codes!(storage)
     ))]
     Init {
-        /// Lockspace file or block device (shared by every host).
-        path: PathBuf,
+        /// Lockspace file or block device (shared by every host); or 3 or 5
+        /// of them, on different storage, for one lockspace on a set of devices.
+        #[arg(required = true, num_args = 1..=5, value_name = "PATH")]
+        paths: Vec<PathBuf>,
         /// Lockspace name (1..64 printable ASCII characters, no spaces).
         #[arg(long)]
         name: String,
@@ -316,8 +344,10 @@ enum LockspaceCommand {
         exit_codes!(storage)
     ))]
     ClearHost {
-        /// Lockspace file or block device.
-        path: PathBuf,
+        /// Lockspace file or block device; for a lockspace on a set of
+        /// devices, every one of them.
+        #[arg(required = true, num_args = 1..=5, value_name = "PATH")]
+        paths: Vec<PathBuf>,
         /// The host id whose slot to free.
         #[arg(long, value_name = "N")]
         host_id: u32,
@@ -423,16 +453,17 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Box<dyn std::error::E
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Lockspace(LockspaceCommand::ClearHost { path, host_id, json }) => {
-            let (_, header) = engine::lockspace::open(&path, false)?;
+        Command::Lockspace(LockspaceCommand::ClearHost { paths, host_id, json }) => {
+            let (_, header) = engine::lockspace::open_members(&paths, false)?;
+            let path = &paths[0];
             if host_id == 0 || host_id > header.max_hosts {
                 return Err(engine::Error::HostIdOutOfRange { host_id, max_hosts: header.max_hosts, lockspace: header.name }.into());
             }
             let host_dead = engine::timing::Timeouts::new(Duration::from_millis(header.io_timeout_ms as u64))?.host_dead;
             eprintln!("watching the slot of host id {host_id} for {host_dead:?} to make sure no machine is using it...");
-            let freed = engine::lockspace::clear_host(std::slice::from_ref(&path), host_id)?;
+            let freed = engine::lockspace::clear_host(&paths, host_id)?;
             if json {
-                print_json(&serde_json::json!({ "path": path, "lockspace": header.name, "host_id": host_id, "freed": freed }))?;
+                print_json(&serde_json::json!({ "path": path, "paths": paths, "lockspace": header.name, "host_id": host_id, "freed": freed }))?;
             } else if freed {
                 println!("freed the slot of host id {host_id} in lockspace \"{}\"; its old leases count as released", header.name);
             } else {
@@ -440,7 +471,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         }
-        Command::Lockspace(LockspaceCommand::Init { path, name, max_hosts, sector_size, io_timeout, resources, force, json }) => {
+        Command::Lockspace(LockspaceCommand::Init { paths, name, max_hosts, sector_size, io_timeout, resources, force, json }) => {
+            if !engine::format::MEMBER_COUNTS.contains(&(paths.len() as u32)) {
+                return Err(format!("{} paths given; a lockspace is on 1 device, or on a set of 3 or 5 (a majority of them must answer)", paths.len()).into());
+            }
             if !io_timeout.is_finite() || io_timeout <= 0.0 {
                 return Err(format!("--io-timeout {io_timeout} must be a positive number of seconds").into());
             }
@@ -452,11 +486,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 resource_slots: resources,
                 force,
             };
-            let header = engine::init::init(&path, &opts)?;
+            let header = engine::init::init_members(&paths, &opts)?;
             let bytes = header.layout().total_sectors() * header.sector_size as u64;
+            let path = &paths[0];
             if json {
                 print_json(&serde_json::json!({
                     "path": path,
+                    "paths": paths,
+                    "members": paths.len(),
                     "name": header.name,
                     "uuid": proto::uuid::format(&header.uuid),
                     "max_hosts": header.max_hosts,
@@ -466,6 +503,20 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     "bytes": bytes,
                     "created_unix": header.created_unix,
                 }))?;
+            } else if paths.len() > 1 {
+                let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                println!(
+                    "initialised lockspace \"{}\" on {} devices: {} ({} host ids, {} resource slots, {}-byte sectors, {} bytes each); it runs while {} of them answer. In highlanderd.conf: lockspace = {}",
+                    header.name,
+                    paths.len(),
+                    list.join(", "),
+                    header.max_hosts,
+                    header.resource_slots,
+                    header.sector_size,
+                    bytes,
+                    paths.len() / 2 + 1,
+                    list.join(" ")
+                );
             } else {
                 println!(
                     "initialised lockspace \"{}\" at {}: {} host ids, {} resource slots, {}-byte sectors, {} bytes",
@@ -500,14 +551,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Who { disk, identity, lockspace, name, json, socket } => {
             let (path, id) = if identity { (None, Some(disk.clone())) } else { (Some(disk.clone()), None) };
-            let who = match lockspace {
-                Some(file) => {
+            let who = match lockspace.first() {
+                Some(_) => {
                     let id = match id {
                         Some(id) => id,
                         None => identity::of_path(std::path::Path::new(&disk))?,
                     };
-                    let (_, header) = engine::lockspace::open(&file, false)?;
-                    let info = engine::direct::who(std::slice::from_ref(&file), &id)?;
+                    let (_, header) = engine::lockspace::open_members(&lockspace, false)?;
+                    let info = engine::direct::who(&lockspace, &id)?;
                     daemon::leases::who_result(&id, path, &header.name, info, Vec::new())
                 }
                 None => Client::connect(&socket)?.call(&Request::Who(WhoResource { path, identity: id, lockspace: name }))?,
@@ -708,7 +759,13 @@ fn print_status(s: &Status) {
             (Health::Lost, _, _) => format!("LOST: {}", ls.error.as_deref().unwrap_or("")),
             (h, v, _) => format!("{h}, leases valid for {:.1} s", v.unwrap_or(0) as f64 / 1000.0),
         };
-        println!("lockspace \"{}\" at {}: generation {}{}, {health}, io_timeout {} ms", ls.name, ls.path, ls.generation, if ls.resumed { " (resumed)" } else { "" }, ls.io_timeout_ms);
+        let on = match ls.members.len() {
+            0 => format!("at {}", ls.path),
+            n if ls.degraded() => format!("on {n} devices (DEGRADED: {} answer)", ls.members.iter().filter(|m| m.state == proto::protocol::MemberHealth::Ok).count()),
+            n => format!("on {n} devices"),
+        };
+        println!("lockspace \"{}\" {on}: generation {}{}, {health}, io_timeout {} ms", ls.name, ls.generation, if ls.resumed { " (resumed)" } else { "" }, ls.io_timeout_ms);
+        print_members(ls);
         for h in &ls.hosts {
             let me = if h.host_id == s.host_id { "  (this host)".to_owned() } else { format!("  {}", ago(h.last_change_ago_ms)) };
             let name = if h.state == HostState::Corrupt { "<slot unreadable>".to_owned() } else { format!("\"{}\"", h.host_name) };
@@ -760,6 +817,43 @@ fn print_status(s: &Status) {
             format_unix(g.registered_unix),
             g.leases.len()
         );
+    }
+}
+
+/// The devices of a lockspace on a set, one line each, and whether the
+/// lockspace is degraded.
+fn print_members(ls: &proto::protocol::LockspaceStatus) {
+    use proto::protocol::MemberHealth;
+    let n = ls.members.len();
+    let up: Vec<String> = ls.members.iter().filter(|m| m.state == MemberHealth::Ok).map(|m| m.member.to_string()).collect();
+    let majority = n / 2 + 1;
+    let runs = match up.len() {
+        k if k < majority => format!("no majority ({k} of {n} answer, {majority} needed): renewals fail"),
+        2 if n == 3 => "the lockspace runs on the other two".to_owned(),
+        _ => format!("the lockspace runs on devices {}", up.join(", ")),
+    };
+    for m in &ls.members {
+        let state = match m.state {
+            MemberHealth::Ok => "ok".to_owned(),
+            MemberHealth::Hung => format!("HUNG for {:.1} s — {runs}", m.hung_for_ms.unwrap_or(0) as f64 / 1000.0),
+            MemberHealth::Missing => format!("MISSING ({}) — {runs}", m.error.as_deref().unwrap_or("not opened")),
+            MemberHealth::Failing => format!("FAILING ({}) — {runs}", m.error.as_deref().unwrap_or("its I/Os fail")),
+        };
+        println!("  device {} of {n} {}: {state}", m.member, m.path);
+    }
+    if ls.degraded() {
+        let down: Vec<String> = ls.members.iter().filter(|m| m.state != MemberHealth::Ok).map(|m| format!("device {} {} {}", m.member, m.path, m.state)).collect();
+        let spare = up.len().saturating_sub(majority);
+        let margin = if up.len() < majority {
+            "fewer than a majority answer: the host lease cannot be renewed".to_owned()
+        } else if spare == 0 {
+            "one more device lost stops the lockspace".to_owned()
+        } else {
+            format!("{spare} more may fail")
+        };
+        let missing = ls.members.iter().any(|m| m.state == MemberHealth::Missing);
+        let again = if missing { "; a device missing at start is used again once highlanderd restarts (`systemctl restart highlanderd` keeps guests and leases)" } else { "" };
+        println!("  DEGRADED: {} of {n} devices answer ({}; {margin}); fix or replace the device{again}", up.len(), down.join(", "));
     }
 }
 

@@ -46,6 +46,9 @@ fn name_path_once(path: &Path, source: &Error) -> String {
 pub struct Checked {
     pub entry: LockspaceEntry,
     pub header: Header,
+    /// A set's members that could not be opened (path, why): it starts
+    /// degraded, on the others.
+    pub unopened: Vec<(PathBuf, String)>,
 }
 
 /// What makes two entries the same lockspace on storage. A path listed
@@ -66,6 +69,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
     let file = || cfg.source.clone();
     let mut ids: Vec<Id> = Vec::new();
     let mut headers: Vec<Option<Header>> = Vec::new();
+    let mut unopened: Vec<Vec<(PathBuf, String)>> = Vec::new();
     for entry in &cfg.lockspaces {
         let (line, path) = (entry.line, &entry.path);
         let on_engine = |source| CheckError::Lockspace { file: file(), line, path: path.clone(), source: Box::new(source) };
@@ -77,10 +81,18 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
             if !create {
                 ids.push(Id::Missing(path.clone()));
                 headers.push(None);
+                unopened.push(Vec::new());
                 continue;
             }
             auto_create(cfg, path).map_err(on_engine)?;
             meta = std::fs::metadata(path);
+        }
+        // A set runs with a member missing while a majority opens
+        // (open_members judges that): look up the first member that is there.
+        if entry.members.len() > 1 && meta.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            if let Some(m) = entry.members[1..].iter().find_map(|p| std::fs::metadata(p).ok()) {
+                meta = Ok(m);
+            }
         }
         let meta = match meta {
             Ok(m) => m,
@@ -95,7 +107,7 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
         } else {
             return Err(CheckError::NotFileOrDevice { file: file(), line, path: path.clone(), what: engine::storage::unusable_kind(&t).unwrap_or("neither a file nor a block device") });
         };
-        let header = read_header(cfg, &entry.members).map_err(on_engine)?;
+        let (header, missing) = read_header(cfg, &entry.members).map_err(on_engine)?;
         if cfg.host_id > header.max_hosts {
             return Err(CheckError::HostIdAboveMax {
                 file: file(),
@@ -109,19 +121,21 @@ pub fn lockspaces(cfg: &Config, create: bool) -> Result<Vec<Checked>, CheckError
         }
         ids.push(id);
         headers.push(Some(header));
+        unopened.push(missing);
     }
     for (i, entry) in cfg.lockspaces.iter().enumerate() {
         for (j, first) in cfg.lockspaces[..i].iter().enumerate() {
-            if let Some(how) = same(&ids[j], &ids[i], headers[j].as_ref(), headers[i].as_ref()) {
+            let set = entry.members.len() > 1 || first.members.len() > 1;
+            if let Some(how) = same(&ids[j], &ids[i], headers[j].as_ref(), headers[i].as_ref(), set) {
                 return Err(CheckError::Duplicate { file: file(), line: entry.line, path: entry.path.clone(), first_line: first.line, first_path: first.path.clone(), how });
             }
         }
     }
-    Ok(cfg.lockspaces.iter().zip(headers).filter_map(|(entry, header)| Some(Checked { entry: entry.clone(), header: header? })).collect())
+    Ok(cfg.lockspaces.iter().zip(headers).zip(unopened).filter_map(|((entry, header), unopened)| Some(Checked { entry: entry.clone(), header: header?, unopened })).collect())
 }
 
 /// Why two entries are the same lockspace (or share a name), if they are.
-fn same(a: &Id, b: &Id, ha: Option<&Header>, hb: Option<&Header>) -> Option<String> {
+fn same(a: &Id, b: &Id, ha: Option<&Header>, hb: Option<&Header>, set: bool) -> Option<String> {
     if a == b {
         return Some(match a {
             Id::File { dev, ino } => format!("both are the same file (device {dev:#x}, inode {ino}); list each lockspace once"),
@@ -130,6 +144,14 @@ fn same(a: &Id, b: &Id, ha: Option<&Header>, hb: Option<&Header>) -> Option<Stri
         });
     }
     let (ha, hb) = (ha?, hb?);
+    if ha.uuid == hb.uuid && set {
+        return Some(format!(
+            "both name lockspace \"{}\" (uuid {}) on its {} devices; list each lockspace once, on one `lockspace =` line naming each of its devices once",
+            hb.name,
+            proto::uuid::format(&hb.uuid),
+            hb.members
+        ));
+    }
     if ha.uuid == hb.uuid {
         return Some(format!("both hold lockspace \"{}\" (uuid {}): two paths to one device, or a copy; list each lockspace once, by one path", hb.name, proto::uuid::format(&hb.uuid)));
     }
@@ -155,12 +177,17 @@ fn auto_create(cfg: &Config, path: &Path) -> engine::Result<()> {
 
 /// Reads a lockspace's header (read-only). With auto_create, a concurrent
 /// creator may still be writing it: give it a moment.
-fn read_header(cfg: &Config, members: &[PathBuf]) -> engine::Result<Header> {
+fn read_header(cfg: &Config, members: &[PathBuf]) -> engine::Result<(Header, Vec<(PathBuf, String)>)> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match lockspace::open_members(members, false) {
             Err(Error::NotALockspace { .. }) if cfg.auto_create && Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            other => return other.map(|(_, header)| header),
+            other => {
+                return other.map(|(storage, header)| {
+                    let unopened = storage.member_states().into_iter().filter_map(|m| Some((PathBuf::from(m.path), m.error?))).collect();
+                    (header, unopened)
+                })
+            }
         }
     }
 }

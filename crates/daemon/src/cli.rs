@@ -28,7 +28,11 @@ use crate::config::DEFAULT_PATH;
                   SIGKILLs a daemon that hangs (SIGSTOP, a deadlock) past that time, then fences its guests.\n\
                   A guest still alive after SIGKILL at the fence deadline (stuck in I/O) makes the host fence\n\
                   itself: an armed watchdog is no longer petted, else `self_fence` runs (default: reboot).\n\
-                  SIGHUP is ignored: restart to apply a new configuration.\n\n\
+                  SIGHUP is ignored: restart to apply a new configuration.\n\
+                  A lockspace on a set of 3 or 5 devices (`lockspace = PATH1 PATH2 PATH3`, formatted together with\n\
+                  `highlander lockspace init PATH1 PATH2 PATH3`) runs while a majority of its devices answers; a\n\
+                  device that hangs or is missing at start leaves it running, degraded: logged, and shown by\n\
+                  `highlander status` and `highlander check`.\n\n\
                   Examples:\n  \
                   highlanderd --check                          # validate /etc/highlander/highlanderd.conf\n  \
                   highlanderd --config /etc/highlander/highlanderd.conf\n  \
@@ -42,8 +46,9 @@ pub struct Cli {
     pub config: PathBuf,
     /// Check the configuration file and the lockspaces it names, then exit:
     /// each must exist (or be one auto_create will create), hold a
-    /// lockspace whose host ids include host_id, and be listed once. Reads
-    /// their headers; writes nothing.
+    /// lockspace whose host ids include host_id, and be listed once; a set
+    /// of devices must name every member of one lockspace, each once, and a
+    /// majority of them must open. Reads their headers; writes nothing.
     #[arg(long)]
     pub check: bool,
     /// Internal: the fence sentinel every highlanderd starts for itself

@@ -196,6 +196,10 @@ impl Config {
                     if !engine::format::MEMBER_COUNTS.contains(&(members.len() as u32)) {
                         return Err(bad(format!("names {} devices; a lockspace is on 1, 3 or 5 (a majority of them must answer)", members.len())));
                     }
+                    if let Some((i, twice)) = members.iter().enumerate().find(|(i, p)| members[..*i].contains(p)) {
+                        let first = members.iter().position(|p| p == twice).unwrap_or(0);
+                        return Err(bad(format!("names {} twice (devices {} and {}); name each device of the set once, all {} of them", twice.display(), first + 1, i + 1, members.len())));
+                    }
                     cfg.lockspaces.push(LockspaceEntry { path: members[0].clone(), members, line });
                 }
                 "io_timeout" => {
@@ -414,6 +418,18 @@ mod tests {
         }
         let e = parse("host_id = 1\nauto_create = maybe\n").unwrap_err();
         assert!(e.to_string().contains("yes or no"), "{e}");
+    }
+
+    #[test]
+    fn lockspace_sets() {
+        let c = parse("host_id = 1\nlockspace = /a /b  /c\n").unwrap();
+        assert_eq!(c.lockspaces, vec![LockspaceEntry { path: "/a".into(), members: vec!["/a".into(), "/b".into(), "/c".into()], line: 2 }]);
+        let e = parse("host_id = 1\nlockspace = /a /b\n").unwrap_err();
+        assert!(e.to_string().starts_with("/t.conf:2: `lockspace`") && e.to_string().contains("names 2 devices; a lockspace is on 1, 3 or 5"), "{e}");
+        let e = parse("host_id = 1\nlockspace = /a /b /a\n").unwrap_err();
+        assert!(e.to_string().contains(":2: `lockspace`") && e.to_string().contains("names /a twice (devices 1 and 3); name each device of the set once"), "{e}");
+        let e = parse("host_id = 1\nlockspace = /a b /c\n").unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
     }
 
     #[test]

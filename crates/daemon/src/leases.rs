@@ -596,6 +596,7 @@ impl Daemon {
                             last_change_ago_ms: h.last_change_ago_ms,
                         })
                         .collect(),
+                    members: member_statuses(&ls),
                 }
             })
             .collect();
@@ -697,4 +698,29 @@ pub fn who_result(identity: &str, path: Option<String>, lockspace: &str, info: O
             .collect(),
         local_holders,
     }
+}
+
+/// Each device of a lockspace on a set (none for a one-device lockspace).
+fn member_statuses(ls: &engine::Lockspace) -> Vec<proto::protocol::MemberStatus> {
+    use proto::protocol::{MemberHealth, MemberStatus};
+    let members = ls.members();
+    if members.len() < 2 {
+        return Vec::new();
+    }
+    members
+        .into_iter()
+        .map(|m| MemberStatus {
+            member: m.member as u32 + 1,
+            path: m.path,
+            state: match m.state {
+                "ok" => MemberHealth::Ok,
+                "hung" => MemberHealth::Hung,
+                "missing" => MemberHealth::Missing,
+                // A state this daemon does not know is no state to rely on.
+                _ => MemberHealth::Failing,
+            },
+            hung_for_ms: m.hung_for_ms,
+            error: m.error,
+        })
+        .collect()
 }

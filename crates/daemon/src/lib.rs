@@ -150,8 +150,9 @@ pub struct Daemon {
 }
 
 /// `HIGHLANDER_TEST_FAULT_FILE=/path`: faults on lockspace I/O while that
-/// file holds them, one per line: `fail` fails every I/O; `fail member K`
-/// fails the I/O of the K-th device of a lockspace on several; `hang member
+/// file holds them, one per line: `fail` fails every I/O; `fail member K
+/// [K...]` fails the I/O of the K-th (1-based) devices of a lockspace on
+/// several; `hang member
 /// K [SECS]` holds each of its I/Os SECS seconds (default an hour) before
 /// issuing it (a device that stops answering). Unset or empty: no hook.
 /// For tests only; read on every I/O.
@@ -164,7 +165,7 @@ impl FaultHook for FaultFile {
         for line in text.lines() {
             match line.split_ascii_whitespace().collect::<Vec<_>>().as_slice() {
                 ["fail"] => return Fault::Fail,
-                ["fail", "member", k] if this_member(k) => return Fault::Fail,
+                ["fail", "member", ks @ ..] if ks.iter().any(|k| this_member(k)) => return Fault::Fail,
                 ["hang", "member", k, rest @ ..] if this_member(k) => {
                     let secs = rest.first().and_then(|s| s.parse().ok()).unwrap_or(3600);
                     return Fault::Delay(std::time::Duration::from_secs(secs));

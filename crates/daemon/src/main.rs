@@ -56,6 +56,13 @@ fn main() -> ExitCode {
                 println!("{}: configuration is valid", cli.config.display());
                 for entry in &cfg.lockspaces {
                     match found.iter().find(|c| c.entry == *entry) {
+                        Some(c) if entry.members.len() > 1 => {
+                            let paths: Vec<String> = entry.members.iter().map(|p| p.display().to_string()).collect();
+                            println!("  lockspace \"{}\" on {} devices ({}): host id {host_id} of 1..={}", c.header.name, paths.len(), paths.join(", "), c.header.max_hosts);
+                            for (path, why) in &c.unopened {
+                                println!("    DEGRADED: {} cannot be opened ({why}); it starts on the other {} devices", path.display(), paths.len() - c.unopened.len());
+                            }
+                        }
                         Some(c) => println!("  lockspace \"{}\" at {}: host id {host_id} of 1..={}", c.header.name, entry.path.display(), c.header.max_hosts),
                         None => println!("  lockspace at {}: does not exist yet; auto_create creates it at start-up", entry.path.display()),
                     }

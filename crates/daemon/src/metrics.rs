@@ -35,6 +35,13 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MemberLabels {
+    lockspace: String,
+    member: String,
+    path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
     op: String,
     code: String,
@@ -145,6 +152,7 @@ impl Daemon {
         let hosts = Family::<StateLabels, Gauge>::default();
         let leases = Family::<LockspaceLabel, Gauge>::default();
         let pending = Family::<LockspaceLabel, Gauge>::default();
+        let member_up = Family::<MemberLabels, Gauge>::default();
         for (ls, space) in status.lockspaces.iter().zip(&self.spaces) {
             let l = lockspace(&ls.name);
             // Every lockspace's latency series exists from the first scrape on.
@@ -163,6 +171,10 @@ impl Daemon {
             }
             leases.get_or_create(&l).set(status.leases.iter().filter(|h| h.lease.lockspace == ls.name).count() as i64);
             pending.get_or_create(&l).set(status.pending_releases.iter().filter(|p| p.lockspace == ls.name).count() as i64);
+            for mb in &ls.members {
+                let labels = MemberLabels { lockspace: ls.name.clone(), member: mb.member.to_string(), path: mb.path.clone() };
+                member_up.get_or_create(&labels).set(i64::from(mb.state == proto::protocol::MemberHealth::Ok));
+            }
         }
         let guests = Gauge::<i64>::default();
         guests.set(status.guests.len() as i64);
@@ -173,6 +185,7 @@ impl Daemon {
         reg.register("lockspace_health", "1 for the lockspace's health (healthy, failing, lost), 0 for the others", health);
         reg.register("hosts", "Host slots of the lockspace by state, as this host judges them", hosts);
         reg.register("leases", "Disk leases held on this host", leases);
+        reg.register("lockspace_member_up", "A lockspace on a set of devices: 1 while the member device answers, 0 while it is hung or missing (the lockspace runs while a majority is up)", member_up);
         reg.register("guests", "Guests registered with this host's highlanderd", guests);
         reg.register("pending_releases", "Releases that failed on storage and are being retried (other hosts still see the disks held)", pending);
         reg.register_with_unit("acquire", "Time of the engine's acquire of one disk lease, won or refused", Unit::Seconds, m.acquire.clone());

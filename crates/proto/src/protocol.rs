@@ -512,6 +512,65 @@ pub struct LockspaceStatus {
     pub fence_in_ms: Option<u64>,
     pub error: Option<String>,
     pub hosts: Vec<HostStatus>,
+    /// A lockspace on a set of devices: each device, in member order
+    /// (empty for a lockspace on one device). The lockspace runs while a
+    /// majority is ok; with any member not ok it is degraded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+}
+
+impl LockspaceStatus {
+    /// A set with a member that is not ok (the lockspace runs on the others).
+    pub fn degraded(&self) -> bool {
+        self.members.iter().any(|m| m.state != MemberHealth::Ok)
+    }
+}
+
+/// How a member device of a lockspace's set is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberHealth {
+    /// Answering.
+    Ok,
+    /// An I/O has been outstanding past its deadline; the member is not
+    /// asked again until it completes.
+    Hung,
+    /// Could not be opened at the join; the set runs without it.
+    Missing,
+    /// Its I/Os fail (reserved: reported once the engine tracks failures
+    /// per member; until then a member whose I/Os fail shows `ok`).
+    Failing,
+}
+
+impl MemberHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberHealth::Ok => "ok",
+            MemberHealth::Hung => "hung",
+            MemberHealth::Missing => "missing",
+            MemberHealth::Failing => "failing",
+        }
+    }
+}
+
+impl std::fmt::Display for MemberHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// 1-based place in the set.
+    pub member: u32,
+    pub path: String,
+    pub state: MemberHealth,
+    /// While hung: how long its oldest I/O has been outstanding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hung_for_ms: Option<u64>,
+    /// While missing: why it could not be opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

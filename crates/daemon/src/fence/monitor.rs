@@ -69,8 +69,10 @@ fn monitor(daemon: &Daemon, space: &Space) {
     let tick = crate::heartbeat::round(t.io_timeout);
     let heart = Heartbeat::new(&daemon.cfg.state_dir, &space.name);
     let mut episode: Option<Episode> = None;
+    let mut members = MemberLog::default();
     while !daemon.stopping() {
         heart.beat();
+        members.update(space);
         match space.ls().health() {
             Health::Healthy { .. } => {
                 if episode.take().is_some() {
@@ -104,6 +106,36 @@ fn monitor(daemon: &Daemon, space: &Space) {
                 rejoin(daemon, space, &heart);
             }
         }
+    }
+}
+
+/// Logs each change of state of a device of a lockspace on a set: hung,
+/// missing, answering again (the first look logs the devices not ok).
+#[derive(Default)]
+struct MemberLog(Vec<&'static str>);
+
+impl MemberLog {
+    fn update(&mut self, space: &Space) {
+        let members = space.ls().members();
+        let n = members.len();
+        if n < 2 {
+            return;
+        }
+        let ok = members.iter().filter(|m| m.state == "ok").count();
+        let runs = if ok > n / 2 { format!("the lockspace runs on {ok} of {n} devices (DEGRADED)") } else { format!("only {ok} of {n} devices answer, fewer than a majority: renewals fail") };
+        for m in &members {
+            let before = self.0.get(m.member).copied().unwrap_or("ok");
+            if before == m.state {
+                continue;
+            }
+            let (k, name, path) = (m.member + 1, &space.name, &m.path);
+            match m.state {
+                "ok" => log::warn!("lockspace \"{name}\": device {k} of {n} ({path}) answers again; {ok} of {n} devices answer"),
+                "hung" => log::warn!("lockspace \"{name}\": device {k} of {n} ({path}) is hung: an I/O has been outstanding for {:.1} s; {runs}", m.hung_for_ms.unwrap_or(0) as f64 / 1000.0),
+                state => log::warn!("lockspace \"{name}\": device {k} of {n} ({path}) is {state}: {}; {runs}", m.error.as_deref().unwrap_or("not opened")),
+            }
+        }
+        self.0 = members.iter().map(|m| m.state).collect();
     }
 }
 
