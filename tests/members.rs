@@ -170,6 +170,11 @@ fn two_failing_members_of_three_fail_the_host_lease() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(renewed_since, "no renewal landed with member 2 failing");
+    let ls = a.status().lockspaces.remove(0);
+    let m2 = ls.members.iter().find(|m| m.member == 2).expect("member 2 in status");
+    assert_eq!(m2.state, MemberHealth::Failing, "{ls:?}");
+    assert!(m2.error.as_deref().is_some_and(|e| e.contains("injected fault")), "{m2:?}");
+    assert!(ls.degraded(), "{ls:?}");
 
     // ...two are not: no majority, the host lease fails.
     std::fs::write(&a.fault, "fail member 2 3\n").unwrap();

@@ -716,7 +716,7 @@ fn member_statuses(ls: &engine::Lockspace) -> Vec<proto::protocol::MemberStatus>
                 "ok" => MemberHealth::Ok,
                 "hung" => MemberHealth::Hung,
                 "missing" => MemberHealth::Missing,
-                // A state this daemon does not know is no state to rely on.
+                // "failing", and any state this daemon does not know: no state to rely on.
                 _ => MemberHealth::Failing,
             },
             hung_for_ms: m.hung_for_ms,

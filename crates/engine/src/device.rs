@@ -47,6 +47,8 @@ struct Inner {
     /// means the device is hung (`stuck`).
     running: Mutex<Vec<(u64, Mono)>>,
     next_io: AtomicU64,
+    /// The last I/O error, while no I/O has succeeded since.
+    failing: Mutex<Option<String>>,
 }
 
 /// A heap buffer aligned for O_DIRECT (4096 covers both sector sizes).
@@ -133,6 +135,7 @@ impl Device {
                 writes: AtomicU64::new(0),
                 running: Mutex::new(Vec::new()),
                 next_io: AtomicU64::new(0),
+                failing: Mutex::new(None),
             }),
         })
     }
@@ -156,6 +159,7 @@ impl Device {
                 writes: AtomicU64::new(0),
                 running: Mutex::new(Vec::new()),
                 next_io: AtomicU64::new(0),
+                failing: Mutex::new(None),
             }),
         }
     }
@@ -180,6 +184,15 @@ impl Device {
         (Mono::now().since(oldest) >= self.inner.deadline).then_some(oldest)
     }
 
+    /// The last I/O error of this handle, while none has succeeded since.
+    pub fn failing(&self) -> Option<String> {
+        self.inner.failing.lock().clone()
+    }
+
+    fn note(&self, result: &Result<Vec<u8>>) {
+        *self.inner.failing.lock() = result.as_ref().err().map(ToString::to_string);
+    }
+
     /// I/Os of this handle running now, and how long the oldest has run.
     pub fn in_flight(&self) -> (usize, Duration) {
         let running = self.inner.running.lock();
@@ -194,12 +207,12 @@ impl Device {
 
     /// Reads `count` whole sectors starting at `sector`.
     pub fn read(&self, sector: u64, count: u64) -> Result<Vec<u8>> {
-        self.start_read(sector, count)?.wait()
+        self.start_read(sector, count).and_then(Started::wait)
     }
 
     /// Writes whole sectors; `data.len()` must be a multiple of the sector size.
     pub fn write(&self, sector: u64, data: &[u8]) -> Result<()> {
-        self.start_write(sector, data)?.wait().map(drop)
+        self.start_write(sector, data).and_then(Started::wait).map(drop)
     }
 
     /// Starts a read on a pool thread; the caller waits with `Started`.
@@ -275,7 +288,9 @@ impl Device {
         };
         let fault = self.inner.fault.as_ref().map_or(Fault::Proceed, |h| h.on_io(self.inner.member, op, sector, count));
         if fault == Fault::Fail {
-            return Err(Error::IoInjected { path: self.inner.path.clone(), op, sector });
+            let e = Error::IoInjected { path: self.inner.path.clone(), op, sector };
+            *self.inner.failing.lock() = Some(e.to_string());
+            return Err(e);
         }
         let offset = sector * self.inner.sector_size as u64;
         // Rendezvous: once the caller stops waiting, `send` fails, so the thread
@@ -334,6 +349,12 @@ impl Started {
 
     /// The I/O's result from what its thread sent (None: it was due first).
     pub(crate) fn complete(self, got: Option<std::io::Result<AlignedBuf>>) -> Result<Vec<u8>> {
+        let result = self.result(got);
+        self.device.note(&result);
+        result
+    }
+
+    fn result(&self, got: Option<std::io::Result<AlignedBuf>>) -> Result<Vec<u8>> {
         let inner = &self.device.inner;
         let Some(got) = got else {
             return Err(Error::IoTimeout { path: inner.path.clone(), op: self.op, sector: self.sector, deadline: inner.deadline });

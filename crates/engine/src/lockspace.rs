@@ -61,7 +61,7 @@ pub fn open_members(paths: &[PathBuf], writable: bool) -> Result<(Storage, Heade
     if header.members > 1 {
         return Err(Error::BadMemberSet {
             path: only.clone(),
-            what: format!("is member {} of the {} devices of lockspace \"{}\"; name all of them (`lockspace = PATH1 PATH2 PATH3` in highlanderd.conf)", header.member_index + 1, header.members, header.name),
+            what: format!("is member {} of the {} devices of lockspace \"{}\"; name all of them (`lockspace = PATH1 PATH2 PATH3` in highlanderd.conf, every path on the command line)", header.member_index + 1, header.members, header.name),
         });
     }
     Ok((storage, header))
@@ -87,11 +87,11 @@ fn open_set(paths: &[PathBuf], writable: bool) -> Result<(Storage, Header)> {
         match o {
             Ok((device, h)) => {
                 if !h.same_lockspace(&header) {
-                    return Err(bad(format!("{} is not a member of lockspace \"{}\" ({} is)", path.display(), header.name, paths[0].display())));
+                    return Err(bad(format!("{} is not a member of lockspace \"{}\" (the lockspace on {}); `highlander dump {}` shows what it holds", path.display(), header.name, paths[0].display(), path.display())));
                 }
                 let i = h.member_index as usize;
                 if let Some((other, _)) = &members[i] {
-                    return Err(bad(format!("{} and {} are both member {} (one device named twice?)", other.display(), path.display(), i + 1)));
+                    return Err(bad(format!("{} and {} are both member {}: one device named twice, under two names; name each device of the set once", other.display(), path.display(), i + 1)));
                 }
                 members[i] = Some((path.clone(), Ok(device)));
             }

@@ -64,7 +64,8 @@ pub struct MemberRead {
 pub struct MemberState {
     pub member: usize,
     pub path: String,
-    /// "ok", "hung" (an I/O past its deadline) or "missing" (not opened).
+    /// "ok", "hung" (an I/O past its deadline), "failing" (its last I/O
+    /// failed) or "missing" (not opened).
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hung_for_ms: Option<u64>,
@@ -152,9 +153,10 @@ impl Storage {
                 let path = m.path.display().to_string();
                 match &m.device {
                     Err(e) => MemberState { member: i, path, state: "missing", hung_for_ms: None, error: Some(e.clone()) },
-                    Ok(d) => match d.stuck_since() {
-                        Some(since) => MemberState { member: i, path, state: "hung", hung_for_ms: Some(Mono::now().since(since).as_millis() as u64), error: None },
-                        None => MemberState { member: i, path, state: "ok", hung_for_ms: None, error: None },
+                    Ok(d) => match (d.stuck_since(), d.failing()) {
+                        (Some(since), _) => MemberState { member: i, path, state: "hung", hung_for_ms: Some(Mono::now().since(since).as_millis() as u64), error: None },
+                        (None, Some(error)) => MemberState { member: i, path, state: "failing", hung_for_ms: None, error: Some(error) },
+                        (None, None) => MemberState { member: i, path, state: "ok", hung_for_ms: None, error: None },
                     },
                 }
             })

@@ -537,8 +537,7 @@ pub enum MemberHealth {
     Hung,
     /// Could not be opened at the join; the set runs without it.
     Missing,
-    /// Its I/Os fail (reserved: reported once the engine tracks failures
-    /// per member; until then a member whose I/Os fail shows `ok`).
+    /// Its last I/O failed, and none has succeeded since.
     Failing,
 }
 
@@ -568,7 +567,7 @@ pub struct MemberStatus {
     /// While hung: how long its oldest I/O has been outstanding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hung_for_ms: Option<u64>,
-    /// While missing: why it could not be opened.
+    /// While missing: why it could not be opened; while failing: its last error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
