@@ -853,7 +853,7 @@ fn print_members(ls: &proto::protocol::LockspaceStatus) {
         };
         let missing = ls.members.iter().any(|m| m.state == MemberHealth::Missing);
         let again = if missing { "; a device missing at start is used again once highlanderd restarts (`systemctl restart highlanderd` keeps guests and leases)" } else { "" };
-        println!("  DEGRADED: {} of {n} devices answer ({}; {margin}); fix or replace the device{again}", up.len(), down.join(", "));
+        println!("  DEGRADED: {} of {n} devices answer ({}; {margin}); bring the device back{again} (a blank replacement cannot join a running set: README, \"A lockspace on three devices\")", up.len(), down.join(", "));
     }
 }
 
