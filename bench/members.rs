@@ -236,18 +236,24 @@ struct Rounds {
     /// Acquire latencies of the rounds that started within the first T.
     early: Samples,
     errors: Vec<String>,
+    /// Median (reads, writes) per successful acquire, summed over the members.
+    acquire_io: (u64, u64),
 }
 
 fn rounds(ls: &Lockspace, n: usize, pace: Duration, early_for: Duration) -> Rounds {
     let req = request();
-    let (mut acq, mut rel, mut early, mut errors) = (vec![], vec![], vec![], vec![]);
+    let (mut acq, mut rel, mut early, mut errors, mut io_r, mut io_w) = (vec![], vec![], vec![], vec![], vec![], vec![]);
     let t0 = Instant::now();
     for i in 0..n {
         let started = t0.elapsed();
+        let (r0, w0) = ls.io_counts();
         let t = Instant::now();
         match ls.acquire(&req) {
             Ok(lease) => {
                 let took = t.elapsed();
+                let (r1, w1) = ls.io_counts();
+                io_r.push(r1 - r0);
+                io_w.push(w1 - w0);
                 acq.push(took);
                 if started < early_for {
                     early.push(took);
@@ -255,17 +261,21 @@ fn rounds(ls: &Lockspace, n: usize, pace: Duration, early_for: Duration) -> Roun
                 let t = Instant::now();
                 match ls.release(&lease) {
                     Ok(()) => rel.push(t.elapsed()),
-                    Err(e) => errors.push(format!("release: {e}")),
+                    Err(e) => errors.push(format!("round {i}: release: {e:?}")),
                 }
             }
-            Err(e) => errors.push(format!("acquire: {e}")),
+            Err(e) => errors.push(format!("round {i}: acquire: {e:?}")),
         }
         let next = pace * (i as u32 + 1);
         if let Some(wait) = next.checked_sub(t0.elapsed()) {
             std::thread::sleep(wait);
         }
     }
-    Rounds { acquire: Samples::new(acq), release: Samples::new(rel), early: Samples::new(early), errors }
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    Rounds { acquire: Samples::new(acq), release: Samples::new(rel), early: Samples::new(early), errors, acquire_io: (median(io_r), median(io_w)) }
 }
 
 // ------------------------------------------------------------ 1. latency ---
@@ -455,9 +465,13 @@ fn main() {
             row(&format!("uncontended {what} {label}"), ms(a.pct(p)), ms(b.pct(p)), format!("{r:.2}x"));
         }
     }
+    row("I/Os per acquire, all members (reads + writes)", format!("{} + {}", one.acquire_io.0, one.acquire_io.1), format!("{} + {}", three.acquire_io.0, three.acquire_io.1), String::new());
     row("target: 3 devices within 1.3x of 1 (p50 and p99)", String::new(), met(worst <= 1.3), format!("{worst:.2}x"));
     if !one.errors.is_empty() || !three.errors.is_empty() {
         row("failed acquires/releases", one.errors.len().to_string(), three.errors.len().to_string(), String::new());
+        for e in one.errors.iter().map(|e| ("1 device", e)).chain(three.errors.iter().map(|e| ("3 devices", e))).take(5) {
+            println!("  {}: {}", e.0, e.1);
+        }
     }
 
     let window = t * 10;
