@@ -25,6 +25,10 @@ fi
 cargo build --release --workspace --bins
 target/release/hl-bench-engine --dir "${BENCH_DIR:-target/bench}" "$@"
 echo
+# A lockspace on three devices next to one (issue 13): latency, a slow or
+# hung member, fencing time, renewal I/O per member (bench/members.rs).
+target/release/hl-bench-members --dir "${BENCH_DIR:-target/bench}"
+echo
 # Quiet, then with a busy process on every core (the tails a boot storm
 # on a busy host meets).
 for load in "" --load; do
