@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use crate::clock::Mono;
 use crate::device::{Device, Started};
 use crate::error::{Error, IoOp, Result};
@@ -50,6 +52,12 @@ struct Member {
 #[derive(Clone)]
 pub struct Storage {
     members: Arc<[Member]>,
+    /// Sector ranges whose last write on a set failed as a whole (no
+    /// majority) while some member may still land it: until a later write
+    /// to them succeeds, what a read shows there may be about to change.
+    /// (A write that succeeded may still be running on a lagging member,
+    /// but its outcome is known: every majority read merges it in.)
+    doubtful: Arc<Mutex<Vec<(u64, u64)>>>,
 }
 
 /// What one member returned.
@@ -75,12 +83,12 @@ pub struct MemberState {
 
 impl Storage {
     pub fn single(device: Device) -> Storage {
-        Storage { members: Arc::from(vec![Member { path: device.path().to_owned(), device: Ok(device) }]) }
+        Storage { members: Arc::from(vec![Member { path: device.path().to_owned(), device: Ok(device) }]), doubtful: Arc::default() }
     }
 
     /// A set; members that could not be opened are given with why.
     pub fn set(members: Vec<(PathBuf, std::result::Result<Device, String>)>) -> Storage {
-        Storage { members: members.into_iter().map(|(path, device)| Member { path, device }).collect() }
+        Storage { members: members.into_iter().map(|(path, device)| Member { path, device }).collect(), doubtful: Arc::default() }
     }
 
     /// Opens one device as a one-member storage.
@@ -142,7 +150,7 @@ impl Storage {
             .enumerate()
             .map(|(i, m)| Member { path: m.path.clone(), device: m.device.as_ref().map(|d| d.configured(i, deadline, fault.clone(), writer)).map_err(Clone::clone) })
             .collect();
-        Storage { members }
+        Storage { members, doubtful: Arc::default() }
     }
 
     pub fn member_states(&self) -> Vec<MemberState> {
@@ -163,10 +171,12 @@ impl Storage {
             .collect()
     }
 
-    /// True while a write of ours to `sector` on `member` has outlived its
-    /// deadline and may still land there.
+    /// True while a write of ours to `sector` on `member` may still land
+    /// there and change what a read shows: on one device, a write that
+    /// outlived its deadline; on a set, one whose write as a whole failed.
     pub fn write_in_flight(&self, member: usize, sector: u64) -> bool {
-        self.members.get(member).and_then(|m| m.device.as_ref().ok()).is_some_and(|d| d.write_in_flight(sector))
+        let running = self.members.get(member).and_then(|m| m.device.as_ref().ok()).is_some_and(|d| d.write_in_flight(sector));
+        running && (!self.is_set() || self.doubtful.lock().iter().any(|&(a, b)| a <= sector && sector < b))
     }
 
     /// Writes whole sectors on a majority.
@@ -181,7 +191,15 @@ impl Storage {
             return only.open()?.write(sector, data).map(|()| vec![0]);
         }
         let steps = [Step::Write(sector, data)];
-        Ok(self.fan_out(IoOp::Write, sector, &[], &steps)?.into_iter().map(|(i, _)| i).collect())
+        let range = (sector, sector + (data.len() / self.sector_size() as usize) as u64);
+        let result = self.fan_out(IoOp::Write, sector, &[], &steps);
+        let mut doubtful = self.doubtful.lock();
+        doubtful.retain(|&r| r != range);
+        if result.is_err() {
+            doubtful.push(range);
+        }
+        drop(doubtful);
+        Ok(result?.into_iter().map(|(i, _)| i).collect())
     }
 
     /// Writes one record into one sector (the rest of the sector is zero).
@@ -224,7 +242,16 @@ impl Storage {
             d.write(sector, &data)?;
             return d.read(read_at, count).map(|data| vec![MemberRead { member: 0, data }]);
         }
-        let done = self.fan_out(IoOp::Write, sector, &[], &[Step::Write(sector, &data), Step::Read(read_at, count)])?;
+        let result = self.fan_out(IoOp::Write, sector, &[], &[Step::Write(sector, &data), Step::Read(read_at, count)]);
+        // A phase that failed may still have landed its write on a majority:
+        // its outcome is as unknown as a failed write's.
+        let mut doubtful = self.doubtful.lock();
+        doubtful.retain(|&(a, _)| a != sector);
+        if result.is_err() {
+            doubtful.push((sector, sector + 1));
+        }
+        drop(doubtful);
+        let done = result?;
         Ok(done.into_iter().map(|(member, data)| MemberRead { member, data }).collect())
     }
 
