@@ -55,6 +55,8 @@ fn image(u: &mut Unstructured) -> Result<Image> {
         // Mostly valid; out of range (< 20 ms, > 300 s) is refused.
         io_timeout_ms: u.int_in_range(0..=400_000)?,
         created_unix: u.arbitrary()?,
+        member_index: 0,
+        members: 1,
     };
     let hosts = header.max_hosts as usize;
     let slots = (0..hosts).map(|_| record(u, RecordKind::HostSlot, &header)).collect::<Result<_>>()?;
@@ -207,7 +209,7 @@ fn read_from_storage(image: &Image) {
     }
     for (leader, _) in &image.resources {
         if let Ok(Some(l)) = Leader::decode(leader) {
-            if let Ok(Some(info)) = direct::who(path, &l.value.identity) {
+            if let Ok(Some(info)) = direct::who(std::slice::from_ref(path), &l.value.identity) {
                 serde_json::to_string(&info).expect("lease info serialises");
             }
         }
