@@ -11,6 +11,7 @@
 
 mod sanlock;
 
+use testkit::samples::{ms, Samples};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -46,23 +47,6 @@ fn parse_args() -> Args {
 fn usage(why: &str) -> ! {
     eprintln!("hl-bench-engine: {why}\nusage: hl-bench-engine [--dir DIR] [--iterations N] [--sanlock-io-timeout SECS] [--no-sanlock]");
     std::process::exit(2)
-}
-
-/// Sorted samples.
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn new(mut v: Vec<Duration>) -> Samples {
-        v.sort();
-        Samples(v)
-    }
-    fn pct(&self, p: usize) -> Duration {
-        self.0[(self.0.len() * p / 100).min(self.0.len() - 1)]
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
 fn fresh(dir: &Path, name: &str) -> PathBuf {

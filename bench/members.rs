@@ -17,6 +17,7 @@
 //! DIR (default target/bench) must be on the local disk to measure. MS
 //! (default 500) is T for parts 2 to 4. Prints figures; asserts nothing.
 
+use testkit::samples::{ms, Samples};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -62,29 +63,6 @@ fn parse_args() -> Args {
 fn usage(why: &str) -> ! {
     eprintln!("hl-bench-members: {why}\nusage: hl-bench-members [--dir DIR] [--iterations N] [--io-timeout-ms MS]");
     std::process::exit(2)
-}
-
-/// Sorted samples.
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn new(mut v: Vec<Duration>) -> Samples {
-        v.sort();
-        Samples(v)
-    }
-    fn pct(&self, p: usize) -> Duration {
-        if self.0.is_empty() {
-            return Duration::ZERO;
-        }
-        self.0[(self.0.len() * p / 100).min(self.0.len() - 1)]
-    }
-    fn max(&self) -> Duration {
-        self.0.last().copied().unwrap_or_default()
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
 fn secs(d: Duration) -> String {

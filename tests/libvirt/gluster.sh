@@ -13,9 +13,6 @@ VOLUME=${HL_GLUSTER_VOLUME:?the GlusterFS volume to use}
 SERVER=${HL_GLUSTER_SERVER:-127.0.0.2}
 source "$here/lib.sh"
 
-fail() { echo "E2E FAILED: $*" >&2; exit 1; }
-step() { echo "-- $*"; }
-who() { hl_cli "$2" who "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['$3'])"; }
 
 # Where each host sees the volume's vms/ directory.
 vms_a() { echo "$(hl_root hosta)/vmstore/vms"; }

@@ -300,3 +300,32 @@ hl_guest_xml() {
 </domain>
 XML
 }
+
+# Helpers of the end-to-end scripts (tests/libvirt/*.sh).
+fail() { echo "E2E FAILED: $*" >&2; exit 1; }
+step() { echo "-- $*"; }
+# who DISK HOST FIELD: one field of the daemon's answer to `highlander who`.
+who() { hl_cli "$2" who "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['$3'])"; }
+# health HOST: the health of the first lockspace of HOST's daemon.
+health() { hl_cli "$1" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["lockspaces"][0]["health"])'; }
+healthy() { [ "$(health "$1")" = healthy ]; }
+# log_ms HOST PATTERN: time (epoch ms) of the first highlanderd log line matching PATTERN.
+log_ms() {
+    local line
+    line=$(grep -m1 -F "$2" "$(hl_root "$1")/log/highlanderd.log") || return 1
+    date -d "$(sed -E 's/^\[([^ ]+) .*/\1/' <<<"$line")" +%s%3N
+}
+# disk NAME: an image file and one loop device per host (sets ${NAME}_a, ${NAME}_b).
+disk() {
+    truncate -s 16M "$HL_STATE/shared/$1.raw"
+    printf -v "${1}_a" %s "$(hl_loop "$HL_STATE/shared/$1.raw")"
+    printf -v "${1}_b" %s "$(hl_loop "$HL_STATE/shared/$1.raw")"
+}
+# retry_start HOST XML DEADLINE_MS: `virsh create` until it succeeds; prints the epoch ms of success.
+retry_start() {
+    local out
+    while :; do
+        if out=$(hl_virsh "$1" create "$2" 2>&1); then hl_now_ms; return 0; fi
+        [ "$(hl_now_ms)" -lt "$3" ] || { echo "last refusal: $out" >&2; return 1; }
+    done
+}

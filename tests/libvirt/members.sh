@@ -20,29 +20,7 @@ HOST_DEAD_MS=$((T * 5500))
 # How long the hung device stays hung: well past fencing and host_dead.
 HANG_S=${HL_MEMBER_HANG_SECS:-40}
 
-fail() { echo "E2E FAILED: $*" >&2; exit 1; }
-step() { echo "-- $*"; }
-health() { hl_cli "$1" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["lockspaces"][0]["health"])'; }
-healthy() { [ "$(health "$1")" = healthy ]; }
-who() { hl_cli "$2" who "$1" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['$3'])"; }
-log_ms() {
-    local line
-    line=$(grep -m1 -F "$2" "$(hl_root "$1")/log/highlanderd.log") || return 1
-    date -d "$(sed -E 's/^\[([^ ]+) .*/\1/' <<<"$line")" +%s%3N
-}
 guest() { hl_guest_xml "$1" "$2" > "$HL_STATE/$1.xml"; }
-disk() {
-    truncate -s 16M "$HL_STATE/shared/$1.raw"
-    printf -v "${1}_a" %s "$(hl_loop "$HL_STATE/shared/$1.raw")"
-    printf -v "${1}_b" %s "$(hl_loop "$HL_STATE/shared/$1.raw")"
-}
-retry_start() {
-    local out
-    while :; do
-        if out=$(hl_virsh "$1" create "$2" 2>&1); then hl_now_ms; return 0; fi
-        [ "$(hl_now_ms)" -lt "$3" ] || { echo "last refusal: $out" >&2; return 1; }
-    done
-}
 
 rm -rf "$HL_STATE"; mkdir -p "$HL_STATE/shared"
 cleanup() { hl_host_down hosta; hl_host_down hostb; hl_loops_down; }

@@ -21,8 +21,6 @@ SERVER=${HL_GLUSTER_SERVER:-127.0.0.2}
 export HL_HOOK=1
 source "$here/lib.sh"
 
-fail() { echo "E2E FAILED: $*" >&2; exit 1; }
-step() { echo "-- $*"; }
 # status_py HOST PYTHON: evaluates PYTHON with `s` = the host's status.
 status_py() { hl_cli "$1" status --json | python3 -c "import json,sys; s=json.load(sys.stdin); print($2)"; }
 # holders HOST IDENTITY: the names of the guests holding IDENTITY on HOST.

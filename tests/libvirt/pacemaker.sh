@@ -19,8 +19,6 @@ LS=$HL_STATE/shared/lockspace
 VM=pm-guest
 DISK=/var/lib/libvirt/images/pm-disk
 
-fail() { echo "E2E FAILED: $*" >&2; exit 1; }
-step() { echo "-- $*"; }
 # hl_pm HOST CMD...: runs CMD in the host's namespaces, its network included.
 hl_pm() { local h=$1; shift; nsenter -t "$(cat "$(hl_root "$h")/anchor.pid")" -m -u -n -- "$@"; }
 addr() { case $1 in hosta) echo 10.251.0.1 ;; hostb) echo 10.251.0.2 ;; esac; }

@@ -13,8 +13,6 @@ export HL_BIN=${HL_BIN:?directory with highlanderd, highlander, libhighlander.so
 export HL_STATE=${HL_STATE:?scratch directory}
 . "$here/lib.sh"
 
-fail() { echo "E2E FAILED: $*" >&2; exit 1; }
-step() { echo "-- $*"; }
 say() { sed 's/^/   | /' <<<"$1"; }
 lease_holder() { hl_cli "${2:-hosta}" who "$1" --json; }
 # holds DISK PATTERN [HOST]: `who` output matches. (Captured first: a pipe
