@@ -287,7 +287,7 @@ fn spell(ls: &Lockspace, hook: &Hook, iterations: usize, set: impl FnOnce(&Hook)
     set(hook);
     let rounds = rounds(ls, iterations, window / iterations as u32, t.io_timeout);
     let seen = watch.finish();
-    let member_state = ls.members().iter().map(|m| m.state).collect::<Vec<_>>().join("/");
+    let member_state = ls.members().iter().map(|m| m.state.as_str()).collect::<Vec<_>>().join("/");
     Spell { rounds, seen, renewal_failures: ls.renewal_failures() - failures0, member_state }
 }
 

@@ -702,7 +702,7 @@ pub fn who_result(identity: &str, path: Option<String>, lockspace: &str, info: O
 
 /// Each device of a lockspace on a set (none for a one-device lockspace).
 fn member_statuses(ls: &engine::Lockspace) -> Vec<proto::protocol::MemberStatus> {
-    use proto::protocol::{MemberHealth, MemberStatus};
+    use proto::protocol::MemberStatus;
     let members = ls.members();
     if members.len() < 2 {
         return Vec::new();
@@ -712,13 +712,7 @@ fn member_statuses(ls: &engine::Lockspace) -> Vec<proto::protocol::MemberStatus>
         .map(|m| MemberStatus {
             member: m.member as u32 + 1,
             path: m.path,
-            state: match m.state {
-                "ok" => MemberHealth::Ok,
-                "hung" => MemberHealth::Hung,
-                "missing" => MemberHealth::Missing,
-                // "failing", and any state this daemon does not know: no state to rely on.
-                _ => MemberHealth::Failing,
-            },
+            state: m.state,
             hung_for_ms: m.hung_for_ms,
             error: m.error,
         })

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+pub use proto::protocol::MemberHealth;
+
 use crate::clock::Mono;
 use crate::device::{Device, Started};
 use crate::error::{Error, IoOp, Result};
@@ -72,9 +74,7 @@ pub struct MemberRead {
 pub struct MemberState {
     pub member: usize,
     pub path: String,
-    /// "ok", "hung" (an I/O past its deadline), "failing" (its last I/O
-    /// failed) or "missing" (not opened).
-    pub state: &'static str,
+    pub state: MemberHealth,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hung_for_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,11 +160,11 @@ impl Storage {
             .map(|(i, m)| {
                 let path = m.path.display().to_string();
                 match &m.device {
-                    Err(e) => MemberState { member: i, path, state: "missing", hung_for_ms: None, error: Some(e.clone()) },
+                    Err(e) => MemberState { member: i, path, state: MemberHealth::Missing, hung_for_ms: None, error: Some(e.clone()) },
                     Ok(d) => match (d.stuck_since(), d.failing()) {
-                        (Some(since), _) => MemberState { member: i, path, state: "hung", hung_for_ms: Some(Mono::now().since(since).as_millis() as u64), error: None },
-                        (None, Some(error)) => MemberState { member: i, path, state: "failing", hung_for_ms: None, error: Some(error) },
-                        (None, None) => MemberState { member: i, path, state: "ok", hung_for_ms: None, error: None },
+                        (Some(since), _) => MemberState { member: i, path, state: MemberHealth::Hung, hung_for_ms: Some(Mono::now().since(since).as_millis() as u64), error: None },
+                        (None, Some(error)) => MemberState { member: i, path, state: MemberHealth::Failing, hung_for_ms: None, error: Some(error) },
+                        (None, None) => MemberState { member: i, path, state: MemberHealth::Ok, hung_for_ms: None, error: None },
                     },
                 }
             })
@@ -177,6 +177,16 @@ impl Storage {
     pub fn write_in_flight(&self, member: usize, sector: u64) -> bool {
         let running = self.members.get(member).and_then(|m| m.device.as_ref().ok()).is_some_and(|d| d.write_in_flight(sector));
         running && (!self.is_set() || self.doubtful.lock().iter().any(|&(a, b)| a <= sector && sector < b))
+    }
+
+    /// Records how a set's write to `range` ended: a success settles it, a
+    /// failure leaves it doubtful (`doubtful`).
+    fn settle(&self, range: (u64, u64), succeeded: bool) {
+        let mut doubtful = self.doubtful.lock();
+        doubtful.retain(|&r| r != range);
+        if !succeeded {
+            doubtful.push(range);
+        }
     }
 
     /// Writes whole sectors on a majority.
@@ -193,12 +203,7 @@ impl Storage {
         let steps = [Step::Write(sector, data)];
         let range = (sector, sector + (data.len() / self.sector_size() as usize) as u64);
         let result = self.fan_out(IoOp::Write, sector, &[], &steps);
-        let mut doubtful = self.doubtful.lock();
-        doubtful.retain(|&r| r != range);
-        if result.is_err() {
-            doubtful.push(range);
-        }
-        drop(doubtful);
+        self.settle(range, result.is_ok());
         Ok(result?.into_iter().map(|(i, _)| i).collect())
     }
 
@@ -245,12 +250,7 @@ impl Storage {
         let result = self.fan_out(IoOp::Write, sector, &[], &[Step::Write(sector, &data), Step::Read(read_at, count)]);
         // A phase that failed may still have landed its write on a majority:
         // its outcome is as unknown as a failed write's.
-        let mut doubtful = self.doubtful.lock();
-        doubtful.retain(|&(a, _)| a != sector);
-        if result.is_err() {
-            doubtful.push((sector, sector + 1));
-        }
-        drop(doubtful);
+        self.settle((sector, sector + 1), result.is_ok());
         let done = result?;
         Ok(done.into_iter().map(|(member, data)| MemberRead { member, data }).collect())
     }

@@ -93,7 +93,7 @@ fn one_hung_member_fences_no_one_and_leases_keep_working() {
         }
         std::thread::sleep(t.renew_interval / 4);
     }
-    assert!(a.members().iter().any(|m| m.member == 1 && m.state == "hung"), "{:?}", a.members());
+    assert!(a.members().iter().any(|m| m.member == 1 && m.state == engine::storage::MemberHealth::Hung), "{:?}", a.members());
     // Refusals still name the holder; release and take-over still work.
     match b.acquire(&req("file:/trio/disk1", "vm2")) {
         Err(Error::Busy(busy)) => assert!(busy.to_string().contains("vm1") && busy.to_string().contains("host-1"), "{busy}"),
@@ -191,7 +191,7 @@ fn sets_are_checked_when_formatted_and_opened() {
     // One member gone: degraded, and says so; two gone: refused.
     std::fs::remove_file(&members[1]).unwrap();
     let (storage, _) = engine::lockspace::open_members(&members, false).unwrap();
-    assert!(storage.member_states().iter().any(|m| m.state == "missing" && m.error.as_deref().is_some_and(|e| e.contains("No such file"))), "{:?}", storage.member_states());
+    assert!(storage.member_states().iter().any(|m| m.state == engine::storage::MemberHealth::Missing && m.error.as_deref().is_some_and(|e| e.contains("No such file"))), "{:?}", storage.member_states());
     std::fs::remove_file(&members[2]).unwrap();
     match engine::lockspace::open_members(&members, false) {
         Err(Error::BadMemberSet { what, .. }) => assert!(what.contains("only 1 of the 3 devices") && what.contains("a majority is 2"), "{what}"),

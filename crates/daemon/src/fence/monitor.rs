@@ -13,6 +13,7 @@ use crate::heartbeat::Heartbeat;
 use crate::metrics::Fencing;
 use crate::{Daemon, Space};
 use engine::clock::Mono;
+use proto::protocol::MemberHealth;
 use engine::Health;
 use proto::protocol::Action;
 
@@ -112,7 +113,7 @@ fn monitor(daemon: &Daemon, space: &Space) {
 /// Logs each change of state of a device of a lockspace on a set: hung,
 /// missing, answering again (the first look logs the devices not ok).
 #[derive(Default)]
-struct MemberLog(Vec<&'static str>);
+struct MemberLog(Vec<MemberHealth>);
 
 impl MemberLog {
     fn update(&mut self, space: &Space) {
@@ -121,18 +122,18 @@ impl MemberLog {
         if n < 2 {
             return;
         }
-        let ok = members.iter().filter(|m| m.state == "ok").count();
+        let ok = members.iter().filter(|m| m.state == MemberHealth::Ok).count();
         let runs = if ok > n / 2 { format!("the lockspace runs on {ok} of {n} devices (DEGRADED)") } else { format!("only {ok} of {n} devices answer, fewer than a majority: renewals fail") };
         for m in &members {
-            let before = self.0.get(m.member).copied().unwrap_or("ok");
+            let before = self.0.get(m.member).copied().unwrap_or(MemberHealth::Ok);
             if before == m.state {
                 continue;
             }
             let (k, name, path) = (m.member + 1, &space.name, &m.path);
             match m.state {
-                "ok" => log::warn!("lockspace \"{name}\": device {k} of {n} ({path}) answers again; {ok} of {n} devices answer"),
-                "hung" => log::warn!("lockspace \"{name}\": device {k} of {n} ({path}) is hung: an I/O has been outstanding for {:.1} s; {runs}", m.hung_for_ms.unwrap_or(0) as f64 / 1000.0),
-                state => log::warn!("lockspace \"{name}\": device {k} of {n} ({path}) is {state}: {}; {runs}", m.error.as_deref().unwrap_or("not opened")),
+                MemberHealth::Ok => log::warn!("lockspace \"{name}\": device {k} of {n} ({path}) answers again; {ok} of {n} devices answer"),
+                MemberHealth::Hung => log::warn!("lockspace \"{name}\": device {k} of {n} ({path}) is hung: an I/O has been outstanding for {:.1} s; {runs}", m.hung_for_ms.unwrap_or(0) as f64 / 1000.0),
+                state => log::warn!("lockspace \"{name}\": device {k} of {n} ({path}) is {}: {}; {runs}", state.as_str(), m.error.as_deref().unwrap_or("not opened")),
             }
         }
         self.0 = members.iter().map(|m| m.state).collect();
